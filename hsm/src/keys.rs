@@ -1,0 +1,333 @@
+//! Key pairs in the token: generation, lookup, public halves, protection attributes.
+
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+
+use crate::error::{HsmError, Result};
+use crate::module::Token;
+use crate::raw;
+
+/// The kind of key pair to generate. Domain parameters are the caller's: the
+/// device crate does not pick curves or DSA groups.
+#[derive(Debug, Clone)]
+pub enum KeySpec {
+    Rsa {
+        bits: u64,
+    },
+    /// `CKA_EC_PARAMS`: the DER encoding of the named curve's OID.
+    Ec {
+        params_der: Vec<u8>,
+    },
+    /// Classic DSA domain parameters, unsigned big-endian.
+    Dsa {
+        p: Vec<u8>,
+        q: Vec<u8>,
+        g: Vec<u8>,
+    },
+}
+
+/// The public half of a key as the token stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublicKeyParts {
+    Rsa {
+        modulus: Vec<u8>,
+        exponent: Vec<u8>,
+    },
+    /// `point` is the DER OCTET STRING that `CKA_EC_POINT` holds.
+    Ec {
+        params_der: Vec<u8>,
+        point: Vec<u8>,
+    },
+    Dsa {
+        p: Vec<u8>,
+        q: Vec<u8>,
+        g: Vec<u8>,
+        y: Vec<u8>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAlgorithm {
+    Rsa,
+    Ec,
+    Dsa,
+    Other(u64),
+}
+
+/// A private key in the token with what identifies it.
+#[derive(Debug, Clone)]
+pub struct KeyObject {
+    pub private: ObjectHandle,
+    pub public: Option<ObjectHandle>,
+    pub label: String,
+    pub id: Vec<u8>,
+    pub algorithm: KeyAlgorithm,
+}
+
+/// The attributes that show a private key cannot leave the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeyProtection {
+    pub token: bool,
+    pub private: bool,
+    pub sensitive: bool,
+    pub extractable: bool,
+    pub always_sensitive: bool,
+    pub never_extractable: bool,
+}
+
+/// How to find keys: by label, by id, or both (every key when neither).
+#[derive(Debug, Clone, Default)]
+pub struct KeyFilter {
+    pub label: Option<String>,
+    pub id: Option<Vec<u8>>,
+}
+
+impl Token {
+    /// Generates a key pair that never leaves the token: the private half is
+    /// sensitive, non-extractable, private and persistent, with `label` and `id`.
+    pub fn generate_key_pair(&self, spec: &KeySpec, label: &str, id: &[u8]) -> Result<KeyObject> {
+        if !self.logged_in {
+            return Err(HsmError::Invalid(
+                "generating a key needs a logged-in session (no PIN was given)".into(),
+            ));
+        }
+        let common_private = vec![
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(id.to_vec()),
+        ];
+        let mut public = vec![
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Verify(true),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(id.to_vec()),
+        ];
+        let (mechanism, algorithm) = match spec {
+            KeySpec::Rsa { bits } => {
+                public.push(Attribute::ModulusBits((*bits).into()));
+                public.push(Attribute::PublicExponent(vec![0x01, 0x00, 0x01]));
+                (Mechanism::RsaPkcsKeyPairGen, KeyAlgorithm::Rsa)
+            }
+            KeySpec::Ec { params_der } => {
+                public.push(Attribute::EcParams(params_der.clone()));
+                (Mechanism::EccKeyPairGen, KeyAlgorithm::Ec)
+            }
+            KeySpec::Dsa { p, q, g } => {
+                public.push(Attribute::Prime(p.clone()));
+                public.push(raw::attribute_by_number(raw::CKA_SUBPRIME, q.clone()));
+                public.push(raw::attribute_by_number(raw::CKA_BASE, g.clone()));
+                (
+                    raw::mechanism_by_number(raw::CKM_DSA_KEY_PAIR_GEN),
+                    KeyAlgorithm::Dsa,
+                )
+            }
+        };
+        let (public_handle, private_handle) =
+            self.session
+                .generate_key_pair(&mechanism, &public, &common_private)?;
+        Ok(KeyObject {
+            private: private_handle,
+            public: Some(public_handle),
+            label: label.to_string(),
+            id: id.to_vec(),
+            algorithm,
+        })
+    }
+
+    /// Private keys matching `filter`, each paired with its public key object
+    /// (same `CKA_ID`) when the token has one.
+    pub fn find_keys(&self, filter: &KeyFilter) -> Result<Vec<KeyObject>> {
+        let mut template = vec![Attribute::Class(ObjectClass::PRIVATE_KEY)];
+        if let Some(label) = &filter.label {
+            template.push(Attribute::Label(label.as_bytes().to_vec()));
+        }
+        if let Some(id) = &filter.id {
+            template.push(Attribute::Id(id.clone()));
+        }
+        let mut keys = Vec::new();
+        for handle in self.session.find_objects(&template)? {
+            let attrs = self.session.get_attributes(
+                handle,
+                &[
+                    AttributeType::Label,
+                    AttributeType::Id,
+                    AttributeType::KeyType,
+                ],
+            )?;
+            let mut key = KeyObject {
+                private: handle,
+                public: None,
+                label: String::new(),
+                id: Vec::new(),
+                algorithm: KeyAlgorithm::Other(u64::MAX),
+            };
+            for attr in attrs {
+                match attr {
+                    Attribute::Label(v) => key.label = String::from_utf8_lossy(&v).into_owned(),
+                    Attribute::Id(v) => key.id = v,
+                    Attribute::KeyType(t) => key.algorithm = algorithm_of(t),
+                    _ => {}
+                }
+            }
+            let public = self.session.find_objects(&[
+                Attribute::Class(ObjectClass::PUBLIC_KEY),
+                Attribute::Id(key.id.clone()),
+            ])?;
+            key.public = public.first().copied();
+            keys.push(key);
+        }
+        keys.sort_by(|a, b| a.label.cmp(&b.label).then(a.id.cmp(&b.id)));
+        Ok(keys)
+    }
+
+    /// The public half of `key`, read from its public key object.
+    pub fn public_key(&self, key: &KeyObject) -> Result<PublicKeyParts> {
+        let handle = key.public.ok_or_else(|| {
+            HsmError::Invalid(format!(
+                "key \"{}\" has no public key object with the same CKA_ID in the token",
+                key.label
+            ))
+        })?;
+        self.public_key_of(handle, key.algorithm)
+    }
+
+    fn public_key_of(
+        &self,
+        handle: ObjectHandle,
+        algorithm: KeyAlgorithm,
+    ) -> Result<PublicKeyParts> {
+        match algorithm {
+            KeyAlgorithm::Rsa => {
+                let attrs = self.session.get_attributes(
+                    handle,
+                    &[AttributeType::Modulus, AttributeType::PublicExponent],
+                )?;
+                let (mut modulus, mut exponent) = (Vec::new(), Vec::new());
+                for attr in attrs {
+                    match attr {
+                        Attribute::Modulus(v) => modulus = v,
+                        Attribute::PublicExponent(v) => exponent = v,
+                        _ => {}
+                    }
+                }
+                Ok(PublicKeyParts::Rsa { modulus, exponent })
+            }
+            KeyAlgorithm::Ec => {
+                let attrs = self
+                    .session
+                    .get_attributes(handle, &[AttributeType::EcParams, AttributeType::EcPoint])?;
+                let (mut params_der, mut point) = (Vec::new(), Vec::new());
+                for attr in attrs {
+                    match attr {
+                        Attribute::EcParams(v) => params_der = v,
+                        Attribute::EcPoint(v) => point = v,
+                        _ => {}
+                    }
+                }
+                Ok(PublicKeyParts::Ec { params_der, point })
+            }
+            KeyAlgorithm::Dsa => {
+                let attrs = self
+                    .session
+                    .get_attributes(handle, &[AttributeType::Prime, AttributeType::Value])?;
+                let (mut p, mut y) = (Vec::new(), Vec::new());
+                for attr in attrs {
+                    match attr {
+                        Attribute::Prime(v) => p = v,
+                        Attribute::Value(v) => y = v,
+                        _ => {}
+                    }
+                }
+                let q = raw::get_attribute_bytes(self, handle, raw::CKA_SUBPRIME)?;
+                let g = raw::get_attribute_bytes(self, handle, raw::CKA_BASE)?;
+                Ok(PublicKeyParts::Dsa { p, q, g, y })
+            }
+            KeyAlgorithm::Other(t) => Err(HsmError::Invalid(format!(
+                "unsupported PKCS#11 key type 0x{t:x}"
+            ))),
+        }
+    }
+
+    /// The attributes that show whether `key` can leave the token.
+    pub fn key_protection(&self, key: &KeyObject) -> Result<KeyProtection> {
+        let attrs = self.session.get_attributes(
+            key.private,
+            &[
+                AttributeType::Token,
+                AttributeType::Private,
+                AttributeType::Sensitive,
+                AttributeType::Extractable,
+                AttributeType::AlwaysSensitive,
+                AttributeType::NeverExtractable,
+            ],
+        )?;
+        let mut p = KeyProtection::default();
+        for attr in attrs {
+            match attr {
+                Attribute::Token(v) => p.token = v,
+                Attribute::Private(v) => p.private = v,
+                Attribute::Sensitive(v) => p.sensitive = v,
+                Attribute::Extractable(v) => p.extractable = v,
+                Attribute::AlwaysSensitive(v) => p.always_sensitive = v,
+                Attribute::NeverExtractable(v) => p.never_extractable = v,
+                _ => {}
+            }
+        }
+        Ok(p)
+    }
+
+    /// Destroys both halves of `key`.
+    pub fn destroy_key(&self, key: &KeyObject) -> Result<()> {
+        if let Some(public) = key.public {
+            self.session.destroy_object(public)?;
+        }
+        self.session.destroy_object(key.private)?;
+        Ok(())
+    }
+
+    /// Imports a public key as a session object, for `C_Verify` inside the token.
+    pub fn import_public_key(&self, parts: &PublicKeyParts) -> Result<ObjectHandle> {
+        let mut template = vec![
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::Token(false),
+            Attribute::Verify(true),
+        ];
+        match parts {
+            PublicKeyParts::Rsa { modulus, exponent } => {
+                template.push(Attribute::KeyType(KeyType::RSA));
+                template.push(Attribute::Modulus(modulus.clone()));
+                template.push(Attribute::PublicExponent(exponent.clone()));
+            }
+            PublicKeyParts::Ec { params_der, point } => {
+                template.push(Attribute::KeyType(KeyType::EC));
+                template.push(Attribute::EcParams(params_der.clone()));
+                template.push(Attribute::EcPoint(point.clone()));
+            }
+            PublicKeyParts::Dsa { p, q, g, y } => {
+                template.push(Attribute::KeyType(KeyType::DSA));
+                template.push(Attribute::Prime(p.clone()));
+                template.push(raw::attribute_by_number(raw::CKA_SUBPRIME, q.clone()));
+                template.push(raw::attribute_by_number(raw::CKA_BASE, g.clone()));
+                template.push(Attribute::Value(y.clone()));
+            }
+        }
+        Ok(self.session.create_object(&template)?)
+    }
+}
+
+fn algorithm_of(t: KeyType) -> KeyAlgorithm {
+    if t == KeyType::RSA {
+        KeyAlgorithm::Rsa
+    } else if t == KeyType::EC {
+        KeyAlgorithm::Ec
+    } else if t == KeyType::DSA {
+        KeyAlgorithm::Dsa
+    } else {
+        KeyAlgorithm::Other(cryptoki_sys::CK_KEY_TYPE::from(t))
+    }
+}

@@ -1,0 +1,287 @@
+//! Loading a PKCS#11 module and finding, initialising and logging in to tokens.
+//!
+//! PKCS#11 allows one `C_Initialize` per process and keeps the login state per
+//! application and token, not per session, so modules are cached per process and
+//! each `Token` keeps one logged-in session open for its whole life.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::session::{Session, UserType};
+use cryptoki::slot::Slot;
+use cryptoki::types::AuthPin;
+use secrecy::SecretString;
+
+use crate::error::{HsmError, Result};
+
+/// A loaded and initialised PKCS#11 module.
+pub struct Module {
+    pkcs11: Pkcs11,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Module").field("path", &self.path).finish()
+    }
+}
+
+/// What identifies a token, as the path attributes of a `pkcs11:` URI do.
+#[derive(Debug, Default, Clone)]
+pub struct TokenSelector {
+    pub label: Option<String>,
+    pub serial: Option<String>,
+    pub manufacturer: Option<String>,
+    pub model: Option<String>,
+    pub slot_id: Option<u64>,
+}
+
+impl std::fmt::Display for TokenSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(v) = &self.label {
+            parts.push(format!("token=\"{v}\""));
+        }
+        if let Some(v) = &self.serial {
+            parts.push(format!("serial=\"{v}\""));
+        }
+        if let Some(v) = &self.manufacturer {
+            parts.push(format!("manufacturer=\"{v}\""));
+        }
+        if let Some(v) = &self.model {
+            parts.push(format!("model=\"{v}\""));
+        }
+        if let Some(v) = self.slot_id {
+            parts.push(format!("slot-id={v}"));
+        }
+        if parts.is_empty() {
+            write!(f, "any token")
+        } else {
+            write!(f, "{}", parts.join(", "))
+        }
+    }
+}
+
+/// One line of `C_GetTokenInfo`, as users need to tell tokens apart.
+#[derive(Debug, Clone)]
+pub struct TokenSummary {
+    pub slot_id: u64,
+    pub label: String,
+    pub serial: String,
+    pub manufacturer: String,
+    pub model: String,
+}
+
+fn cache() -> &'static Mutex<HashMap<PathBuf, Arc<Module>>> {
+    static CACHE: OnceLock<Mutex<HashMap<PathBuf, Arc<Module>>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+impl Module {
+    /// Loads the module at `path` once per process and calls `C_Initialize`.
+    pub fn load(path: &Path) -> Result<Arc<Module>> {
+        let mut cache = cache().lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = cache.get(path) {
+            return Ok(m.clone());
+        }
+        if !path.exists() {
+            return Err(HsmError::ModuleLoad {
+                path: path.to_path_buf(),
+                reason: "no such file".into(),
+            });
+        }
+        let pkcs11 = Pkcs11::new(path).map_err(|e| HsmError::ModuleLoad {
+            path: path.to_path_buf(),
+            reason: match e {
+                CkError::LibraryLoading(e) => e.to_string(),
+                other => other.to_string(),
+            },
+        })?;
+        match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+            Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let module = Arc::new(Module {
+            pkcs11,
+            path: path.to_path_buf(),
+        });
+        cache.insert(path.to_path_buf(), module.clone());
+        Ok(module)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn pkcs11(&self) -> &Pkcs11 {
+        &self.pkcs11
+    }
+
+    /// Every slot holding an initialised token.
+    pub fn tokens(&self) -> Result<Vec<TokenSummary>> {
+        let mut out = Vec::new();
+        for slot in self.pkcs11.get_slots_with_initialized_token()? {
+            let info = self.pkcs11.get_token_info(slot)?;
+            out.push(TokenSummary {
+                slot_id: slot.id(),
+                label: info.label().trim_end().to_string(),
+                serial: info.serial_number().trim_end().to_string(),
+                manufacturer: info.manufacturer_id().trim_end().to_string(),
+                model: info.model().trim_end().to_string(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The one slot whose token matches `sel`.
+    pub fn find_slot(&self, sel: &TokenSelector) -> Result<Slot> {
+        let matches: Vec<TokenSummary> = self
+            .tokens()?
+            .into_iter()
+            .filter(|t| {
+                sel.label.as_ref().is_none_or(|v| *v == t.label)
+                    && sel.serial.as_ref().is_none_or(|v| *v == t.serial)
+                    && sel
+                        .manufacturer
+                        .as_ref()
+                        .is_none_or(|v| *v == t.manufacturer)
+                    && sel.model.as_ref().is_none_or(|v| *v == t.model)
+                    && sel.slot_id.is_none_or(|v| v == t.slot_id)
+            })
+            .collect();
+        match matches.len() {
+            0 => Err(HsmError::TokenNotFound(format!(
+                "{sel} in module {}",
+                self.path.display()
+            ))),
+            1 => self.slot_by_id(matches[0].slot_id),
+            _ => Err(HsmError::TokenAmbiguous(format!(
+                "{sel} in module {}",
+                self.path.display()
+            ))),
+        }
+    }
+
+    fn slot_by_id(&self, id: u64) -> Result<Slot> {
+        self.pkcs11
+            .get_slots_with_token()?
+            .into_iter()
+            .find(|s| s.id() == id)
+            .ok_or_else(|| HsmError::TokenNotFound(format!("slot-id={id}")))
+    }
+
+    /// Initialises a new token in the first free slot (`C_InitToken`, then the
+    /// security officer sets the user PIN with `C_InitPIN`) and returns its slot.
+    pub fn init_token(&self, label: &str, so_pin: &str, user_pin: &str) -> Result<Slot> {
+        let free = self
+            .pkcs11
+            .get_slots_with_token()?
+            .into_iter()
+            .find(|s| {
+                self.pkcs11
+                    .get_token_info(*s)
+                    .map(|i| !i.token_initialized())
+                    .unwrap_or(false)
+            })
+            .ok_or_else(|| HsmError::NoFreeSlot(self.path.clone()))?;
+        let so = AuthPin::from(SecretString::from(so_pin.to_string()));
+        self.pkcs11.init_token(free, &so, label)?;
+        // SoftHSM moves a freshly initialised token to a new slot id: find it by label.
+        let slot = self.find_slot(&TokenSelector {
+            label: Some(label.to_string()),
+            ..Default::default()
+        })?;
+        let session = self.pkcs11.open_rw_session(slot)?;
+        session.login(UserType::So, Some(&so))?;
+        session.init_pin(&AuthPin::from(SecretString::from(user_pin.to_string())))?;
+        session.logout()?;
+        Ok(slot)
+    }
+
+    /// Opens the token in `slot`; logs the user in when a PIN is given.
+    pub fn open(
+        self: &Arc<Self>,
+        slot: Slot,
+        pin: Option<&str>,
+        read_write: bool,
+    ) -> Result<Token> {
+        let session = if read_write {
+            self.pkcs11.open_rw_session(slot)?
+        } else {
+            self.pkcs11.open_ro_session(slot)?
+        };
+        let label = self
+            .pkcs11
+            .get_token_info(slot)
+            .map(|i| i.label().trim_end().to_string())
+            .unwrap_or_default();
+        let mut logged_in = false;
+        if let Some(pin) = pin {
+            let auth = AuthPin::from(SecretString::from(pin.to_string()));
+            match session.login(UserType::User, Some(&auth)) {
+                // Login is per application and token: another session of ours may hold it.
+                Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => logged_in = true,
+                Err(CkError::Pkcs11(RvError::PinIncorrect, _))
+                | Err(CkError::Pkcs11(RvError::PinLenRange, _)) => {
+                    return Err(HsmError::PinIncorrect { token: label });
+                }
+                Err(CkError::Pkcs11(RvError::PinLocked, _)) => {
+                    return Err(HsmError::PinLocked { token: label });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Token {
+            module: self.clone(),
+            slot,
+            session,
+            label,
+            logged_in,
+        })
+    }
+}
+
+/// An open token: one session, logged in for the token's whole life when a PIN
+/// was given. Object handles found through it stay valid while it lives.
+pub struct Token {
+    pub(crate) module: Arc<Module>,
+    pub(crate) slot: Slot,
+    pub(crate) session: Session,
+    pub(crate) label: String,
+    pub(crate) logged_in: bool,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("label", &self.label)
+            .field("slot", &self.slot.id())
+            .field("logged_in", &self.logged_in)
+            .finish()
+    }
+}
+
+impl Token {
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub fn slot_id(&self) -> u64 {
+        self.slot.id()
+    }
+
+    pub fn module(&self) -> &Arc<Module> {
+        &self.module
+    }
+
+    pub fn is_logged_in(&self) -> bool {
+        self.logged_in
+    }
+
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+}

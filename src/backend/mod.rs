@@ -1,0 +1,99 @@
+//! The device trait. Each operation a signing device may offer has a default
+//! body that says "not supported" (the Parsec provider pattern), so a backend
+//! implements only what its hardware can do: the PKCS#11 backend signs, stores
+//! and verifies; the software verifier only verifies.
+
+pub mod pkcs11;
+pub mod software;
+
+use imgseal_hsm::KeyProtection;
+use imgseal_hsm::uri::Pkcs11Uri;
+
+use crate::algorithms::KeyKind;
+use crate::error::{Error, Result};
+use crate::public_key::PublicKey;
+use crate::signature::SignatureScheme;
+use crate::x509::Certificate;
+
+/// A private key held by a device, with what users need to know about it.
+#[derive(Debug, Clone)]
+pub struct KeyHandle {
+    /// The RFC 7512 URI that names the key.
+    pub uri: Pkcs11Uri,
+    pub label: String,
+    pub id: Vec<u8>,
+    pub public: PublicKey,
+}
+
+impl KeyHandle {
+    pub fn kind(&self) -> Option<KeyKind> {
+        self.public.key_kind()
+    }
+}
+
+/// A certificate stored under an id.
+#[derive(Debug, Clone)]
+pub struct StoredCertificate {
+    pub id: String,
+    pub certificate: Certificate,
+    /// Where it was found, for users: "token imgseal", "directory /etc/…".
+    pub location: String,
+}
+
+fn unsupported(device: &str, what: &str) -> Error {
+    Error::usage(format!("{device} does not support {what}"))
+}
+
+pub trait SigningDevice {
+    /// A short description for messages: "PKCS#11 token \"imgseal\"".
+    fn describe(&self) -> String;
+
+    fn list_keys(&self) -> Result<Vec<KeyHandle>> {
+        Err(unsupported(&self.describe(), "listing keys"))
+    }
+
+    fn find_key(&self, _uri: &Pkcs11Uri) -> Result<KeyHandle> {
+        Err(unsupported(&self.describe(), "finding keys"))
+    }
+
+    fn generate_key(&self, _kind: KeyKind, _label: &str) -> Result<KeyHandle> {
+        Err(unsupported(&self.describe(), "generating keys"))
+    }
+
+    fn key_protection(&self, _key: &KeyHandle) -> Result<KeyProtection> {
+        Err(unsupported(&self.describe(), "reading key attributes"))
+    }
+
+    /// Signs a precomputed digest. ECDSA and DSA signatures come back DER-encoded.
+    fn sign_digest(
+        &self,
+        _key: &KeyHandle,
+        _scheme: &SignatureScheme,
+        _digest: &[u8],
+    ) -> Result<Vec<u8>> {
+        Err(unsupported(&self.describe(), "signing"))
+    }
+
+    /// Verifies a DER/PSS signature over a precomputed digest. `Ok(false)`: invalid.
+    fn verify_digest(
+        &self,
+        _key: &PublicKey,
+        _scheme: &SignatureScheme,
+        _digest: &[u8],
+        _signature: &[u8],
+    ) -> Result<bool> {
+        Err(unsupported(&self.describe(), "verifying"))
+    }
+
+    fn store_certificate(&self, _id: &str, _cert: &Certificate) -> Result<()> {
+        Err(unsupported(&self.describe(), "storing certificates"))
+    }
+
+    fn find_certificate(&self, _id: &str) -> Result<Option<StoredCertificate>> {
+        Err(unsupported(&self.describe(), "finding certificates"))
+    }
+
+    fn list_certificates(&self) -> Result<Vec<StoredCertificate>> {
+        Err(unsupported(&self.describe(), "listing certificates"))
+    }
+}

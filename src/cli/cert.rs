@@ -1,0 +1,180 @@
+//! `imgseal cert …`: the certificate store, in the token or in a directory.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use imgseal::backend::pkcs11::Login;
+use imgseal::backend::{SigningDevice, StoredCertificate};
+use imgseal::error::Error;
+use imgseal::glance::check_cert_id;
+use imgseal::home::write_output_file;
+use imgseal::store::DirStore;
+use imgseal::x509::Certificate;
+use serde_json::json;
+
+use super::{Context, print_json, read_input_file};
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Use a directory of <id>.pem / <id>.der files instead of the token.
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Store a certificate (PEM or DER) under an id.
+    Import {
+        /// The id Glance will know it by (img_signature_certificate_uuid).
+        #[arg(long)]
+        id: String,
+        file: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List stored certificates.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Show a certificate's subject, issuer, validity and key.
+    Show {
+        id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Print (or write) a stored certificate as PEM, or DER with --der.
+    Export {
+        id: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        der: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// Finds certificates by id in `--cert-dir` or, without it, in the token.
+pub fn finder(
+    ctx: &Context,
+    cert_dir: Option<&PathBuf>,
+) -> Result<Box<dyn Fn(&str) -> imgseal::Result<Option<StoredCertificate>>>, Error> {
+    match cert_dir {
+        Some(dir) => {
+            let store = DirStore::new(dir)?;
+            Ok(Box::new(move |id| store.find(id)))
+        }
+        None => {
+            let device = ctx.device(None, Login::NotNeeded)?;
+            Ok(Box::new(move |id| device.find_certificate(id)))
+        }
+    }
+}
+
+fn describe(c: &StoredCertificate) -> serde_json::Value {
+    let cert = &c.certificate;
+    let key = cert.public_key().ok();
+    json!({
+        "id": c.id,
+        "location": c.location,
+        "subject": cert.subject(),
+        "issuer": cert.issuer(),
+        "serial": cert.serial_hex(),
+        "not_before": cert.not_before(),
+        "not_after": cert.not_after(),
+        "public_key": key.as_ref().map(|k| k.describe()),
+        "glance_key_type": key.as_ref().and_then(|k| k.glance_key_type()).map(|t| t.glance_name()),
+        "sha256_fingerprint": cert.sha256_fingerprint(),
+    })
+}
+
+pub fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<i32> {
+    match cmd {
+        CertCommand::Import { id, file, store } => {
+            check_cert_id(&id).map_err(|e| Error::usage(format!("--id: {e}")))?;
+            let cert = Certificate::parse(&read_input_file(&file)?, &file.display().to_string())?;
+            let location = match &store.cert_dir {
+                Some(dir) => DirStore::new(dir)?.store(&id, &cert)?.display().to_string(),
+                None => {
+                    let device = ctx.device(None, Login::Required)?;
+                    device.store_certificate(&id, &cert)?;
+                    device.describe()
+                }
+            };
+            if ctx.json {
+                print_json(&json!({"id": id, "subject": cert.subject(), "stored_in": location}));
+            } else {
+                eprintln!(
+                    "stored certificate \"{id}\" ({}) in {location}",
+                    cert.subject()
+                );
+            }
+        }
+        CertCommand::List { store } => {
+            let list = match &store.cert_dir {
+                Some(dir) => DirStore::new(dir)?.list()?,
+                None => ctx.device(None, Login::NotNeeded)?.list_certificates()?,
+            };
+            if ctx.json {
+                print_json(&json!(list.iter().map(describe).collect::<Vec<_>>()));
+            } else {
+                for c in &list {
+                    println!("{:<38} {}", c.id, c.certificate.subject());
+                }
+            }
+        }
+        CertCommand::Show { id, store } => {
+            let c = finder(ctx, store.cert_dir.as_ref())?(&id)?
+                .ok_or_else(|| Error::not_found(format!("certificate \"{id}\" not found")))?;
+            let d = describe(&c);
+            if ctx.json {
+                print_json(&d);
+            } else {
+                for k in [
+                    "id",
+                    "location",
+                    "subject",
+                    "issuer",
+                    "serial",
+                    "not_before",
+                    "not_after",
+                    "public_key",
+                    "glance_key_type",
+                    "sha256_fingerprint",
+                ] {
+                    let v = match &d[k] {
+                        serde_json::Value::String(s) => s.clone(),
+                        serde_json::Value::Null => "-".into(),
+                        other => other.to_string(),
+                    };
+                    println!("{:<19} {v}", format!("{k}:"));
+                }
+            }
+        }
+        CertCommand::Export {
+            id,
+            out,
+            der,
+            store,
+        } => {
+            let c = finder(ctx, store.cert_dir.as_ref())?(&id)?
+                .ok_or_else(|| Error::not_found(format!("certificate \"{id}\" not found")))?;
+            let bytes = if der {
+                c.certificate.der.clone()
+            } else {
+                c.certificate.pem().into_bytes()
+            };
+            match out {
+                Some(path) => write_output_file(&path, &bytes)?,
+                None => {
+                    use std::io::Write;
+                    std::io::stdout()
+                        .write_all(&bytes)
+                        .map_err(|e| Error::io("<stdout>", e))?;
+                }
+            }
+        }
+    }
+    Ok(0)
+}

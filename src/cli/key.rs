@@ -1,0 +1,157 @@
+//! `imgseal key …`
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use imgseal::algorithms::{HashMethod, KeyKind};
+use imgseal::backend::SigningDevice;
+use imgseal::backend::pkcs11::Login;
+use imgseal::home::write_output_file;
+use imgseal::x509::{build_csr, csr_scheme, parse_subject};
+use serde_json::json;
+
+use super::{Context, parse_uri, print_json};
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Generate a key pair inside the token (sensitive, never extractable) and print its URI.
+    Generate {
+        /// rsa-pss-2048|rsa-pss-3072|rsa-pss-4096|dsa-2048|dsa-3072|ecc-secp384r1|ecc-secp521r1|ecc-sect409k1|ecc-sect409r1|ecc-sect571k1|ecc-sect571r1
+        #[arg(long = "type", value_name = "TYPE")]
+        kind: KeyKind,
+        /// The key's label (CKA_LABEL), unique in the token.
+        #[arg(long)]
+        label: String,
+    },
+    /// List the private keys in the token.
+    List,
+    /// Print a key's public key as PEM.
+    Show {
+        /// The key's pkcs11: URI.
+        uri: String,
+    },
+    /// Write a PKCS#10 certificate request signed inside the token.
+    Csr {
+        /// The key's pkcs11: URI.
+        #[arg(long)]
+        key: String,
+        /// The subject, RFC 4514: "CN=Image signing,O=Example".
+        #[arg(long)]
+        subject: String,
+        /// Where to write the request (PEM).
+        #[arg(long)]
+        out: PathBuf,
+        /// The request's hash (default: SHA-256; SHA-384/512 for the larger curves).
+        #[arg(long)]
+        hash: Option<HashMethod>,
+    },
+}
+
+pub fn run(ctx: &Context, cmd: KeyCommand) -> anyhow::Result<i32> {
+    match cmd {
+        KeyCommand::Generate { kind, label } => {
+            let device = ctx.device(None, Login::Required)?;
+            let key = device.generate_key(kind, &label)?;
+            let uri = key.uri.redacted();
+            if ctx.json {
+                print_json(&json!({
+                    "uri": uri,
+                    "label": key.label,
+                    "id": hex::encode(&key.id),
+                    "type": kind.to_string(),
+                    "glance_key_type": kind.glance_key_type().glance_name(),
+                    "public_key_pem": key.public.pem()?,
+                }));
+            } else {
+                println!("{uri}");
+            }
+        }
+        KeyCommand::List => {
+            let device = ctx.device(None, Login::Required)?;
+            let keys = device.list_keys()?;
+            if ctx.json {
+                let list: Vec<_> = keys
+                    .iter()
+                    .map(|k| {
+                        json!({
+                            "uri": k.uri.redacted(),
+                            "label": k.label,
+                            "id": hex::encode(&k.id),
+                            "type": k.kind().map(|t| t.to_string()),
+                            "glance_key_type": k.public.glance_key_type().map(|t| t.glance_name()),
+                            "algorithm": k.public.describe(),
+                        })
+                    })
+                    .collect();
+                print_json(&json!(list));
+            } else {
+                for k in &keys {
+                    let kind = k
+                        .kind()
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|| k.public.describe());
+                    println!("{:<16} {}", kind, k.uri.redacted());
+                }
+            }
+        }
+        KeyCommand::Show { uri } => {
+            let uri = parse_uri(&uri, "key URI")?;
+            let device = ctx.device(Some(&uri), Login::Required)?;
+            let key = device.find_key(&uri)?;
+            let protection = device.key_protection(&key)?;
+            if ctx.json {
+                print_json(&json!({
+                    "uri": key.uri.redacted(),
+                    "label": key.label,
+                    "id": hex::encode(&key.id),
+                    "type": key.kind().map(|t| t.to_string()),
+                    "glance_key_type": key.public.glance_key_type().map(|t| t.glance_name()),
+                    "public_key_pem": key.public.pem()?,
+                    "sensitive": protection.sensitive,
+                    "extractable": protection.extractable,
+                    "never_extractable": protection.never_extractable,
+                }));
+            } else {
+                print!("{}", key.public.pem()?);
+            }
+        }
+        KeyCommand::Csr {
+            key,
+            subject,
+            out,
+            hash,
+        } => {
+            let subject = parse_subject(&subject)?;
+            let uri = parse_uri(&key, "--key")?;
+            let device = ctx.device(Some(&uri), Login::Required)?;
+            let key = device.find_key(&uri)?;
+            let key_type = key.public.glance_key_type().ok_or_else(|| {
+                imgseal::Error::usage(format!(
+                    "{} is {}, not a Glance key type",
+                    key.uri.redacted(),
+                    key.public.describe()
+                ))
+            })?;
+            let hash = hash
+                .or_else(|| key.kind().map(|k| k.natural_hash()))
+                .unwrap_or(HashMethod::Sha256);
+            let scheme = csr_scheme(key_type, hash);
+            let pem = build_csr(&subject, &key.public, &scheme, |digest| {
+                device.sign_digest(&key, &scheme, digest)
+            })?;
+            write_output_file(&out, pem.as_bytes())?;
+            if ctx.json {
+                print_json(
+                    &json!({"out": out, "key": key.uri.redacted(), "subject": subject.to_string(), "hash": hash.glance_name()}),
+                );
+            } else {
+                eprintln!(
+                    "wrote a certificate request for {} to {}",
+                    subject,
+                    out.display()
+                );
+            }
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,163 @@
+//! Command-line definitions and dispatch.
+
+mod cert;
+mod key;
+mod sign;
+mod verify;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use imgseal::backend::pkcs11::{Login, Pkcs11Device};
+use imgseal::error::{Error, ErrorKind};
+use imgseal::home::Home;
+use imgseal_hsm::uri::Pkcs11Uri;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "imgseal",
+    version,
+    about = "Sign and verify cloud VM images (OpenStack Glance img_signature) with keys held in PKCS#11 HSMs"
+)]
+pub struct Cli {
+    /// The PKCS#11 token to use, as an RFC 7512 URI (token=, module-path=,
+    /// pin-source=…). Default: the embedded SoftHSM token under $IMGSEAL_HOME.
+    #[arg(long, global = true, env = "IMGSEAL_TOKEN", value_name = "URI")]
+    pub token: Option<String>,
+
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// More log output on stderr (-v info, -vv debug). IMGSEAL_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Signing keys in the token.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
+    /// The certificate store (token objects or a directory).
+    #[command(subcommand)]
+    Cert(cert::CertCommand),
+    /// Sign an image and print its four Glance properties.
+    Sign(sign::SignArgs),
+    /// Verify an image against its Glance properties, as Glance does on upload.
+    Verify(verify::VerifyArgs),
+}
+
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IMGSEAL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let ctx = Context {
+        token: cli.token.clone(),
+        json: cli.json,
+    };
+    match cli.command {
+        Command::Key(cmd) => key::run(&ctx, cmd),
+        Command::Cert(cmd) => cert::run(&ctx, cmd),
+        Command::Sign(args) => sign::run(&ctx, args),
+        Command::Verify(args) => verify::run(&ctx, args),
+    }
+}
+
+/// The error's class and its one-line message.
+pub fn classify(err: &anyhow::Error) -> (ErrorKind, String) {
+    match err.downcast_ref::<Error>() {
+        Some(e) => (e.kind(), one_line(&e.to_string())),
+        None => (ErrorKind::Io, one_line(&format!("{err:#}"))),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split(['\n', '\r'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub struct Context {
+    pub token: Option<String>,
+    pub json: bool,
+}
+
+impl Context {
+    pub fn home(&self) -> Result<Home, Error> {
+        Home::from_env()
+    }
+
+    /// The `--token` URI, parsed.
+    pub fn token_uri(&self) -> Result<Option<Pkcs11Uri>, Error> {
+        self.token
+            .as_deref()
+            .map(|s| parse_uri(s, "--token"))
+            .transpose()
+    }
+
+    /// Opens the token named by `key` (which may carry its own module and
+    /// token attributes) over `--token`.
+    pub fn device(&self, key: Option<&Pkcs11Uri>, login: Login) -> Result<Pkcs11Device, Error> {
+        let token = self.token_uri()?;
+        let merged = match (token, key) {
+            (Some(t), Some(k)) => Some(merge_uris(&t, k)),
+            (None, Some(k)) => Some(k.clone()),
+            (t, None) => t,
+        };
+        Pkcs11Device::open(merged.as_ref(), &self.home()?, login)
+    }
+}
+
+pub fn parse_uri(s: &str, what: &str) -> Result<Pkcs11Uri, Error> {
+    s.parse::<Pkcs11Uri>()
+        .map_err(|e| Error::bad_input(format!("{what}: {e}")))
+}
+
+/// Token and module attributes from `key` win; missing ones come from `token`.
+fn merge_uris(token: &Pkcs11Uri, key: &Pkcs11Uri) -> Pkcs11Uri {
+    let mut out = key.clone();
+    macro_rules! fill {
+        ($($f:ident),*) => { $( if out.$f.is_none() { out.$f = token.$f.clone(); } )* };
+    }
+    fill!(
+        token,
+        serial,
+        manufacturer,
+        model,
+        slot_id,
+        module_path,
+        module_name,
+        pin_source,
+        pin_value
+    );
+    out
+}
+
+pub fn print_json(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("JSON values serialise")
+    );
+}
+
+pub fn read_input_file(path: &PathBuf) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}

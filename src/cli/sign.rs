@@ -1,0 +1,67 @@
+//! `imgseal sign`
+
+use std::path::PathBuf;
+
+use clap::Args;
+use imgseal::algorithms::HashMethod;
+use imgseal::backend::SigningDevice;
+use imgseal::backend::pkcs11::Login;
+use imgseal::digest::ImageSource;
+use imgseal::glance::{OutputFormat, property_map, render};
+use imgseal::sign::{check_certificate_matches, sign_image};
+use imgseal::store::DirStore;
+use serde_json::json;
+
+use super::{Context, parse_uri, print_json};
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The signing key's pkcs11: URI.
+    #[arg(long)]
+    pub key: String,
+    /// The signing certificate's id in the key manager (img_signature_certificate_uuid).
+    #[arg(long)]
+    pub cert_id: String,
+    /// SHA-224, SHA-256, SHA-384 or SHA-512.
+    #[arg(long, default_value = "SHA-256")]
+    pub hash: HashMethod,
+    /// How to print the properties.
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: OutputFormat,
+    /// Check the key against the certificate in this directory (default: the token's certificates).
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+    /// The image file, or - for standard input.
+    pub image: String,
+}
+
+pub fn run(ctx: &Context, args: SignArgs) -> anyhow::Result<i32> {
+    let uri = parse_uri(&args.key, "--key")?;
+    let image = ImageSource::parse(&args.image);
+    let device = ctx.device(Some(&uri), Login::Required)?;
+    let key = device.find_key(&uri)?;
+    // A signature that no certificate can verify is caught here, before upload.
+    let cert = match &args.cert_dir {
+        Some(dir) => DirStore::new(dir)?.find(&args.cert_id)?,
+        None => device.find_certificate(&args.cert_id)?,
+    };
+    match &cert {
+        Some(stored) => check_certificate_matches(&key, &args.cert_id, &stored.certificate)?,
+        None => tracing::warn!(
+            cert_id = %args.cert_id,
+            "certificate not in the local store; not checking that it holds the signing key"
+        ),
+    }
+    let (signature, digest) = sign_image(&device, &key, &args.cert_id, args.hash, &image)?;
+    if ctx.json {
+        let mut obj = json!(property_map(&signature));
+        obj["image"] = json!(image.display());
+        obj["image_size"] = json!(digest.size);
+        obj["digest"] = json!(hex::encode(&digest.digest));
+        obj["key"] = json!(key.uri.redacted());
+        print_json(&obj);
+    } else {
+        println!("{}", render(&signature, args.format));
+    }
+    Ok(0)
+}

@@ -1,0 +1,180 @@
+//! `$IMGSEAL_HOME` and the embedded default token: a private SoftHSM2 token
+//! created on first use, so that imgseal works on a fresh machine with nothing
+//! configured. Its PINs are generated and kept in 0600 files beside it.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rand::Rng;
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+
+/// The label of the embedded token.
+pub const EMBEDDED_TOKEN_LABEL: &str = "imgseal";
+
+/// Where Debian, Fedora and source builds put SoftHSM2's module.
+const SOFTHSM_MODULE_CANDIDATES: &[&str] = &[
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib64/pkcs11/libsofthsm2.so",
+    "/usr/lib/pkcs11/libsofthsm2.so",
+    "/usr/local/lib/softhsm/libsofthsm2.so",
+];
+
+#[derive(Debug, Clone)]
+pub struct Home {
+    pub dir: PathBuf,
+}
+
+impl Home {
+    /// `$IMGSEAL_HOME`, else `$XDG_DATA_HOME/imgseal`, else `~/.local/share/imgseal`.
+    pub fn from_env() -> Result<Self> {
+        if let Some(dir) = std::env::var_os("IMGSEAL_HOME").filter(|v| !v.is_empty()) {
+            return Ok(Home {
+                dir: PathBuf::from(dir),
+            });
+        }
+        if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+            return Ok(Home {
+                dir: PathBuf::from(dir).join("imgseal"),
+            });
+        }
+        match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            Some(home) => Ok(Home {
+                dir: PathBuf::from(home).join(".local/share/imgseal"),
+            }),
+            None => Err(Error::usage(
+                "cannot find a home for imgseal: set IMGSEAL_HOME",
+            )),
+        }
+    }
+
+    pub fn softhsm_conf(&self) -> PathBuf {
+        self.dir.join("softhsm2.conf")
+    }
+
+    pub fn token_dir(&self) -> PathBuf {
+        self.dir.join("tokens")
+    }
+
+    pub fn user_pin_file(&self) -> PathBuf {
+        self.dir.join("user.pin")
+    }
+
+    pub fn so_pin_file(&self) -> PathBuf {
+        self.dir.join("so.pin")
+    }
+
+    /// Makes the directory tree and SoftHSM configuration of the embedded
+    /// token. Returns whether the token still has to be initialised.
+    pub fn prepare_embedded(&self) -> Result<bool> {
+        for dir in [&self.dir, &self.token_dir()] {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| Error::io(dir, e))?;
+        }
+        let conf = format!(
+            "# written by imgseal: the embedded token\n\
+             directories.tokendir = {}\n\
+             objectstore.backend = file\n\
+             log.level = ERROR\n\
+             slots.removable = false\n",
+            self.token_dir().display()
+        );
+        let conf_path = self.softhsm_conf();
+        if fs::read_to_string(&conf_path).ok().as_deref() != Some(conf.as_str()) {
+            write_private_file(&conf_path, conf.as_bytes())?;
+        }
+        Ok(!self.user_pin_file().exists())
+    }
+
+    /// Generates and stores the two PINs of a new embedded token.
+    pub fn create_pins(&self) -> Result<(Zeroizing<String>, Zeroizing<String>)> {
+        let user = generate_pin();
+        let so = generate_pin();
+        write_private_file(&self.so_pin_file(), so.as_bytes())?;
+        write_private_file(&self.user_pin_file(), user.as_bytes())?;
+        Ok((user, so))
+    }
+
+    /// A lock held while the embedded token is being created, so that two
+    /// first runs at once do not both initialise it.
+    pub fn lock(&self) -> Result<File> {
+        let path = self.dir.join(".lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        file.lock().map_err(|e| Error::io(&path, e))?;
+        Ok(file)
+    }
+}
+
+/// The SoftHSM2 module: `$IMGSEAL_SOFTHSM_MODULE`, else the usual install paths.
+pub fn softhsm_module() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("IMGSEAL_SOFTHSM_MODULE").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    SOFTHSM_MODULE_CANDIDATES
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or_else(|| {
+            Error::not_found(
+                "SoftHSM2 is not installed (no libsofthsm2.so found): install the softhsm2 package, \
+                 set IMGSEAL_SOFTHSM_MODULE, or name a module with --token 'pkcs11:…?module-path=…'",
+            )
+        })
+}
+
+/// 20 characters from an unambiguous alphabet (~115 bits).
+fn generate_pin() -> Zeroizing<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut rng = rand::rngs::OsRng;
+    Zeroizing::new(
+        (0..20)
+            .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+            .collect(),
+    )
+}
+
+/// Writes `bytes` to `path` with mode 0600, atomically (temp file + rename).
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".imgseal-")
+        .permissions(fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+/// Writes a public output file atomically: a crash or a full disk never leaves
+/// half a file under the final name.
+pub fn write_output_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".imgseal-")
+        .permissions(fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}

@@ -1,0 +1,18 @@
+//! imgseal: sign and verify cloud VM images for OpenStack Glance and Nova with
+//! keys held in PKCS#11 devices.
+
+pub mod algorithms;
+pub mod backend;
+pub mod digest;
+pub mod error;
+pub mod glance;
+pub mod home;
+pub mod pin;
+pub mod public_key;
+pub mod sign;
+pub mod signature;
+pub mod store;
+pub mod verify;
+pub mod x509;
+
+pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,68 @@
+//! Where a token's PIN comes from, in order: the URI's `pin-value`, the URI's
+//! `pin-source` file, `$IMGSEAL_PIN`, `$IMGSEAL_PIN_FILE`, the embedded token's
+//! own PIN file, then a prompt on the terminal. PINs are zeroized on drop and
+//! never printed.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use imgseal_hsm::uri::Pkcs11Uri;
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+
+pub type Pin = Zeroizing<String>;
+
+/// Reads a PIN file: the first line, without its line ending.
+pub fn read_pin_file(path: &Path, what: &str) -> Result<Pin> {
+    let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| Error::io(path, e))?);
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| Error::bad_input(format!("{}: {what} is not UTF-8 text", path.display())))?;
+    let line = text.lines().next().unwrap_or("");
+    if line.is_empty() {
+        return Err(Error::bad_input(format!(
+            "{}: {what} is empty",
+            path.display()
+        )));
+    }
+    Ok(Zeroizing::new(line.to_string()))
+}
+
+/// Resolves the PIN for a token named by `uri`. `embedded_pin_file` is the
+/// embedded token's PIN file when the token is the embedded one.
+pub fn resolve_pin(
+    uri: Option<&Pkcs11Uri>,
+    embedded_pin_file: Option<&Path>,
+    token_label: &str,
+) -> Result<Pin> {
+    if let Some(uri) = uri {
+        if let Some(v) = &uri.pin_value {
+            return Ok(Zeroizing::new(v.to_string()));
+        }
+        if let Some(path) = uri
+            .pin_source_path()
+            .map_err(|e| Error::bad_input(e.to_string()))?
+        {
+            return read_pin_file(&path, "the pin-source file");
+        }
+    }
+    if let Ok(v) = std::env::var("IMGSEAL_PIN") {
+        if !v.is_empty() {
+            return Ok(Zeroizing::new(v));
+        }
+    }
+    if let Some(path) = std::env::var_os("IMGSEAL_PIN_FILE").filter(|v| !v.is_empty()) {
+        return read_pin_file(Path::new(&path), "IMGSEAL_PIN_FILE");
+    }
+    if let Some(path) = embedded_pin_file {
+        return read_pin_file(path, "the embedded token's PIN file");
+    }
+    if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        let pin = rpassword::prompt_password(format!("PIN for token \"{token_label}\": "))
+            .map_err(|e| Error::io("/dev/tty", e))?;
+        return Ok(Zeroizing::new(pin));
+    }
+    Err(Error::Auth(format!(
+        "no PIN for token \"{token_label}\": give pin-source= in the key URI, set IMGSEAL_PIN or IMGSEAL_PIN_FILE, or run on a terminal to be asked"
+    )))
+}
