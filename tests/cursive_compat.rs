@@ -21,7 +21,14 @@ fn cursive_accepts(kind: &str, glance_type: &str) {
     let uri = env.key_with_certificate(kind, kind, cert_id);
     let certs = env.path("certs");
     std::fs::create_dir_all(&certs).unwrap();
-    env.run(&["cert", "export", cert_id, "--out", certs.join(format!("{cert_id}.pem")).to_str().unwrap()]).ok();
+    env.run(&[
+        "cert",
+        "export",
+        cert_id,
+        "--out",
+        certs.join(format!("{cert_id}.pem")).to_str().unwrap(),
+    ])
+    .ok();
     let image = env.image("image.raw", 150_000);
     let tampered = env.path("tampered.raw");
     let mut bytes = std::fs::read(&image).unwrap();
@@ -29,22 +36,49 @@ fn cursive_accepts(kind: &str, glance_type: &str) {
     std::fs::write(&tampered, bytes).unwrap();
 
     for hash in HASHES {
-        let props = env.run(&["sign", "--key", &uri, "--cert-id", cert_id, "--hash", hash, image.to_str().unwrap()]).ok().json();
+        let props = env
+            .run(&[
+                "sign",
+                "--key",
+                &uri,
+                "--cert-id",
+                cert_id,
+                "--hash",
+                hash,
+                image.to_str().unwrap(),
+            ])
+            .ok()
+            .json();
         assert_eq!(props["img_signature_key_type"], glance_type);
         let props_file = write_props(&env, "props.json", &props);
-        let args = ["verify-signature", "--cert-dir", certs.to_str().unwrap(), "--props", props_file.to_str().unwrap()];
+        let args = [
+            "verify-signature",
+            "--cert-dir",
+            certs.to_str().unwrap(),
+            "--props",
+            props_file.to_str().unwrap(),
+        ];
         let good = cursive(&[&args[..], &[image.to_str().unwrap()]].concat()).unwrap();
         let bad = cursive(&[&args[..], &[tampered.to_str().unwrap()]].concat()).unwrap();
         if types.iter().any(|t| t == glance_type) {
-            assert_eq!(good.code, 0, "cursive refused imgseal's {kind} {hash} signature: {}", good.stdout);
-            assert_eq!(bad.code, 1, "cursive accepted a tampered image: {}", bad.stdout);
+            assert_eq!(
+                good.code, 0,
+                "cursive refused imgseal's {kind} {hash} signature: {}",
+                good.stdout
+            );
+            assert_eq!(
+                bad.code, 1,
+                "cursive accepted a tampered image: {}",
+                bad.stdout
+            );
             assert!(bad.stdout.contains("InvalidSignature"), "{}", bad.stdout);
         } else {
             // cryptography ≥ 47 dropped the binary curves: cursive rejects the key type
             // itself, whatever the signature (docs/cursive.md records this).
             assert_eq!(good.code, 1, "{}", good.stdout);
             assert!(
-                good.stdout.contains(&format!("Invalid signature key type: {glance_type}")),
+                good.stdout
+                    .contains(&format!("Invalid signature key type: {glance_type}")),
                 "{}",
                 good.stdout
             );
@@ -54,7 +88,9 @@ fn cursive_accepts(kind: &str, glance_type: &str) {
 
 #[test]
 fn cursive_registers_the_documented_key_types() {
-    let Some(types) = cursive_key_types() else { return };
+    let Some(types) = cursive_key_types() else {
+        return;
+    };
     assert_eq!(types, ["DSA", "ECC_SECP384R1", "ECC_SECP521R1", "RSA-PSS"]);
 }
 
@@ -104,13 +140,46 @@ fn imgseal_and_cursive_agree_on_openstack_image_show_output() {
     }
     let env = Env::new();
     let key = env.path("key.pem");
-    openssl(&["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key.to_str().unwrap()]).ok();
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        key.to_str().unwrap(),
+    ])
+    .ok();
     let certs = env.path("certs");
     std::fs::create_dir_all(&certs).unwrap();
-    openssl(&["req", "-x509", "-new", "-key", key.to_str().unwrap(), "-subj", "/CN=docs", "-days", "2", "-out", certs.join("docs-cert.pem").to_str().unwrap()]).ok();
+    openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        key.to_str().unwrap(),
+        "-subj",
+        "/CN=docs",
+        "-days",
+        "2",
+        "-out",
+        certs.join("docs-cert.pem").to_str().unwrap(),
+    ])
+    .ok();
     let image = env.image("cirros.img", 65_537);
     let sig = env.path("sig");
-    openssl(&["dgst", "-sha256", "-sign", key.to_str().unwrap(), "-sigopt", "rsa_padding_mode:pss", "-out", sig.to_str().unwrap(), image.to_str().unwrap()]).ok();
+    openssl(&[
+        "dgst",
+        "-sha256",
+        "-sign",
+        key.to_str().unwrap(),
+        "-sigopt",
+        "rsa_padding_mode:pss",
+        "-out",
+        sig.to_str().unwrap(),
+        image.to_str().unwrap(),
+    ])
+    .ok();
     let show = serde_json::json!({
         "id": "5c3a…", "name": "cirros", "disk_format": "qcow2",
         "properties": {
@@ -122,8 +191,23 @@ fn imgseal_and_cursive_agree_on_openstack_image_show_output() {
         }
     });
     let props = write_props(&env, "show.json", &show);
-    let ours = env.run(&["verify", "--props", props.to_str().unwrap(), "--cert-dir", certs.to_str().unwrap(), image.to_str().unwrap()]);
-    let theirs = cursive(&["verify-signature", "--cert-dir", certs.to_str().unwrap(), "--props", props.to_str().unwrap(), image.to_str().unwrap()]).unwrap();
+    let ours = env.run(&[
+        "verify",
+        "--props",
+        props.to_str().unwrap(),
+        "--cert-dir",
+        certs.to_str().unwrap(),
+        image.to_str().unwrap(),
+    ]);
+    let theirs = cursive(&[
+        "verify-signature",
+        "--cert-dir",
+        certs.to_str().unwrap(),
+        "--props",
+        props.to_str().unwrap(),
+        image.to_str().unwrap(),
+    ])
+    .unwrap();
     assert_eq!(ours.code, 0, "{}", ours.stderr);
     assert_eq!(theirs.code, 0, "{}", theirs.stdout);
 }

@@ -23,11 +23,35 @@ fn signed() -> Signed {
     let certs = env.path("certs");
     std::fs::create_dir_all(&certs).unwrap();
     for id in ["p384-cert", "p521-cert", "rsa-cert"] {
-        env.run(&["cert", "export", id, "--out", certs.join(format!("{id}.pem")).to_str().unwrap()]).ok();
+        env.run(&[
+            "cert",
+            "export",
+            id,
+            "--out",
+            certs.join(format!("{id}.pem")).to_str().unwrap(),
+        ])
+        .ok();
     }
     let image = env.image("image.raw", 70_000);
-    let props = env.run(&["sign", "--key", &uri, "--cert-id", "p384-cert", "--hash", "SHA-384", image.to_str().unwrap()]).ok().json();
-    Signed { env, image, props, certs }
+    let props = env
+        .run(&[
+            "sign",
+            "--key",
+            &uri,
+            "--cert-id",
+            "p384-cert",
+            "--hash",
+            "SHA-384",
+            image.to_str().unwrap(),
+        ])
+        .ok()
+        .json();
+    Signed {
+        env,
+        image,
+        props,
+        certs,
+    }
 }
 
 impl Signed {
@@ -38,7 +62,11 @@ impl Signed {
 
     fn verify_file(&self, file: &std::path::Path) -> Run {
         self.env.run(&[
-            "verify", "--props", file.to_str().unwrap(), "--cert-dir", self.certs.to_str().unwrap(),
+            "verify",
+            "--props",
+            file.to_str().unwrap(),
+            "--cert-dir",
+            self.certs.to_str().unwrap(),
             self.image.to_str().unwrap(),
         ])
     }
@@ -57,7 +85,11 @@ fn expect(run: Run, code: i32, message: &str) {
     assert!(text.contains(message), "expected {message:?} in: {text}");
     // One readable line on stderr, never a panic.
     assert!(!text.contains("panicked"), "{text}");
-    assert!(run.stderr.lines().count() <= 1, "more than one line on stderr: {}", run.stderr);
+    assert!(
+        run.stderr.lines().count() <= 1,
+        "more than one line on stderr: {}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -72,7 +104,14 @@ fn every_bad_signature_and_property_is_refused_clearly() {
     std::fs::write(&tampered, bytes).unwrap();
     let file = write_props(&s.env, "good.json", &s.props);
     expect(
-        s.env.run(&["verify", "--props", file.to_str().unwrap(), "--cert-dir", s.certs.to_str().unwrap(), tampered.to_str().unwrap()]),
+        s.env.run(&[
+            "verify",
+            "--props",
+            file.to_str().unwrap(),
+            "--cert-dir",
+            s.certs.to_str().unwrap(),
+            tampered.to_str().unwrap(),
+        ]),
         1,
         "invalid: the signature does not match",
     );
@@ -92,65 +131,187 @@ fn every_bad_signature_and_property_is_refused_clearly() {
     expect(s.verify_with(&truncated), 1, "the signature does not match");
 
     // Unknown and lower-case hash and key-type names.
-    expect(s.verify_with(&s.with("img_signature_hash_method", json!("SHA-1"))), 3, "img_signature_hash_method \"SHA-1\" is not one of");
-    expect(s.verify_with(&s.with("img_signature_hash_method", json!("sha-384"))), 3, "img_signature_hash_method \"sha-384\"");
-    expect(s.verify_with(&s.with("img_signature_key_type", json!("ecc_secp384r1"))), 3, "img_signature_key_type \"ecc_secp384r1\"");
-    expect(s.verify_with(&s.with("img_signature_key_type", json!("ECC_SECP256R1"))), 3, "img_signature_key_type \"ECC_SECP256R1\"");
+    expect(
+        s.verify_with(&s.with("img_signature_hash_method", json!("SHA-1"))),
+        3,
+        "img_signature_hash_method \"SHA-1\" is not one of",
+    );
+    expect(
+        s.verify_with(&s.with("img_signature_hash_method", json!("sha-384"))),
+        3,
+        "img_signature_hash_method \"sha-384\"",
+    );
+    expect(
+        s.verify_with(&s.with("img_signature_key_type", json!("ecc_secp384r1"))),
+        3,
+        "img_signature_key_type \"ecc_secp384r1\"",
+    );
+    expect(
+        s.verify_with(&s.with("img_signature_key_type", json!("ECC_SECP256R1"))),
+        3,
+        "img_signature_key_type \"ECC_SECP256R1\"",
+    );
 
     // Missing properties, one and several.
     let mut missing = s.props.clone();
-    missing.as_object_mut().unwrap().remove("img_signature_certificate_uuid");
-    expect(s.verify_with(&missing), 3, "missing image property img_signature_certificate_uuid");
-    expect(s.verify_with(&json!({"img_signature": "AAAA"})), 3, "missing image properties img_signature_hash_method, img_signature_key_type, img_signature_certificate_uuid");
+    missing
+        .as_object_mut()
+        .unwrap()
+        .remove("img_signature_certificate_uuid");
+    expect(
+        s.verify_with(&missing),
+        3,
+        "missing image property img_signature_certificate_uuid",
+    );
+    expect(
+        s.verify_with(&json!({"img_signature": "AAAA"})),
+        3,
+        "missing image properties img_signature_hash_method, img_signature_key_type, img_signature_certificate_uuid",
+    );
 
     // Malformed base64: cursive silently drops these characters; we do not.
     let b64 = s.props["img_signature"].as_str().unwrap();
     let with_newline = format!("{}\n{}", &b64[..20], &b64[20..]);
-    expect(s.verify_with(&s.with("img_signature", json!(with_newline))), 3, "not valid base64: character newline at offset 20");
-    expect(s.verify_with(&s.with("img_signature", json!(format!("!{b64}")))), 3, "not valid base64: character '!' at offset 0");
-    expect(s.verify_with(&s.with("img_signature", json!(&b64[..b64.len() - 1]))), 3, "not valid base64");
-    expect(s.verify_with(&s.with("img_signature", json!(""))), 3, "the signature is empty");
+    expect(
+        s.verify_with(&s.with("img_signature", json!(with_newline))),
+        3,
+        "not valid base64: character newline at offset 20",
+    );
+    expect(
+        s.verify_with(&s.with("img_signature", json!(format!("!{b64}")))),
+        3,
+        "not valid base64: character '!' at offset 0",
+    );
+    expect(
+        s.verify_with(&s.with("img_signature", json!(&b64[..b64.len() - 1]))),
+        3,
+        "not valid base64",
+    );
+    expect(
+        s.verify_with(&s.with("img_signature", json!(""))),
+        3,
+        "the signature is empty",
+    );
 
     // Malformed JSON, and JSON of the wrong shape.
     let bad_json = s.env.path("bad.json");
-    std::fs::write(&bad_json, "{\"img_signature\": \"AAAA\",\n \"img_signature_hash_method\": ").unwrap();
-    expect(s.verify_file(&bad_json), 3, "bad.json: not valid JSON at line 2");
+    std::fs::write(
+        &bad_json,
+        "{\"img_signature\": \"AAAA\",\n \"img_signature_hash_method\": ",
+    )
+    .unwrap();
+    expect(
+        s.verify_file(&bad_json),
+        3,
+        "bad.json: not valid JSON at line 2",
+    );
     expect(s.verify_with(&json!([1, 2])), 3, "expected a JSON object");
-    expect(s.verify_with(&s.with("img_signature_hash_method", json!(384))), 3, "property img_signature_hash_method must be a string, found a number");
+    expect(
+        s.verify_with(&s.with("img_signature_hash_method", json!(384))),
+        3,
+        "property img_signature_hash_method must be a string, found a number",
+    );
 
     // Key type ≠ certificate key.
-    expect(s.verify_with(&s.with("img_signature_key_type", json!("DSA"))), 1, "img_signature_key_type is DSA but the certificate's key is EC secp384r1");
-    expect(s.verify_with(&s.with("img_signature_key_type", json!("RSA-PSS"))), 1, "img_signature_key_type is RSA-PSS but the certificate's key is EC secp384r1");
+    expect(
+        s.verify_with(&s.with("img_signature_key_type", json!("DSA"))),
+        1,
+        "img_signature_key_type is DSA but the certificate's key is EC secp384r1",
+    );
+    expect(
+        s.verify_with(&s.with("img_signature_key_type", json!("RSA-PSS"))),
+        1,
+        "img_signature_key_type is RSA-PSS but the certificate's key is EC secp384r1",
+    );
     // Curve ≠ declared curve: cursive accepts this; we do not.
-    expect(s.verify_with(&s.with("img_signature_key_type", json!("ECC_SECP521R1"))), 1, "img_signature_key_type is ECC_SECP521R1 but the certificate's key is EC secp384r1");
-    expect(s.verify_with(&s.with("img_signature_key_type", json!("ECC_SECT409K1"))), 1, "but the certificate's key is EC secp384r1");
+    expect(
+        s.verify_with(&s.with("img_signature_key_type", json!("ECC_SECP521R1"))),
+        1,
+        "img_signature_key_type is ECC_SECP521R1 but the certificate's key is EC secp384r1",
+    );
+    expect(
+        s.verify_with(&s.with("img_signature_key_type", json!("ECC_SECT409K1"))),
+        1,
+        "but the certificate's key is EC secp384r1",
+    );
 
     // Unknown certificate, and an id that could escape the certificate directory.
-    expect(s.verify_with(&s.with("img_signature_certificate_uuid", json!("nope"))), 4, "certificate \"nope\" not found");
-    expect(s.verify_with(&s.with("img_signature_certificate_uuid", json!("../certs/p384-cert"))), 3, "contains a path separator");
+    expect(
+        s.verify_with(&s.with("img_signature_certificate_uuid", json!("nope"))),
+        4,
+        "certificate \"nope\" not found",
+    );
+    expect(
+        s.verify_with(&s.with(
+            "img_signature_certificate_uuid",
+            json!("../certs/p384-cert"),
+        )),
+        3,
+        "contains a path separator",
+    );
 
     // A missing image and a missing properties file are I/O errors naming the path.
     let gone = s.env.path("gone.raw");
     expect(
-        s.env.run(&["verify", "--props", file.to_str().unwrap(), "--cert-dir", s.certs.to_str().unwrap(), gone.to_str().unwrap()]),
+        s.env.run(&[
+            "verify",
+            "--props",
+            file.to_str().unwrap(),
+            "--cert-dir",
+            s.certs.to_str().unwrap(),
+            gone.to_str().unwrap(),
+        ]),
         7,
         "gone.raw",
     );
-    expect(s.env.run(&["verify", "--props", "/nonexistent/props.json", s.image.to_str().unwrap()]), 7, "/nonexistent/props.json");
+    expect(
+        s.env.run(&[
+            "verify",
+            "--props",
+            "/nonexistent/props.json",
+            s.image.to_str().unwrap(),
+        ]),
+        7,
+        "/nonexistent/props.json",
+    );
 }
 
 #[test]
 fn json_output_carries_the_verdict_and_reason() {
     let s = signed();
-    let file = write_props(&s.env, "props.json", &s.with("img_signature_key_type", json!("ECC_SECP521R1")));
-    let out = s.env.run(&["--json", "verify", "--props", file.to_str().unwrap(), "--cert-dir", s.certs.to_str().unwrap(), s.image.to_str().unwrap()]);
+    let file = write_props(
+        &s.env,
+        "props.json",
+        &s.with("img_signature_key_type", json!("ECC_SECP521R1")),
+    );
+    let out = s.env.run(&[
+        "--json",
+        "verify",
+        "--props",
+        file.to_str().unwrap(),
+        "--cert-dir",
+        s.certs.to_str().unwrap(),
+        s.image.to_str().unwrap(),
+    ]);
     assert_eq!(out.code, 1);
     let v = out.json();
     assert_eq!(v["verdict"], "invalid");
     assert_eq!(v["exit_code"], 1);
     assert!(v["reason"].as_str().unwrap().contains("ECC_SECP521R1"));
-    let file = write_props(&s.env, "props2.json", &s.with("img_signature_hash_method", json!("MD5")));
-    let out = s.env.run(&["--json", "verify", "--props", file.to_str().unwrap(), "--cert-dir", s.certs.to_str().unwrap(), s.image.to_str().unwrap()]);
+    let file = write_props(
+        &s.env,
+        "props2.json",
+        &s.with("img_signature_hash_method", json!("MD5")),
+    );
+    let out = s.env.run(&[
+        "--json",
+        "verify",
+        "--props",
+        file.to_str().unwrap(),
+        "--cert-dir",
+        s.certs.to_str().unwrap(),
+        s.image.to_str().unwrap(),
+    ]);
     assert_eq!(out.code, 3);
     let v = out.json();
     assert_eq!(v["verdict"], "error");

@@ -96,7 +96,11 @@ impl Token {
             Attribute::Private(true),
             Attribute::Sensitive(true),
             Attribute::Extractable(false),
+            // A signing key and nothing else: no decryption, unwrapping or derivation.
             Attribute::Sign(true),
+            Attribute::Decrypt(false),
+            Attribute::Unwrap(false),
+            Attribute::Derive(false),
             Attribute::Label(label.as_bytes().to_vec()),
             Attribute::Id(id.to_vec()),
         ];
@@ -104,6 +108,9 @@ impl Token {
             Attribute::Token(true),
             Attribute::Private(false),
             Attribute::Verify(true),
+            Attribute::Encrypt(false),
+            Attribute::Wrap(false),
+            Attribute::Derive(false),
             Attribute::Label(label.as_bytes().to_vec()),
             Attribute::Id(id.to_vec()),
         ];

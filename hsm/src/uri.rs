@@ -6,9 +6,9 @@
 //! * Characters outside `pk11-pchar` (path) / `pk11-qchar` (query) must be
 //!   percent-encoded; `object=my key` with a literal space is rejected with an
 //!   error that names the attribute, the byte and the `%20` to write instead.
-//!   p11-kit, p11tool, pkcs11-tool and the OpenSSL pkcs11 provider all emit
-//!   `%20`, so only hand-written URIs are affected, and a clear error beats
-//!   guessing where a sloppy value ends. Whitespace is never stripped.
+//!   Tools that print URIs (p11-kit, p11tool) emit `%20`, so only
+//!   hand-written URIs are affected, and a clear error beats guessing where
+//!   a sloppy value ends. Whitespace is never stripped.
 //! * Vendor attributes must start with `x-` (any case). The grammar would take
 //!   any `1*(ALPHA / DIGIT / "-" / "_")` name, but we cannot honour an
 //!   attribute we do not understand, and treating a typo such as `lable=` as
@@ -104,6 +104,7 @@ impl ObjectType {
     ];
 
     /// The attribute value as written in a URI, e.g. `"secret-key"`.
+    #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             ObjectType::Private => "private",
@@ -328,6 +329,7 @@ pub struct Pkcs11Uri {
 
 impl Pkcs11Uri {
     /// `pkcs11:token=…;object=…;id=…;type=private`.
+    #[must_use]
     pub fn new_private_key(token: &str, label: &str, id: &[u8]) -> Self {
         Pkcs11Uri {
             token: Some(token.to_owned()),
@@ -340,6 +342,7 @@ impl Pkcs11Uri {
 
     /// True when no path attribute is set, i.e. the URI selects every object
     /// of every token (query attributes do not count).
+    #[must_use]
     pub fn is_empty_path(&self) -> bool {
         self.token.is_none()
             && self.manufacturer.is_none()
@@ -359,6 +362,7 @@ impl Pkcs11Uri {
 
     /// The canonical form with `pin-value=<redacted>`, for logs and messages.
     /// The result is not a parseable URI when a PIN was present.
+    #[must_use]
     pub fn redacted(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
@@ -372,8 +376,13 @@ impl Pkcs11Uri {
     /// p11-kit also accepts a plain path. Accepted: `file:///abs/path`,
     /// `file://localhost/abs/path`, `file:/abs/path` and a plain (absolute or
     /// relative) path. The value is used as stored, i.e. decoded once as a URI
-    /// attribute and not a second time as a `file:` URI, as the OpenSSL pkcs11
-    /// provider does. A one-letter "scheme" is taken as a Windows drive.
+    /// attribute and not a second time as a `file:` URI. A one-letter
+    /// "scheme" is taken as a Windows drive letter, not a scheme.
+    ///
+    /// # Errors
+    ///
+    /// A scheme other than `file:`, a `file:` URI naming a remote host or a
+    /// relative path, a `|command` source, or an empty value.
     pub fn pin_source_path(&self) -> Result<Option<PathBuf>, UriError> {
         let Some(source) = self.pin_source.as_deref() else {
             return Ok(None);
@@ -873,4 +882,950 @@ fn uri_scheme(s: &str) -> Option<&str> {
         && bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
         && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
     valid.then_some(scheme)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PIN: &str = "s3cr3t-PIN-4711";
+
+    fn parse(s: &str) -> Pkcs11Uri {
+        s.parse()
+            .unwrap_or_else(|e| panic!("{s:?} should parse: {e}"))
+    }
+
+    fn err(s: &str) -> String {
+        match s.parse::<Pkcs11Uri>() {
+            Ok(uri) => panic!("{s:?} should not parse, got {uri:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn round_trips(uri: &Pkcs11Uri) {
+        let text = uri.to_string();
+        let back: Pkcs11Uri = text
+            .parse()
+            .unwrap_or_else(|e| panic!("display output {text:?} does not parse: {e}"));
+        assert_eq!(&back, uri, "round trip through {text:?}");
+        assert_eq!(back.to_string(), text, "display is not canonical");
+    }
+
+    // ---- RFC 7512 §3 examples -------------------------------------------
+
+    #[test]
+    fn rfc_empty_uri() {
+        let uri = parse("pkcs11:");
+        assert_eq!(uri, Pkcs11Uri::default());
+        assert!(uri.is_empty_path());
+        assert_eq!(uri.to_string(), "pkcs11:");
+    }
+
+    #[test]
+    fn rfc_public_key() {
+        let uri = parse("pkcs11:object=my-pubkey;type=public");
+        assert_eq!(uri.object.as_deref(), Some("my-pubkey"));
+        assert_eq!(uri.object_type, Some(ObjectType::Public));
+        assert!(!uri.is_empty_path());
+        assert_eq!(uri.to_string(), "pkcs11:object=my-pubkey;type=public");
+    }
+
+    #[test]
+    fn rfc_private_key_with_pin_source() {
+        let uri = parse("pkcs11:object=my-key;type=private?pin-source=file:/etc/token");
+        assert_eq!(uri.object.as_deref(), Some("my-key"));
+        assert_eq!(uri.object_type, Some(ObjectType::Private));
+        assert_eq!(uri.pin_source.as_deref(), Some("file:/etc/token"));
+        assert_eq!(
+            uri.pin_source_path().unwrap(),
+            Some(PathBuf::from("/etc/token"))
+        );
+        assert_eq!(
+            uri.to_string(),
+            "pkcs11:object=my-key;type=private?pin-source=file:/etc/token"
+        );
+    }
+
+    #[test]
+    fn rfc_full_token_example() {
+        let uri = parse(
+            "pkcs11:token=The%20Software%20PKCS%2311%20Softtoken;\
+             manufacturer=Snake%20Oil,%20Inc.;model=1.0;object=my-certificate;\
+             type=cert;id=%69%95%3E%5C%F4%BD%EC%91;serial=?pin-source=file:/etc/token_pin",
+        );
+        assert_eq!(uri.token.as_deref(), Some("The Software PKCS#11 Softtoken"));
+        assert_eq!(uri.manufacturer.as_deref(), Some("Snake Oil, Inc."));
+        assert_eq!(uri.model.as_deref(), Some("1.0"));
+        assert_eq!(uri.object.as_deref(), Some("my-certificate"));
+        assert_eq!(uri.object_type, Some(ObjectType::Cert));
+        assert_eq!(
+            uri.id.as_deref(),
+            Some(&[0x69, 0x95, 0x3e, 0x5c, 0xf4, 0xbd, 0xec, 0x91][..])
+        );
+        assert_eq!(uri.serial.as_deref(), Some(""));
+        assert_eq!(uri.pin_source.as_deref(), Some("file:/etc/token_pin"));
+        assert_eq!(
+            uri.to_string(),
+            "pkcs11:token=The%20Software%20PKCS%2311%20Softtoken;\
+             manufacturer=Snake%20Oil,%20Inc.;serial=;model=1.0;object=my-certificate;\
+             id=%69%95%3E%5C%F4%BD%EC%91;type=cert?pin-source=file:/etc/token_pin"
+        );
+    }
+
+    #[test]
+    fn rfc_module_name() {
+        let uri = parse("pkcs11:object=my-sign-key;type=private?module-name=mypkcs11");
+        assert_eq!(uri.module_name.as_deref(), Some("mypkcs11"));
+        assert_eq!(uri.object.as_deref(), Some("my-sign-key"));
+    }
+
+    #[test]
+    fn rfc_module_path() {
+        let uri = parse("pkcs11:object=my-sign-key;type=private?module-path=/mnt/libmypkcs11.so.1");
+        assert_eq!(
+            uri.module_path,
+            Some(PathBuf::from("/mnt/libmypkcs11.so.1"))
+        );
+        assert_eq!(
+            uri.to_string(),
+            "pkcs11:object=my-sign-key;type=private?module-path=/mnt/libmypkcs11.so.1"
+        );
+    }
+
+    #[test]
+    fn rfc_pin_value() {
+        let uri = parse(
+            "pkcs11:token=Software%20PKCS%2311%20softtoken;manufacturer=Snake%20Oil,%20Inc.?pin-value=the-pin",
+        );
+        assert_eq!(uri.token.as_deref(), Some("Software PKCS#11 softtoken"));
+        assert_eq!(
+            uri.pin_value.as_deref().map(String::as_str),
+            Some("the-pin")
+        );
+        assert!(uri.to_string().ends_with("?pin-value=the-pin"));
+    }
+
+    #[test]
+    fn rfc_slot_description() {
+        let uri = parse("pkcs11:slot-description=Sun%20Metaslot");
+        assert_eq!(uri.slot_description.as_deref(), Some("Sun Metaslot"));
+    }
+
+    #[test]
+    fn rfc_library_attributes() {
+        let uri = parse(
+            "pkcs11:library-manufacturer=Snake%20Oil,%20Inc.;\
+             library-description=Soft%20Token%20Library;library-version=1.23",
+        );
+        assert_eq!(uri.library_manufacturer.as_deref(), Some("Snake Oil, Inc."));
+        assert_eq!(
+            uri.library_description.as_deref(),
+            Some("Soft Token Library")
+        );
+        assert_eq!(uri.library_version.as_deref(), Some("1.23"));
+        assert_eq!(
+            parse("pkcs11:library-version=3").library_version.as_deref(),
+            Some("3")
+        );
+    }
+
+    #[test]
+    fn rfc_percent_and_semicolon_in_token() {
+        let uri = parse(
+            "pkcs11:token=A%20name%20with%20a%20substring%20%25%3B;object=my-certificate;type=cert",
+        );
+        assert_eq!(uri.token.as_deref(), Some("A name with a substring %;"));
+        assert_eq!(
+            uri.to_string(),
+            "pkcs11:token=A%20name%20with%20a%20substring%20%25%3B;object=my-certificate;type=cert"
+        );
+    }
+
+    #[test]
+    fn rfc_utf8_token() {
+        let uri = parse(
+            "pkcs11:token=Name%20with%20a%20small%20A%20with%20acute:%20%C3%A1;object=my-certificate;type=cert",
+        );
+        assert_eq!(
+            uri.token.as_deref(),
+            Some("Name with a small A with acute: \u{e1}")
+        );
+        assert_eq!(
+            uri.to_string(),
+            "pkcs11:token=Name%20with%20a%20small%20A%20with%20acute:%20%C3%A1;object=my-certificate;type=cert"
+        );
+    }
+
+    #[test]
+    fn rfc_vendor_example_needs_x_prefix() {
+        // The RFC's own example uses unprefixed vendor names; we require "x-".
+        assert_eq!(
+            err(
+                "pkcs11:token=my-token;object=my-certificate;type=cert;vendor-aaa=value-a\
+                 ?pin-source=file:/etc/token_pin&vendor-bbb=value-b"
+            ),
+            "invalid PKCS#11 URI: unknown attribute \"vendor-aaa\" (vendor attributes must start with \"x-\")"
+        );
+        let uri = parse(
+            "pkcs11:token=my-token;object=my-certificate;type=cert;x-aaa=value-a\
+             ?pin-source=file:/etc/token_pin&x-bbb=value-b",
+        );
+        assert_eq!(
+            uri.vendor_path,
+            [("x-aaa".to_owned(), "value-a".to_owned())]
+        );
+        assert_eq!(
+            uri.vendor_query,
+            [("x-bbb".to_owned(), "value-b".to_owned())]
+        );
+        assert_eq!(
+            uri.to_string(),
+            "pkcs11:token=my-token;object=my-certificate;type=cert;x-aaa=value-a\
+             ?pin-source=file:/etc/token_pin&x-bbb=value-b"
+        );
+    }
+
+    #[test]
+    fn rfc_examples_round_trip() {
+        for s in [
+            "pkcs11:",
+            "pkcs11:object=my-pubkey;type=public",
+            "pkcs11:object=my-key;type=private?pin-source=file:/etc/token",
+            "pkcs11:token=The%20Software%20PKCS%2311%20Softtoken;manufacturer=Snake%20Oil,%20Inc.;\
+             model=1.0;object=my-certificate;type=cert;id=%69%95%3E%5C%F4%BD%EC%91;serial=\
+             ?pin-source=file:/etc/token_pin",
+            "pkcs11:object=my-sign-key;type=private?module-name=mypkcs11",
+            "pkcs11:object=my-sign-key;type=private?module-path=/mnt/libmypkcs11.so.1",
+            "pkcs11:token=Software%20PKCS%2311%20softtoken;manufacturer=Snake%20Oil,%20Inc.?pin-value=the-pin",
+            "pkcs11:slot-description=Sun%20Metaslot",
+            "pkcs11:library-manufacturer=Snake%20Oil,%20Inc.;library-description=Soft%20Token%20Library;\
+             library-version=1.23",
+            "pkcs11:token=A%20name%20with%20a%20substring%20%25%3B;object=my-certificate;type=cert",
+            "pkcs11:token=Name%20with%20a%20small%20A%20with%20acute:%20%C3%A1;object=my-certificate;type=cert",
+            "pkcs11:token=my-token;object=my-certificate;type=cert;x-aaa=value-a\
+             ?pin-source=file:/etc/token_pin&x-bbb=value-b",
+        ] {
+            round_trips(&parse(s));
+        }
+    }
+
+    // ---- URIs real tools emit ---------------------------------------------
+
+    #[test]
+    fn p11tool_and_cosign_style_uris() {
+        let uri = parse(
+            "pkcs11:model=SoftHSM%20v2;manufacturer=SoftHSM%20project;serial=1a2b3c4d5e6f7a8b;\
+             token=imgseal;id=%01%a2;object=image-signing;type=private",
+        );
+        assert_eq!(uri.model.as_deref(), Some("SoftHSM v2"));
+        assert_eq!(uri.id.as_deref(), Some(&[0x01, 0xa2][..]));
+        assert_eq!(
+            uri.to_string(),
+            "pkcs11:token=imgseal;manufacturer=SoftHSM%20project;serial=1a2b3c4d5e6f7a8b;\
+             model=SoftHSM%20v2;object=image-signing;id=%01%A2;type=private"
+        );
+
+        let uri = parse(
+            "pkcs11:token=mytoken;slot-id=0;object=mykey\
+             ?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-value=1234",
+        );
+        assert_eq!(uri.slot_id, Some(0));
+        assert_eq!(
+            uri.module_path,
+            Some(PathBuf::from("/usr/lib/softhsm/libsofthsm2.so"))
+        );
+        assert_eq!(uri.pin_value.as_deref().map(String::as_str), Some("1234"));
+    }
+
+    #[test]
+    fn scheme_names_and_type_are_case_insensitive() {
+        let uri = parse("PKCS11:Object=k;TYPE=Secret-Key;Slot-ID=18446744073709551615");
+        assert_eq!(uri.object.as_deref(), Some("k"));
+        assert_eq!(uri.object_type, Some(ObjectType::SecretKey));
+        assert_eq!(uri.slot_id, Some(u64::MAX));
+        assert_eq!(
+            uri.to_string(),
+            "pkcs11:slot-id=18446744073709551615;object=k;type=secret-key"
+        );
+    }
+
+    #[test]
+    fn unencoded_reserved_characters_the_grammar_allows() {
+        // "&" and "=" are pk11-pchar; "/", "?" and "|" are pk11-qchar.
+        let uri = parse("pkcs11:object=a&b=c:[]@!$'()*+,~?x-q=/p?q|r=s");
+        assert_eq!(uri.object.as_deref(), Some("a&b=c:[]@!$'()*+,~"));
+        assert_eq!(
+            uri.vendor_query,
+            [("x-q".to_owned(), "/p?q|r=s".to_owned())]
+        );
+        assert_eq!(
+            uri.to_string(),
+            "pkcs11:object=a%26b%3Dc:[]@!$'()*+,~?x-q=/p%3Fq%7Cr%3Ds"
+        );
+        round_trips(&uri);
+    }
+
+    #[test]
+    fn empty_query_and_empty_values() {
+        let uri = parse("pkcs11:object=a?");
+        assert_eq!(uri, parse("pkcs11:object=a"));
+        assert_eq!(parse("pkcs11:?"), Pkcs11Uri::default());
+        let uri = parse("pkcs11:object=;id=");
+        assert_eq!(uri.object.as_deref(), Some(""));
+        assert_eq!(uri.id.as_deref(), Some(&[][..]));
+        assert_eq!(uri.to_string(), "pkcs11:object=;id=");
+    }
+
+    #[test]
+    fn id_may_hold_any_bytes_and_unencoded_characters() {
+        assert_eq!(
+            parse("pkcs11:id=%00%FF%fe").id,
+            Some(vec![0x00, 0xff, 0xfe])
+        );
+        assert_eq!(parse("pkcs11:id=ab%01").id, Some(b"ab\x01".to_vec()));
+    }
+
+    #[test]
+    fn vendor_attributes() {
+        let uri = parse("pkcs11:X-Foo=1;x-bar=%20?x-a=1&x-a=2&x-b=3");
+        assert_eq!(
+            uri.vendor_path,
+            [
+                ("X-Foo".to_owned(), "1".to_owned()),
+                ("x-bar".to_owned(), " ".to_owned())
+            ]
+        );
+        // §2.4 allows vendor query attributes to repeat; order is kept.
+        assert_eq!(
+            uri.vendor_query,
+            [
+                ("x-a".to_owned(), "1".to_owned()),
+                ("x-a".to_owned(), "2".to_owned()),
+                ("x-b".to_owned(), "3".to_owned())
+            ]
+        );
+        assert_eq!(
+            uri.to_string(),
+            "pkcs11:X-Foo=1;x-bar=%20?x-a=1&x-a=2&x-b=3"
+        );
+        assert!(
+            !Pkcs11Uri {
+                vendor_path: uri.vendor_path.clone(),
+                ..Pkcs11Uri::default()
+            }
+            .is_empty_path()
+        );
+    }
+
+    #[test]
+    fn module_name_and_module_path_together_are_allowed() {
+        let uri = parse("pkcs11:?module-name=softhsm2&module-path=/usr/lib/libsofthsm2.so");
+        assert!(uri.is_empty_path());
+        assert_eq!(uri.module_name.as_deref(), Some("softhsm2"));
+    }
+
+    // ---- Display ------------------------------------------------------------
+
+    #[test]
+    fn display_canonical_order() {
+        let uri = Pkcs11Uri {
+            token: Some("t".into()),
+            manufacturer: Some("m".into()),
+            serial: Some("s".into()),
+            model: Some("mo".into()),
+            library_manufacturer: Some("lm".into()),
+            library_description: Some("ld".into()),
+            library_version: Some("2.40".into()),
+            slot_description: Some("sd".into()),
+            slot_manufacturer: Some("sm".into()),
+            slot_id: Some(3),
+            object: Some("o".into()),
+            id: Some(vec![1, 0xa2]),
+            object_type: Some(ObjectType::Data),
+            vendor_path: vec![("x-p".into(), "v".into())],
+            module_path: Some("/lib/p11.so".into()),
+            module_name: Some("p11".into()),
+            pin_source: None,
+            pin_value: Some(Zeroizing::new("1234".into())),
+            vendor_query: vec![("x-q".into(), "w".into())],
+        };
+        assert_eq!(
+            uri.to_string(),
+            "pkcs11:token=t;manufacturer=m;serial=s;model=mo;library-manufacturer=lm;\
+             library-description=ld;library-version=2.40;slot-description=sd;\
+             slot-manufacturer=sm;slot-id=3;object=o;id=%01%A2;type=data;x-p=v\
+             ?module-name=p11&module-path=/lib/p11.so&pin-value=1234&x-q=w"
+        );
+        round_trips(&uri);
+    }
+
+    #[test]
+    fn display_encodes_only_where_needed() {
+        let uri = Pkcs11Uri {
+            object: Some("image-signing".into()),
+            ..Pkcs11Uri::default()
+        };
+        assert_eq!(uri.to_string(), "pkcs11:object=image-signing");
+
+        let uri = Pkcs11Uri {
+            object: Some("a b;c?d&e=f/g%h#i\"\u{e9}\n".into()),
+            pin_source: Some("file:/etc/pin dir/p&q".into()),
+            ..Pkcs11Uri::default()
+        };
+        assert_eq!(
+            uri.to_string(),
+            "pkcs11:object=a%20b%3Bc%3Fd%26e%3Df%2Fg%25h%23i%22%C3%A9%0A\
+             ?pin-source=file:/etc/pin%20dir/p%26q"
+        );
+        round_trips(&uri);
+    }
+
+    #[test]
+    fn id_is_always_fully_encoded() {
+        let uri = Pkcs11Uri {
+            id: Some(b"AZ09-\x00\xff".to_vec()),
+            ..Pkcs11Uri::default()
+        };
+        assert_eq!(uri.to_string(), "pkcs11:id=%41%5A%30%39%2D%00%FF");
+        round_trips(&uri);
+    }
+
+    #[test]
+    fn new_private_key() {
+        let uri = Pkcs11Uri::new_private_key("imgseal", "image signing", &[0x01, 0xa2]);
+        assert_eq!(
+            uri.to_string(),
+            "pkcs11:token=imgseal;object=image%20signing;id=%01%A2;type=private"
+        );
+        assert_eq!(uri.object_type, Some(ObjectType::Private));
+        round_trips(&uri);
+    }
+
+    #[test]
+    fn object_type_strings() {
+        for t in ObjectType::ALL {
+            assert_eq!(t.as_str().parse::<ObjectType>().unwrap(), t);
+            assert_eq!(t.to_string(), t.as_str());
+        }
+        assert_eq!("CERT".parse::<ObjectType>().unwrap(), ObjectType::Cert);
+        assert_eq!(
+            "key".parse::<ObjectType>().unwrap_err().to_string(),
+            "invalid PKCS#11 URI: attribute \"type\" must be one of public, private, cert, secret-key, data: \"key\""
+        );
+    }
+
+    // ---- errors ---------------------------------------------------------------
+
+    #[test]
+    fn error_missing_scheme() {
+        for s in [
+            "",
+            "pkcs11",
+            "pkcs:object=a",
+            "object=a",
+            "http://x",
+            " pkcs11:",
+            "pkcs\u{e9}1:",
+        ] {
+            assert_eq!(
+                err(s),
+                "invalid PKCS#11 URI: does not start with \"pkcs11:\"",
+                "{s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn error_bad_percent_encoding() {
+        assert_eq!(
+            err("pkcs11:object=abc%2"),
+            "invalid PKCS#11 URI: bad percent-encoding at byte 17 in attribute \"object\" (\"%\" must be followed by two hex digits)"
+        );
+        assert_eq!(
+            err("pkcs11:token=t;id=%0g"),
+            "invalid PKCS#11 URI: bad percent-encoding at byte 18 in attribute \"id\" (\"%\" must be followed by two hex digits)"
+        );
+        assert_eq!(
+            err("pkcs11:?module-name=%"),
+            "invalid PKCS#11 URI: bad percent-encoding at byte 20 in attribute \"module-name\" (\"%\" must be followed by two hex digits)"
+        );
+        assert_eq!(
+            err("pkcs11:x-v=%%41"),
+            "invalid PKCS#11 URI: bad percent-encoding at byte 11 in attribute \"x-v\" (\"%\" must be followed by two hex digits)"
+        );
+    }
+
+    #[test]
+    fn error_unencoded_characters() {
+        assert_eq!(
+            err("pkcs11:object=my key;type=private"),
+            "invalid PKCS#11 URI: attribute \"object\" contains ' ' at byte 16; it must be percent-encoded as %20"
+        );
+        assert_eq!(
+            err("pkcs11:token=\u{e1}"),
+            "invalid PKCS#11 URI: attribute \"token\" contains '\u{e1}' at byte 13; it must be percent-encoded as %C3%A1"
+        );
+        assert_eq!(
+            err("pkcs11:object=a/b"),
+            "invalid PKCS#11 URI: attribute \"object\" contains '/' at byte 15; it must be percent-encoded as %2F"
+        );
+        assert_eq!(
+            err("pkcs11:object=a#frag"),
+            "invalid PKCS#11 URI: attribute \"object\" contains '#' at byte 15; it must be percent-encoded as %23"
+        );
+        assert_eq!(
+            err("pkcs11:object=a\n"),
+            "invalid PKCS#11 URI: attribute \"object\" contains '\\n' at byte 15; it must be percent-encoded as %0A"
+        );
+        assert_eq!(
+            err("pkcs11:?module-path=/a;b"),
+            "invalid PKCS#11 URI: attribute \"module-path\" contains ';' at byte 22; it must be percent-encoded as %3B"
+        );
+    }
+
+    #[test]
+    fn error_not_utf8() {
+        assert_eq!(
+            err("pkcs11:object=%FF"),
+            "invalid PKCS#11 URI: attribute \"object\" is not valid UTF-8 after percent-decoding"
+        );
+        assert_eq!(
+            err("pkcs11:?module-path=/%C3"),
+            "invalid PKCS#11 URI: attribute \"module-path\" is not valid UTF-8 after percent-decoding"
+        );
+    }
+
+    #[test]
+    fn error_duplicate_attribute() {
+        assert_eq!(
+            err("pkcs11:object=a;type=cert;object=b"),
+            "invalid PKCS#11 URI: attribute \"object\" appears more than once"
+        );
+        assert_eq!(
+            err("pkcs11:object=a;OBJECT=a"),
+            "invalid PKCS#11 URI: attribute \"object\" appears more than once"
+        );
+        assert_eq!(
+            err("pkcs11:slot-id=1;slot-id=1"),
+            "invalid PKCS#11 URI: attribute \"slot-id\" appears more than once"
+        );
+        assert_eq!(
+            err("pkcs11:x-a=1;x-a=2"),
+            "invalid PKCS#11 URI: attribute \"x-a\" appears more than once"
+        );
+        assert_eq!(
+            err("pkcs11:?module-name=a&module-name=b"),
+            "invalid PKCS#11 URI: attribute \"module-name\" appears more than once"
+        );
+    }
+
+    #[test]
+    fn error_unknown_attribute() {
+        assert_eq!(
+            err("pkcs11:foo=bar"),
+            "invalid PKCS#11 URI: unknown attribute \"foo\" (vendor attributes must start with \"x-\")"
+        );
+        assert_eq!(
+            err("pkcs11:object=a?pin=1"),
+            "invalid PKCS#11 URI: unknown attribute \"pin\" (vendor attributes must start with \"x-\")"
+        );
+        assert_eq!(
+            err("pkcs11:label=a"),
+            "invalid PKCS#11 URI: unknown attribute \"label\" (vendor attributes must start with \"x-\")"
+        );
+    }
+
+    #[test]
+    fn error_misplaced_attribute() {
+        assert_eq!(
+            err("pkcs11:object=a;pin-value=1234"),
+            "invalid PKCS#11 URI: attribute \"pin-value\" belongs in the query (after \"?\"), not in the path"
+        );
+        assert_eq!(
+            err("pkcs11:?object=a"),
+            "invalid PKCS#11 URI: attribute \"object\" belongs in the path (before \"?\"), not in the query"
+        );
+    }
+
+    #[test]
+    fn error_empty_attribute() {
+        assert_eq!(
+            err("pkcs11:object=a;;type=cert"),
+            "invalid PKCS#11 URI: empty attribute at byte 16 (stray \";\")"
+        );
+        assert_eq!(
+            err("pkcs11:object=a;"),
+            "invalid PKCS#11 URI: empty attribute at byte 16 (stray \";\")"
+        );
+        assert_eq!(
+            err("pkcs11:;"),
+            "invalid PKCS#11 URI: empty attribute at byte 7 (stray \";\")"
+        );
+        assert_eq!(
+            err("pkcs11:?&"),
+            "invalid PKCS#11 URI: empty attribute at byte 8 (stray \"&\")"
+        );
+        assert_eq!(
+            err("pkcs11:?module-name=a&"),
+            "invalid PKCS#11 URI: empty attribute at byte 22 (stray \"&\")"
+        );
+    }
+
+    #[test]
+    fn error_missing_equals_and_bad_names() {
+        assert_eq!(
+            err("pkcs11:object"),
+            "invalid PKCS#11 URI: attribute at byte 7 has no \"=\" (expected name=value)"
+        );
+        assert_eq!(
+            err("pkcs11:object=a?1234"),
+            "invalid PKCS#11 URI: attribute at byte 16 has no \"=\" (expected name=value)"
+        );
+        assert_eq!(
+            err("pkcs11:obj ect=a"),
+            "invalid PKCS#11 URI: invalid attribute name at byte 7 (names are letters, digits, \"-\" and \"_\")"
+        );
+        assert_eq!(
+            err("pkcs11:object=a;=b"),
+            "invalid PKCS#11 URI: invalid attribute name at byte 16 (names are letters, digits, \"-\" and \"_\")"
+        );
+        // "pkcs11://" is not a path of attributes.
+        assert_eq!(
+            err("pkcs11://token=a"),
+            "invalid PKCS#11 URI: invalid attribute name at byte 7 (names are letters, digits, \"-\" and \"_\")"
+        );
+    }
+
+    #[test]
+    fn error_slot_id() {
+        for value in ["abc", "", "-1", "+1", "1.0", "%31", " 1", "0x10"] {
+            assert_eq!(
+                err(&format!("pkcs11:slot-id={value}")),
+                format!(
+                    "invalid PKCS#11 URI: attribute \"slot-id\" is not a decimal number: {value:?}"
+                )
+            );
+        }
+        assert_eq!(
+            err("pkcs11:slot-id=18446744073709551616"),
+            "invalid PKCS#11 URI: attribute \"slot-id\" does not fit in 64 bits: \"18446744073709551616\""
+        );
+        assert_eq!(parse("pkcs11:slot-id=007").slot_id, Some(7));
+    }
+
+    #[test]
+    fn error_library_version() {
+        for value in ["", "1.", ".1", "1.2.3", "v1", "1%2E2", "1,2"] {
+            assert_eq!(
+                err(&format!("pkcs11:library-version={value}")),
+                format!(
+                    "invalid PKCS#11 URI: attribute \"library-version\" must be <major> or <major>.<minor> in decimal: {value:?}"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn error_object_type() {
+        for value in ["", "foo", "%70ublic", "privat", "secret_key"] {
+            assert_eq!(
+                err(&format!("pkcs11:type={value}")),
+                format!(
+                    "invalid PKCS#11 URI: attribute \"type\" must be one of public, private, cert, secret-key, data: {value:?}"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn error_pin_source_and_pin_value() {
+        assert_eq!(
+            err("pkcs11:object=k?pin-source=file:/etc/pin&pin-value=1234"),
+            "invalid PKCS#11 URI: both \"pin-source\" and \"pin-value\" are present; use only one (RFC 7512 §2.4)"
+        );
+    }
+
+    #[test]
+    fn error_messages_are_one_line() {
+        for s in [
+            "pkcs11:object=a\nb",
+            "pkcs11:slot-id=1\n2",
+            "pkcs11:type=a\r\nb",
+            "pkcs11:library-version=\n",
+            "pkcs11:?pin-source=|x\n",
+        ] {
+            let message = match s.parse::<Pkcs11Uri>() {
+                Ok(uri) => uri.pin_source_path().unwrap_err().to_string(),
+                Err(e) => e.to_string(),
+            };
+            assert!(!message.contains(['\n', '\r']), "{message:?}");
+        }
+    }
+
+    // ---- pin-source -----------------------------------------------------------
+
+    fn pin_source(value: &str) -> Result<Option<PathBuf>, UriError> {
+        Pkcs11Uri {
+            pin_source: Some(value.to_owned()),
+            ..Pkcs11Uri::default()
+        }
+        .pin_source_path()
+    }
+
+    #[test]
+    fn pin_source_paths() {
+        assert_eq!(Pkcs11Uri::default().pin_source_path().unwrap(), None);
+        for (value, path) in [
+            ("file:///etc/pin", "/etc/pin"),
+            ("file:/etc/pin", "/etc/pin"),
+            ("FILE:/etc/pin", "/etc/pin"),
+            ("file://localhost/etc/pin", "/etc/pin"),
+            ("/etc/pin", "/etc/pin"),
+            ("pins/token.pin", "pins/token.pin"),
+            ("pins/a:b", "pins/a:b"),
+        ] {
+            assert_eq!(
+                pin_source(value).unwrap(),
+                Some(PathBuf::from(path)),
+                "{value}"
+            );
+        }
+        let uri = parse("pkcs11:?pin-source=file:///run/secrets/hsm%20pin");
+        assert_eq!(
+            uri.pin_source_path().unwrap(),
+            Some(PathBuf::from("/run/secrets/hsm pin"))
+        );
+    }
+
+    #[test]
+    fn pin_source_errors() {
+        assert_eq!(
+            pin_source("https://vault/pin").unwrap_err().to_string(),
+            "invalid PKCS#11 URI: \"pin-source\" scheme \"https:\" is not supported (use a file: URI or a plain path)"
+        );
+        assert_eq!(
+            pin_source("env:HSM_PIN").unwrap_err().to_string(),
+            "invalid PKCS#11 URI: \"pin-source\" scheme \"env:\" is not supported (use a file: URI or a plain path)"
+        );
+        assert_eq!(
+            pin_source("file://server/etc/pin").unwrap_err().to_string(),
+            "invalid PKCS#11 URI: \"pin-source\" \"file://server/etc/pin\" names a remote host; only local files are supported"
+        );
+        assert_eq!(
+            pin_source("file:etc/pin").unwrap_err().to_string(),
+            "invalid PKCS#11 URI: \"pin-source\" \"file:etc/pin\" must name an absolute path"
+        );
+        assert_eq!(
+            pin_source("file://").unwrap_err().to_string(),
+            "invalid PKCS#11 URI: \"pin-source\" \"file://\" must name an absolute path"
+        );
+        assert_eq!(
+            pin_source("|/usr/bin/get-pin").unwrap_err().to_string(),
+            "invalid PKCS#11 URI: \"pin-source\" \"|/usr/bin/get-pin\" is a command; only files are supported"
+        );
+        assert_eq!(
+            pin_source("").unwrap_err().to_string(),
+            "invalid PKCS#11 URI: \"pin-source\" \"\" is empty"
+        );
+    }
+
+    // ---- secrets ----------------------------------------------------------------
+
+    fn uri_with_pin() -> Pkcs11Uri {
+        parse(&format!(
+            "pkcs11:token=imgseal;object=image-signing;type=private\
+             ?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-value={PIN}&x-pin-value={PIN}&x-other=v"
+        ))
+    }
+
+    #[test]
+    fn debug_redacts_pin() {
+        let uri = uri_with_pin();
+        let debug = format!("{uri:?}");
+        let pretty = format!("{uri:#?}");
+        for text in [&debug, &pretty] {
+            assert!(!text.contains(PIN), "{text}");
+            assert!(text.contains("image-signing"), "{text}");
+        }
+        assert!(debug.contains("pin_value: Some(\"<redacted>\")"), "{debug}");
+        assert!(
+            debug.contains("(\"x-pin-value\", \"<redacted>\")"),
+            "{debug}"
+        );
+        assert!(debug.contains("(\"x-other\", \"v\")"), "{debug}");
+        // Display is the exact URI, PIN included.
+        assert!(uri.to_string().contains(&format!("pin-value={PIN}")));
+    }
+
+    #[test]
+    fn redacted_hides_pin() {
+        let uri = uri_with_pin();
+        assert_eq!(
+            uri.redacted(),
+            "pkcs11:token=imgseal;object=image-signing;type=private\
+             ?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-value=<redacted>\
+             &x-pin-value=<redacted>&x-other=v"
+        );
+        let no_pin = parse("pkcs11:object=k?pin-source=file:/etc/pin");
+        assert_eq!(no_pin.redacted(), no_pin.to_string());
+    }
+
+    #[test]
+    fn errors_never_contain_the_pin() {
+        let pin_with_space = "s3cr3t PIN 4711";
+        for s in [
+            format!("pkcs11:object=k?pin-value={PIN}%ZZ"),
+            format!("pkcs11:object=k?pin-value={PIN}%"),
+            format!("pkcs11:object=k?pin-value={pin_with_space}"),
+            format!("pkcs11:object=k?pin-value={PIN}#"),
+            format!("pkcs11:object=k?x-pin-value={pin_with_space}"),
+            format!("pkcs11:object=k?pin-value={PIN}%FF"),
+            format!("pkcs11:object=k?pin-value={PIN}&pin-value={PIN}"),
+            format!("pkcs11:object=k;pin-value={PIN}"),
+            format!("pkcs11:object=k?pin-source=/p&pin-value={PIN}"),
+            format!("pkcs11:object=k?{PIN}"),
+            format!("pkcs11:object=k?pin value={PIN}"),
+            format!("pkcs11:object=k?pin-value={PIN}&bogus=1"),
+            format!("pkcs11:object=k?pin-value={PIN}&"),
+        ] {
+            let e = s.parse::<Pkcs11Uri>().unwrap_err();
+            for text in [e.to_string(), format!("{e:?}")] {
+                assert!(!text.contains(PIN), "{text}");
+                assert!(!text.contains(pin_with_space), "{text}");
+                assert!(!text.contains("' '"), "{text}");
+            }
+        }
+        assert_eq!(
+            err(&format!("pkcs11:?pin-value={pin_with_space}")),
+            "invalid PKCS#11 URI: attribute \"pin-value\" contains a character at byte 24; it must be percent-encoded"
+        );
+    }
+
+    // ---- property-style round trip ---------------------------------------------
+
+    /// xorshift64*: deterministic, dependency-free.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        fn chance(&mut self) -> bool {
+            self.next() & 1 == 1
+        }
+
+        fn bytes(&mut self, max_len: usize) -> Vec<u8> {
+            let len = self.below(max_len + 1);
+            (0..len).map(|_| self.next() as u8).collect()
+        }
+
+        /// Any ASCII (controls and delimiters included) plus some non-ASCII.
+        fn text(&mut self, max_len: usize) -> String {
+            const EXTRA: [char; 6] = [
+                '\u{e1}',
+                '\u{20ac}',
+                '\u{1f511}',
+                '\u{fffd}',
+                '\u{7f}',
+                '\u{a0}',
+            ];
+            let len = self.below(max_len + 1);
+            (0..len)
+                .map(|_| {
+                    if self.below(8) == 0 {
+                        EXTRA[self.below(EXTRA.len())]
+                    } else {
+                        char::from(self.below(128) as u8)
+                    }
+                })
+                .collect()
+        }
+
+        fn maybe_text(&mut self, max_len: usize) -> Option<String> {
+            self.chance().then(|| self.text(max_len))
+        }
+
+        fn vendor_name(&mut self) -> String {
+            const NAME: &[u8] = b"abcXYZ019-_";
+            let len = self.below(6);
+            let tail: String = (0..len)
+                .map(|_| NAME[self.below(NAME.len())] as char)
+                .collect();
+            format!("x-{tail}")
+        }
+    }
+
+    #[test]
+    fn generated_uris_round_trip() {
+        let mut rng = Rng(0x1d5e_a1c0_ffee_2024);
+        for _ in 0..500 {
+            let mut vendor_path: Vec<(String, String)> = Vec::new();
+            for _ in 0..rng.below(3) {
+                let name = rng.vendor_name();
+                if !vendor_path.iter().any(|(n, _)| *n == name) {
+                    vendor_path.push((name, rng.text(12)));
+                }
+            }
+            let pin_source = rng.maybe_text(20);
+            let uri = Pkcs11Uri {
+                token: rng.maybe_text(32),
+                manufacturer: rng.maybe_text(32),
+                serial: rng.maybe_text(16),
+                model: rng.maybe_text(16),
+                library_manufacturer: rng.maybe_text(8),
+                library_description: rng.maybe_text(8),
+                library_version: rng
+                    .chance()
+                    .then(|| format!("{}.{}", rng.below(256), rng.below(256))),
+                slot_description: rng.maybe_text(8),
+                slot_manufacturer: rng.maybe_text(8),
+                slot_id: rng.chance().then(|| rng.next()),
+                object: rng.maybe_text(48),
+                id: rng.chance().then(|| rng.bytes(40)),
+                object_type: rng
+                    .chance()
+                    .then(|| ObjectType::ALL[rng.below(ObjectType::ALL.len())]),
+                vendor_path,
+                module_path: rng
+                    .chance()
+                    .then(|| PathBuf::from(format!("/opt/{}", rng.text(16)))),
+                module_name: rng.maybe_text(12),
+                pin_value: if pin_source.is_none() {
+                    rng.maybe_text(16).map(Zeroizing::new)
+                } else {
+                    None
+                },
+                pin_source,
+                vendor_query: (0..rng.below(3))
+                    .map(|_| (rng.vendor_name(), rng.text(12)))
+                    .collect(),
+            };
+            round_trips(&uri);
+            if let Some(pin) = uri.pin_value.as_deref().filter(|p| p.len() >= 4) {
+                assert!(!format!("{uri:?}").contains(&format!("{pin:?}")));
+            }
+        }
+    }
+
+    #[test]
+    fn generated_labels_and_ids_round_trip() {
+        let mut rng = Rng(42);
+        for _ in 0..500 {
+            let label = rng.text(64);
+            let id = rng.bytes(64);
+            let uri = Pkcs11Uri::new_private_key(&rng.text(32), &label, &id);
+            round_trips(&uri);
+            let back: Pkcs11Uri = uri.to_string().parse().unwrap();
+            assert_eq!(back.object.as_deref(), Some(label.as_str()));
+            assert_eq!(back.id.as_deref(), Some(id.as_slice()));
+        }
+    }
 }

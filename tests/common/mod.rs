@@ -22,6 +22,10 @@ pub struct Run {
 }
 
 impl Run {
+    pub fn from_output(out: Output) -> Self {
+        Self::from(out)
+    }
+
     fn from(out: Output) -> Self {
         Run {
             code: out.status.code().unwrap_or(-1),

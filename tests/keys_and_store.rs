@@ -1,0 +1,603 @@
+//! Keys, PINs, tokens named by URI, the certificate store, and sign's inputs
+//! and outputs, with a real SoftHSM token.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+#[test]
+fn private_keys_are_sensitive_and_never_extractable() {
+    let env = Env::new();
+    let uri = env.generate("ecc-secp384r1", "guarded");
+    let shown = env.run(&["--json", "key", "show", &uri]).ok().json();
+    assert_eq!(shown["sensitive"], true);
+    assert_eq!(shown["extractable"], false);
+    assert_eq!(shown["never_extractable"], true);
+    assert!(
+        shown["public_key_pem"]
+            .as_str()
+            .unwrap()
+            .starts_with("-----BEGIN PUBLIC KEY-----")
+    );
+
+    // Cross-check with another PKCS#11 client reading the same token.
+    let module = [
+        "/usr/lib/softhsm/libsofthsm2.so",
+        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+    .expect("softhsm2 installed");
+    let pin_file = env.home.path().join("user.pin");
+    let out = Command::new("pkcs11-tool")
+        .env("SOFTHSM2_CONF", env.softhsm_conf())
+        .args([
+            "--module",
+            module,
+            "--token-label",
+            "imgseal",
+            "--login",
+            "--pin",
+        ])
+        .arg(std::fs::read_to_string(&pin_file).unwrap())
+        .args(["--list-objects", "--type", "privkey"])
+        .output()
+        .expect("pkcs11-tool runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("label:      guarded"), "{text}");
+    let field = |name: &str| -> Vec<String> {
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("{name} in {text}"));
+        line.split_once(':')
+            .unwrap()
+            .1
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .collect()
+    };
+    let access = field("Access:");
+    assert!(access.contains(&"sensitive".to_string()), "{text}");
+    assert!(access.contains(&"never extractable".to_string()), "{text}");
+    assert!(!access.contains(&"extractable".to_string()), "{text}");
+    // A signing key and nothing else.
+    assert_eq!(field("Usage:"), ["sign"], "{text}");
+}
+
+#[test]
+fn keys_are_listed_shown_and_labels_stay_unique() {
+    let env = Env::new();
+    let a = env.generate("rsa-pss-2048", "alpha");
+    let b = env.generate("ecc-sect409k1", "beta");
+    assert!(
+        a.starts_with("pkcs11:token=imgseal;object=alpha;id=%") && a.ends_with(";type=private"),
+        "{a}"
+    );
+    let list = env.run(&["--json", "key", "list"]).ok().json();
+    let uris: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["uri"].as_str().unwrap())
+        .collect();
+    assert_eq!(uris, [a.as_str(), b.as_str()]);
+    assert_eq!(list[1]["glance_key_type"], "ECC_SECT409K1");
+    assert_eq!(list[0]["type"], "rsa-pss-2048");
+
+    let dup = env
+        .run(&[
+            "key",
+            "generate",
+            "--type",
+            "rsa-pss-2048",
+            "--label",
+            "alpha",
+        ])
+        .code(2);
+    assert!(
+        dup.stderr
+            .contains("already holds a key labelled \"alpha\""),
+        "{}",
+        dup.stderr
+    );
+    let bad = env
+        .run(&["key", "generate", "--type", "rsa-1024", "--label", "x"])
+        .code(2);
+    assert!(
+        bad.stderr.contains("unknown key type \"rsa-1024\""),
+        "{}",
+        bad.stderr
+    );
+
+    // By label alone, by id alone, and a URI naming nothing.
+    env.run(&["key", "show", "pkcs11:object=beta"]).ok();
+    let id_only = format!(
+        "pkcs11:{}",
+        b.split(';').find(|p| p.starts_with("id=")).unwrap()
+    );
+    let pem = env.run(&["key", "show", &id_only]).ok().stdout;
+    assert!(pem.contains("BEGIN PUBLIC KEY"));
+    let none = env.run(&["key", "show", "pkcs11:object=nothing"]).code(4);
+    assert!(
+        none.stderr
+            .contains("no private key matches pkcs11:object=nothing"),
+        "{}",
+        none.stderr
+    );
+    let malformed = env.run(&["key", "show", "pkcs11:object=a b"]).code(3);
+    assert!(
+        malformed.stderr.contains("invalid PKCS#11 URI"),
+        "{}",
+        malformed.stderr
+    );
+    let empty = env.run(&["key", "show", "pkcs11:token=imgseal"]).code(2);
+    assert!(empty.stderr.contains("names no key"), "{}", empty.stderr);
+}
+
+#[test]
+fn pins_come_from_the_uri_the_environment_or_a_file_and_are_never_printed() {
+    let env = Env::new();
+    let uri = env.generate("ecc-secp384r1", "k");
+    let pin = env.user_pin();
+    let image = env.image("img", 1000);
+    let wrong = "not-the-pin-4242";
+
+    // Wrong PIN in the environment: exit 6, the token named, the PIN not echoed.
+    let out = Run::from_output(
+        env.command()
+            .env("IMGSEAL_PIN", wrong)
+            .args([
+                "sign",
+                "--key",
+                &uri,
+                "--cert-id",
+                "c",
+                image.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(out.code, 6, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("incorrect PIN for token \"imgseal\""),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains(wrong) && !out.stdout.contains(wrong));
+
+    // The right PIN from pin-source in the URI, and pin-value: both sign.
+    let pin_file = env.path("pin.txt");
+    std::fs::write(&pin_file, format!("{pin}\n")).unwrap();
+    let with_source = format!("{uri}?pin-source=file:{}", pin_file.display());
+    let out = Run::from_output(
+        env.command()
+            .env("IMGSEAL_PIN", wrong)
+            .args([
+                "--json",
+                "sign",
+                "--key",
+                &with_source,
+                "--cert-id",
+                "c",
+                image.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stdout.contains(&pin), "the PIN leaked into the output");
+    let with_value = format!("{uri}?pin-value={pin}");
+    let out = env
+        .run(&[
+            "--json",
+            "sign",
+            "--key",
+            &with_value,
+            "--cert-id",
+            "c",
+            image.to_str().unwrap(),
+        ])
+        .ok();
+    assert!(
+        !out.stdout.contains(&pin) && !out.stderr.contains(&pin),
+        "the PIN leaked: {}",
+        out.stdout
+    );
+    assert_eq!(out.json()["key"], uri.as_str());
+
+    // A wrong pin-value is refused without echoing it.
+    let out = env
+        .run(&[
+            "sign",
+            "--key",
+            &format!("{uri}?pin-value={wrong}"),
+            "--cert-id",
+            "c",
+            image.to_str().unwrap(),
+        ])
+        .code(6);
+    assert!(!out.stderr.contains(wrong));
+    // A missing pin-source file names the file.
+    let out = env
+        .run(&[
+            "sign",
+            "--key",
+            &format!("{uri}?pin-source=file:/nonexistent/pin"),
+            "--cert-id",
+            "c",
+            image.to_str().unwrap(),
+        ])
+        .code(7);
+    assert!(out.stderr.contains("/nonexistent/pin"), "{}", out.stderr);
+}
+
+#[test]
+fn a_token_named_by_uri_in_another_module_configuration() {
+    // An operator's own SoftHSM token, set up with softhsm2-util, used through
+    // --token with module-path and pin-source, as with any production HSM.
+    let env = Env::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tokens")).unwrap();
+    let conf = dir.path().join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}/tokens\nobjectstore.backend = file\nlog.level = ERROR\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let status = Command::new("softhsm2-util")
+        .env("SOFTHSM2_CONF", &conf)
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "release-hsm",
+            "--so-pin",
+            "87654321",
+            "--pin",
+            "24681357",
+        ])
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    let pin_file = dir.path().join("pin");
+    std::fs::write(&pin_file, "24681357").unwrap();
+    let module = [
+        "/usr/lib/softhsm/libsofthsm2.so",
+        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+    .unwrap();
+    let token = format!(
+        "pkcs11:token=release-hsm?module-path={module}&pin-source={}",
+        pin_file.display()
+    );
+    let run = |args: &[&str]| {
+        Run::from_output(
+            env.command()
+                .env("SOFTHSM2_CONF", &conf)
+                .arg("--token")
+                .arg(&token)
+                .args(args)
+                .output()
+                .unwrap(),
+        )
+    };
+    let out = run(&["key", "generate", "--type", "dsa-2048", "--label", "rel"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let uri = out.stdout.trim().to_string();
+    assert!(
+        uri.contains("token=release-hsm") && uri.contains(&format!("module-path={module}")),
+        "{uri}"
+    );
+    let image = env.image("img", 4096);
+    let out = run(&[
+        "sign",
+        "--key",
+        &uri,
+        "--cert-id",
+        "c",
+        image.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("\"img_signature_key_type\": \"DSA\""));
+    // The embedded token was never created.
+    assert!(!env.home.path().join("user.pin").exists());
+    let out = Run::from_output(
+        env.command()
+            .env("SOFTHSM2_CONF", &conf)
+            .args([
+                "--token",
+                "pkcs11:token=absent?module-path=/usr/lib/softhsm/libsofthsm2.so",
+                "key",
+                "list",
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    let out = env
+        .run(&[
+            "--token",
+            "pkcs11:token=x?module-path=/nonexistent/libp11.so",
+            "key",
+            "list",
+        ])
+        .code(5);
+    assert!(
+        out.stderr
+            .contains("cannot load PKCS#11 module /nonexistent/libp11.so"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn certificates_are_stored_in_the_token_or_a_directory() {
+    let env = Env::new();
+    let uri = env.key_with_certificate(
+        "rsa-pss-2048",
+        "signer",
+        "11111111-aaaa-bbbb-cccc-000000000001",
+    );
+    let list = env.run(&["--json", "cert", "list"]).ok().json();
+    assert_eq!(list[0]["id"], "11111111-aaaa-bbbb-cccc-000000000001");
+    assert_eq!(list[0]["subject"], "CN=signer,O=imgseal tests");
+    assert_eq!(list[0]["glance_key_type"], "RSA-PSS");
+    let shown = env
+        .run(&["cert", "show", "11111111-aaaa-bbbb-cccc-000000000001"])
+        .ok()
+        .stdout;
+    let issuer = shown.lines().find(|l| l.starts_with("issuer:")).unwrap();
+    assert!(issuer.ends_with(" CN=imgseal test CA"), "{shown}");
+    let dup = env
+        .run(&[
+            "cert",
+            "import",
+            "--id",
+            "11111111-aaaa-bbbb-cccc-000000000001",
+            env.path("signer.crt").to_str().unwrap(),
+        ])
+        .code(2);
+    assert!(
+        dup.stderr.contains("already holds a certificate"),
+        "{}",
+        dup.stderr
+    );
+
+    // Export as DER, and equality with what openssl reads from the issued PEM.
+    let der = env.path("out.der");
+    env.run(&[
+        "cert",
+        "export",
+        "11111111-aaaa-bbbb-cccc-000000000001",
+        "--der",
+        "--out",
+        der.to_str().unwrap(),
+    ])
+    .ok();
+    let expected = openssl(&[
+        "x509",
+        "-in",
+        env.path("signer.crt").to_str().unwrap(),
+        "-outform",
+        "DER",
+        "-out",
+        env.path("expected.der").to_str().unwrap(),
+    ])
+    .ok();
+    drop(expected);
+    assert_eq!(
+        std::fs::read(&der).unwrap(),
+        std::fs::read(env.path("expected.der")).unwrap()
+    );
+
+    // A directory store with PEM preceded by text, as `openssl ca` writes it, and DER.
+    let dir = env.path("certdir");
+    std::fs::create_dir(&dir).unwrap();
+    let text = openssl(&[
+        "x509",
+        "-in",
+        env.path("signer.crt").to_str().unwrap(),
+        "-text",
+    ])
+    .ok()
+    .stdout;
+    assert!(text.starts_with("Certificate:"));
+    let with_text = env.path("with-text.pem");
+    std::fs::write(&with_text, &text).unwrap();
+    env.run(&[
+        "cert",
+        "import",
+        "--id",
+        "from-ca",
+        "--cert-dir",
+        dir.to_str().unwrap(),
+        with_text.to_str().unwrap(),
+    ])
+    .ok();
+    std::fs::copy(env.path("expected.der"), dir.join("raw.der")).unwrap();
+    let listed = env
+        .run(&[
+            "--json",
+            "cert",
+            "list",
+            "--cert-dir",
+            dir.to_str().unwrap(),
+        ])
+        .ok()
+        .json();
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["from-ca", "raw"]);
+    assert_eq!(
+        listed[0]["sha256_fingerprint"],
+        listed[1]["sha256_fingerprint"]
+    );
+
+    // Signing with a certificate of another key is refused before anything is signed.
+    let other = env.key_with_certificate("rsa-pss-2048", "other", "other-cert");
+    drop(other);
+    let image = env.image("img", 100);
+    let out = env
+        .run(&[
+            "sign",
+            "--key",
+            &uri,
+            "--cert-id",
+            "other-cert",
+            image.to_str().unwrap(),
+        ])
+        .code(2);
+    assert!(
+        out.stderr.contains("holds a different public key"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty());
+
+    // Garbage is not a certificate.
+    let junk = env.path("junk.pem");
+    std::fs::write(
+        &junk,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let out = env
+        .run(&["cert", "import", "--id", "junk", junk.to_str().unwrap()])
+        .code(3);
+    assert!(
+        out.stderr.contains("junk.pem: malformed PEM certificate"),
+        "{}",
+        out.stderr
+    );
+    std::fs::write(&junk, "hello").unwrap();
+    let out = env
+        .run(&["cert", "import", "--id", "junk", junk.to_str().unwrap()])
+        .code(3);
+    assert!(out.stderr.contains("not a certificate"), "{}", out.stderr);
+}
+
+#[test]
+fn sign_reads_stdin_and_prints_each_format() {
+    let env = Env::new();
+    let uri = env.key_with_certificate("ecc-secp521r1", "fmt", "fmt-cert");
+    let image = env.image("img.qcow2", 2_500_000);
+    let from_file = env
+        .run(&[
+            "sign",
+            "--key",
+            &uri,
+            "--cert-id",
+            "fmt-cert",
+            "--hash",
+            "SHA-512",
+            image.to_str().unwrap(),
+        ])
+        .ok()
+        .json();
+    let from_stdin = env
+        .run_stdin(
+            &[
+                "sign",
+                "--key",
+                &uri,
+                "--cert-id",
+                "fmt-cert",
+                "--hash",
+                "SHA-512",
+                "-",
+            ],
+            &image,
+        )
+        .ok()
+        .json();
+    // ECDSA is randomised: the signatures differ but both verify, and the rest is equal.
+    for (k, v) in from_file.as_object().unwrap() {
+        if k != "img_signature" {
+            assert_eq!(&from_stdin[k], v);
+        }
+    }
+    let props = write_props(&env, "stdin.json", &from_stdin);
+    env.run(&[
+        "verify",
+        "--props",
+        props.to_str().unwrap(),
+        image.to_str().unwrap(),
+    ])
+    .ok();
+    env.run_stdin(&["verify", "--props", props.to_str().unwrap(), "-"], &image)
+        .ok();
+
+    let os = env
+        .run(&[
+            "sign",
+            "--key",
+            &uri,
+            "--cert-id",
+            "fmt-cert",
+            "--format",
+            "openstack",
+            image.to_str().unwrap(),
+        ])
+        .ok()
+        .stdout;
+    assert!(os.starts_with("--property img_signature="), "{os}");
+    assert!(os.contains(" --property img_signature_hash_method=SHA-256 --property img_signature_key_type=ECC_SECP521R1 --property img_signature_certificate_uuid=fmt-cert"), "{os}");
+    let env_fmt = env
+        .run(&[
+            "sign",
+            "--key",
+            &uri,
+            "--cert-id",
+            "fmt-cert",
+            "--format",
+            "env",
+            image.to_str().unwrap(),
+        ])
+        .ok()
+        .stdout;
+    let lines: Vec<&str> = env_fmt.lines().collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[2], "IMG_SIGNATURE_KEY_TYPE=ECC_SECP521R1");
+
+    let csr_out = env.path("sub/dir/none.csr");
+    let out = env
+        .run(&[
+            "key",
+            "csr",
+            "--key",
+            &uri,
+            "--subject",
+            "CN=x",
+            "--out",
+            csr_out.to_str().unwrap(),
+        ])
+        .code(7);
+    assert!(out.stderr.contains("sub/dir"), "{}", out.stderr);
+    let out = env
+        .run(&[
+            "key",
+            "csr",
+            "--key",
+            &uri,
+            "--subject",
+            "garbage",
+            "--out",
+            "x.csr",
+        ])
+        .code(2);
+    assert!(out.stderr.contains("RFC 4514"), "{}", out.stderr);
+    assert!(!env.path("x.csr").exists());
+}
