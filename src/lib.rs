@@ -3,6 +3,8 @@
 
 pub mod algorithms;
 pub mod backend;
+pub mod config;
+pub mod cursive_compat;
 pub mod digest;
 pub mod error;
 pub mod glance;
@@ -12,6 +14,7 @@ pub mod public_key;
 pub mod sign;
 pub mod signature;
 pub mod store;
+pub mod validate;
 pub mod verify;
 pub mod x509;
 

@@ -1,46 +1,129 @@
-//! Verifying an image against its properties and signing certificate, as
-//! Glance does on upload, and closing the gaps cursive leaves open (the
-//! declared curve must be the key's curve; base64 must be canonical).
+//! Verifying an image as Glance does on upload and Nova on boot: the
+//! properties, the signing certificate, optionally the certificate's chain to
+//! trusted certificates, then the signature over the image bytes.
+//!
+//! Under `--policy strict` the properties are read strictly (canonical base64,
+//! the declared curve must be the key's curve); under `--policy nova` exactly
+//! as cursive reads them, with cursive's messages.
 
+use openssl::x509::X509Crl;
 use serde::Serialize;
 
 use crate::algorithms::GlanceKeyType;
 use crate::backend::{SigningDevice, StoredCertificate};
+use crate::config::TrustSettings;
+use crate::cursive_compat;
 use crate::digest::{ImageSource, digest_image};
 use crate::error::{Error, Result};
-use crate::glance::{ImageSignature, RawProperties};
+use crate::glance::RawProperties;
 use crate::public_key::{KeyClass, PublicKey};
 use crate::signature::SignatureScheme;
+use crate::validate::{
+    ChainVerdict, PolicyName, StrictOptions, TrustedCertificate, ValidationInput,
+};
+use crate::x509::Certificate;
+
+/// Looks certificates up by id.
+pub type CertFinder<'a> = &'a dyn Fn(&str) -> Result<Option<StoredCertificate>>;
+
+/// What certificate validation works with.
+pub struct TrustPlan<'a> {
+    pub settings: TrustSettings,
+    pub find: CertFinder<'a>,
+    /// Untrusted certificates the strict policy may use as intermediates.
+    pub intermediates: Vec<(String, Certificate)>,
+    pub crls: Vec<X509Crl>,
+    pub at: i64,
+    pub options: StrictOptions,
+}
+
+impl TrustPlan<'_> {
+    /// Validates `leaf` under `policy` against the trusted ids.
+    pub fn validate(
+        &self,
+        policy: PolicyName,
+        leaf_id: &str,
+        leaf: &Certificate,
+    ) -> Result<ChainVerdict> {
+        let mut trusted = Vec::new();
+        for id in &self.settings.trusted_ids {
+            // cursive skips ids the key manager cannot return, whatever the reason.
+            let certificate = match (self.find)(id) {
+                Ok(found) => found.map(|s| s.certificate),
+                Err(e) if e.kind() == crate::error::ErrorKind::BadInput => None,
+                Err(e) => return Err(e),
+            };
+            trusted.push(TrustedCertificate {
+                id: id.clone(),
+                certificate,
+            });
+        }
+        let input = ValidationInput {
+            leaf_id,
+            leaf,
+            trusted: &trusted,
+            intermediates: &self.intermediates,
+            crls: &self.crls,
+            at: self.at,
+            options: self.options,
+        };
+        policy.validator().validate(&input)
+    }
+}
 
 /// The outcome of a verification that could be carried out.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verdict {
     pub valid: bool,
-    /// Why the signature is invalid.
+    pub policy: &'static str,
+    /// Why the image is not valid.
     pub reason: Option<String>,
-    pub hash_method: String,
-    pub key_type: String,
-    pub certificate_id: String,
-    pub certificate_subject: String,
-    pub certificate_location: String,
+    pub hash_method: Option<String>,
+    pub key_type: Option<String>,
+    pub certificate_id: Option<String>,
+    pub certificate_subject: Option<String>,
+    pub certificate_location: Option<String>,
+    /// The certificate validation, when it ran.
+    pub certificate_validation: Option<ChainVerdict>,
+    /// Where trusted ids came from, and whether validation ran.
+    pub trust: Option<TrustSettings>,
     pub image_size: Option<u64>,
+}
+
+impl Verdict {
+    fn new(policy: PolicyName) -> Self {
+        Verdict {
+            valid: false,
+            policy: match policy {
+                PolicyName::Nova => "nova",
+                PolicyName::Strict => "strict",
+            },
+            reason: None,
+            hash_method: None,
+            key_type: None,
+            certificate_id: None,
+            certificate_subject: None,
+            certificate_location: None,
+            certificate_validation: None,
+            trust: None,
+            image_size: None,
+        }
+    }
+
+    fn invalid(mut self, reason: impl Into<String>) -> Self {
+        self.valid = false;
+        self.reason = Some(reason.into());
+        self
+    }
 }
 
 /// Checks that the certificate's key is of the declared Glance key type,
 /// including the curve (cursive accepts any curve for any `ECC_*`).
 pub fn check_key_type(declared: GlanceKeyType, key: &PublicKey) -> std::result::Result<(), String> {
     let ok = match (declared, key.class()) {
-        (GlanceKeyType::RsaPss, KeyClass::Rsa { .. }) => true,
-        (GlanceKeyType::Dsa, KeyClass::Dsa { .. }) => true,
-        (GlanceKeyType::Ecc(curve), KeyClass::Ec { curve: actual, .. }) => {
-            if actual != Some(curve) {
-                return Err(format!(
-                    "img_signature_key_type is {declared} but the certificate's key is {}",
-                    key.describe()
-                ));
-            }
-            true
-        }
+        (GlanceKeyType::RsaPss, KeyClass::Rsa { .. })
+        | (GlanceKeyType::Dsa, KeyClass::Dsa { .. }) => true,
+        (GlanceKeyType::Ecc(curve), KeyClass::Ec { curve: actual, .. }) => actual == Some(curve),
         _ => false,
     };
     if ok {
@@ -53,49 +136,117 @@ pub fn check_key_type(declared: GlanceKeyType, key: &PublicKey) -> std::result::
     }
 }
 
-/// Verifies `image` against properties read from JSON text. `find_cert`
-/// looks the certificate up by id. Malformed input, a missing certificate or
-/// an unreadable image are errors; a signature that does not hold is an
-/// invalid verdict.
+/// cursive's `isinstance` check: the key family only.
+fn cursive_key_family_matches(declared: GlanceKeyType, key: &PublicKey) -> bool {
+    matches!(
+        (declared, key.class()),
+        (GlanceKeyType::RsaPss, KeyClass::Rsa { .. })
+            | (GlanceKeyType::Dsa, KeyClass::Dsa { .. })
+            | (GlanceKeyType::Ecc(_), KeyClass::Ec { .. })
+    )
+}
+
+/// Verifies `image` against properties read from JSON text. Malformed input
+/// (under the strict policy), a missing certificate or an unreadable image are
+/// errors; a signature or certificate that does not hold is an invalid verdict.
 pub fn verify_image(
     props_text: &str,
     props_origin: &str,
     image: &ImageSource,
-    find_cert: &dyn Fn(&str) -> Result<Option<StoredCertificate>>,
+    policy: PolicyName,
+    trust: Option<&TrustPlan<'_>>,
+    find_cert: CertFinder<'_>,
     verifier: &dyn SigningDevice,
 ) -> Result<Verdict> {
-    let sig: ImageSignature =
-        RawProperties::from_json(props_text, props_origin)?.check(props_origin)?;
-    let stored = find_cert(&sig.cert_uuid)?
-        .ok_or_else(|| Error::not_found(format!("certificate \"{}\" not found", sig.cert_uuid)))?;
-    let mut verdict = Verdict {
-        valid: false,
-        reason: None,
-        hash_method: sig.hash_method.glance_name().into(),
-        key_type: sig.key_type.glance_name(),
-        certificate_id: sig.cert_uuid.clone(),
-        certificate_subject: stored.certificate.subject(),
-        certificate_location: stored.location.clone(),
-        image_size: None,
+    let raw = RawProperties::from_json(props_text, props_origin)?;
+    let mut verdict = Verdict::new(policy);
+    verdict.trust = trust.map(|t| t.settings.clone());
+
+    // The properties, each policy its own way.
+    let (signature, hash_method, key_type, cert_id) = match policy {
+        PolicyName::Strict => {
+            let sig = raw.check(props_origin)?;
+            (sig.signature, sig.hash_method, sig.key_type, sig.cert_uuid)
+        }
+        PolicyName::Nova => match cursive_compat::check_properties(&raw) {
+            Ok(sig) => (sig.signature, sig.hash_method, sig.key_type, sig.cert_uuid),
+            Err(message) => return Ok(verdict.invalid(message)),
+        },
     };
+    verdict.hash_method = Some(hash_method.glance_name().into());
+    verdict.key_type = Some(key_type.glance_name());
+    verdict.certificate_id = Some(cert_id.clone());
+
+    let stored = match (find_cert(&cert_id), policy) {
+        (Ok(Some(stored)), _) => stored,
+        (Ok(None), PolicyName::Strict) => {
+            return Err(Error::not_found(format!(
+                "certificate \"{cert_id}\" not found"
+            )));
+        }
+        (Ok(None), PolicyName::Nova) => {
+            return Ok(verdict.invalid(cursive_compat::signature_error(&format!(
+                "Certificate not found with ID: {cert_id}"
+            ))));
+        }
+        (Err(e), _) => return Err(e),
+    };
+    verdict.certificate_subject = Some(stored.certificate.subject());
+    verdict.certificate_location = Some(stored.location.clone());
     let key = stored.certificate.public_key()?;
-    if let Err(reason) = check_key_type(sig.key_type, &key) {
-        verdict.reason = Some(reason);
-        return Ok(verdict);
+    match policy {
+        PolicyName::Strict => {
+            if let Err(reason) = check_key_type(key_type, &key) {
+                return Ok(verdict.invalid(reason));
+            }
+        }
+        PolicyName::Nova => {
+            if !cursive_key_family_matches(key_type, &key) {
+                return Ok(verdict.invalid(cursive_compat::signature_error(&format!(
+                    "Invalid public key type for signature key type: {key_type}"
+                ))));
+            }
+            if signature.is_empty() {
+                return Ok(verdict.invalid(cursive_compat::signature_error(
+                    "Error occurred while creating the verifier",
+                )));
+            }
+        }
     }
-    let digest = digest_image(image, sig.hash_method)?;
+
+    // Certificate validation before the image is read, as Nova does.
+    if let Some(plan) = trust.filter(|t| t.settings.validate_certificate) {
+        let chain = plan.validate(policy, &cert_id, &stored.certificate)?;
+        let failed = !chain.valid;
+        let reason = chain.reason.clone();
+        verdict.certificate_validation = Some(chain);
+        if failed {
+            let reason = reason.unwrap_or_default();
+            return Ok(verdict.invalid(match policy {
+                // Nova's CertificateValidationFailed wraps cursive's message.
+                PolicyName::Nova => format!("Image signature certificate validation failed for certificate: {cert_id}. {reason}"),
+                PolicyName::Strict => format!("certificate \"{cert_id}\" is not trusted: {reason}"),
+            }));
+        }
+    }
+
+    let digest = digest_image(image, hash_method)?;
     verdict.image_size = Some(digest.size);
-    let scheme = SignatureScheme::for_glance(sig.key_type, sig.hash_method);
-    if verifier.verify_digest(&key, &scheme, &digest.digest, &sig.signature)? {
+    let scheme = SignatureScheme::for_glance(key_type, hash_method);
+    if verifier.verify_digest(&key, &scheme, &digest.digest, &signature)? {
         verdict.valid = true;
+        Ok(verdict)
     } else {
-        verdict.reason = Some(format!(
-            "the signature does not match {} ({} over {} bytes, checked with the public key of certificate \"{}\"): the image was modified, or it was signed with another key or hash",
-            image.display(),
-            sig.hash_method,
-            digest.size,
-            sig.cert_uuid
-        ));
+        let reason = match policy {
+            PolicyName::Nova => "InvalidSignature: cryptography rejected the signature over the image (Nova: Image signature verification failed)".to_string(),
+            PolicyName::Strict => format!(
+                "the signature does not match {} ({} over {} bytes, checked with the public key of certificate \"{}\"): the image was modified, or it was signed with another key or hash",
+                image.display(),
+                hash_method,
+                digest.size,
+                cert_id
+            ),
+        };
+        Ok(verdict.invalid(reason))
     }
-    Ok(verdict)
 }

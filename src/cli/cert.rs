@@ -12,6 +12,7 @@ use imgseal::store::DirStore;
 use imgseal::x509::Certificate;
 use serde_json::json;
 
+use super::trust::TrustArgs;
 use super::{Context, print_json, read_input_file};
 
 #[derive(Debug, Args)]
@@ -43,6 +44,15 @@ pub enum CertCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Validate a certificate (a stored id, or a file) against trusted ids.
+    Verify {
+        /// A certificate id in the store, or a PEM/DER file.
+        cert: String,
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        trust: TrustArgs,
+    },
     /// Print (or write) a stored certificate as PEM, or DER with --der.
     Export {
         id: String,
@@ -70,6 +80,100 @@ pub fn finder(
             Ok(Box::new(move |id| device.find_certificate(id)))
         }
     }
+}
+
+/// Everything in the store (directory or token), as possible intermediates.
+pub fn store_contents(
+    ctx: &Context,
+    cert_dir: Option<&PathBuf>,
+) -> Result<Vec<(String, Certificate)>, Error> {
+    let list = match cert_dir {
+        Some(dir) => DirStore::new(dir)?.list()?,
+        None => ctx.device(None, Login::NotNeeded)?.list_certificates()?,
+    };
+    Ok(list.into_iter().map(|s| (s.id, s.certificate)).collect())
+}
+
+fn verify_certificate(
+    ctx: &Context,
+    cert: &str,
+    store: &StoreArgs,
+    trust: &TrustArgs,
+) -> anyhow::Result<i32> {
+    let config = trust.config(ctx)?;
+    let policy = trust.policy(&config);
+    let mut settings = trust.settings(&config)?;
+    // Validating a certificate is the whole point here, with whatever ids are in force.
+    settings.validate_certificate = true;
+    let cert_dir = store
+        .cert_dir
+        .clone()
+        .or_else(|| config.validation.cert_dir.clone());
+    let find = finder(ctx, cert_dir.as_ref())?;
+    let path = std::path::Path::new(cert);
+    let (leaf_id, leaf) = if path.is_file() {
+        let c = Certificate::parse(&read_input_file(&path.to_path_buf())?, cert)?;
+        (
+            path.file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or(cert)
+                .to_string(),
+            c,
+        )
+    } else {
+        let found = find(cert)?.ok_or_else(|| {
+            Error::not_found(format!(
+                "certificate \"{cert}\" not found (neither a file nor an id in the store)"
+            ))
+        })?;
+        (cert.to_string(), found.certificate)
+    };
+    let contents = store_contents(ctx, cert_dir.as_ref())?;
+    let plan = trust.plan(
+        &config,
+        settings.clone(),
+        &*find,
+        contents,
+        cert_dir.as_ref(),
+    )?;
+    let verdict = plan.validate(policy, &leaf_id, &leaf)?;
+    let code = if verdict.valid {
+        0
+    } else {
+        imgseal::ErrorKind::Invalid.exit_code()
+    };
+    if ctx.json {
+        let mut obj = json!(verdict);
+        obj["verdict"] = json!(if verdict.valid { "valid" } else { "invalid" });
+        obj["certificate_id"] = json!(leaf_id);
+        obj["trust"] = json!(settings);
+        obj["exit_code"] = json!(code);
+        println!("{obj}");
+        return Ok(code);
+    }
+    if verdict.valid {
+        let path: Vec<String> = verdict
+            .chain
+            .iter()
+            .map(|l| format!("{} [{}]", l.subject, l.id))
+            .collect();
+        println!("valid ({} policy): {}", verdict.policy, path.join(" <- "));
+    } else {
+        println!(
+            "invalid ({} policy): {}",
+            verdict.policy,
+            verdict.reason.as_deref().unwrap_or("not trusted")
+        );
+    }
+    println!(
+        "trusted ids from {}: {}",
+        settings.source,
+        settings.trusted_ids.join(", ")
+    );
+    for note in &verdict.notes {
+        println!("note: {note}");
+    }
+    Ok(code)
 }
 
 fn describe(c: &StoredCertificate) -> serde_json::Value {
@@ -151,6 +255,9 @@ pub fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<i32> {
                     println!("{:<19} {v}", format!("{k}:"));
                 }
             }
+        }
+        CertCommand::Verify { cert, store, trust } => {
+            return verify_certificate(ctx, &cert, &store, &trust);
         }
         CertCommand::Export {
             id,

@@ -3,6 +3,7 @@
 mod cert;
 mod key;
 mod sign;
+mod trust;
 mod verify;
 
 use std::path::PathBuf;

@@ -1,0 +1,264 @@
+//! RFC 5280 path validation for code signing, on OpenSSL's verifier (path
+//! building with alternative chains, basicConstraints and pathLen, keyUsage on
+//! issuers, critical extensions, name constraints, CRLs with delta and
+//! indirect CRLs, RFC 4518 name comparison). On top of it: any trusted
+//! certificate may be the anchor, the signing certificate must be fit for
+//! code signing, and weak keys and hashes are refused.
+
+use foreign_types::ForeignType;
+use openssl::stack::Stack;
+use openssl::x509::store::X509StoreBuilder;
+use openssl::x509::verify::{X509VerifyFlags, X509VerifyParam};
+use openssl::x509::{X509, X509StoreContext, X509VerifyResult};
+use x509_cert::ext::pkix::KeyUsages;
+
+use super::facts::{ANY_EXTENDED_KEY_USAGE, CODE_SIGNING, CertFacts, SignatureHash};
+use super::{ChainLink, ChainVerdict, ValidationInput, Validator, id_of};
+use crate::error::{Error, Result};
+use crate::public_key::KeyClass;
+use crate::x509::{Certificate, name_to_string};
+
+pub struct StrictPolicy;
+
+unsafe extern "C" {
+    // In libcrypto since 0.9.x; openssl-sys does not bind it.
+    fn X509_STORE_add_crl(
+        store: *mut openssl_sys::X509_STORE,
+        crl: *mut openssl_sys::X509_CRL,
+    ) -> std::os::raw::c_int;
+}
+
+fn ossl(context: &str) -> impl FnOnce(openssl::error::ErrorStack) -> Error + '_ {
+    move |e| Error::crypto(context, e)
+}
+
+impl Validator for StrictPolicy {
+    fn name(&self) -> &'static str {
+        "strict"
+    }
+
+    fn validate(&self, input: &ValidationInput<'_>) -> Result<ChainVerdict> {
+        let mut notes = Vec::new();
+        let mut store = X509StoreBuilder::new().map_err(ossl("certificate store"))?;
+        let mut anchors = 0;
+        for trusted in input.trusted {
+            match &trusted.certificate {
+                Some(cert) => {
+                    store
+                        .add_cert(cert.x509.clone())
+                        .map_err(ossl("adding a trusted certificate"))?;
+                    anchors += 1;
+                }
+                None => notes.push(format!(
+                    "trusted certificate id \"{}\" is not in the certificate store",
+                    trusted.id
+                )),
+            }
+        }
+        if anchors == 0 {
+            return Ok(ChainVerdict::fail(
+                "strict",
+                "no trusted certificates: give trusted certificate ids (--trusted-cert-id, OS_TRUSTED_IMAGE_CERTIFICATE_IDS or default_trusted_certificate_ids) that are in the certificate store",
+                notes,
+            ));
+        }
+        for crl in input.crls {
+            // Safety: both pointers are live; the store takes its own reference.
+            let rc = unsafe { X509_STORE_add_crl(store.as_ptr(), crl.as_ptr()) };
+            if rc != 1 {
+                return Err(Error::Crypto(
+                    "adding a CRL to the certificate store failed".into(),
+                ));
+            }
+        }
+        let mut flags = X509VerifyFlags::PARTIAL_CHAIN | X509VerifyFlags::X509_STRICT;
+        if !input.crls.is_empty() {
+            flags |= X509VerifyFlags::CRL_CHECK
+                | X509VerifyFlags::CRL_CHECK_ALL
+                | X509VerifyFlags::EXTENDED_CRL_SUPPORT
+                | X509VerifyFlags::USE_DELTAS;
+        }
+        let mut param = X509VerifyParam::new().map_err(ossl("verification parameters"))?;
+        param
+            .set_flags(flags)
+            .map_err(ossl("verification parameters"))?;
+        param.set_time(input.at as libc_time_t);
+        // OpenSSL counts intermediates: depth d allows d + 2 certificates.
+        param.set_depth(input.options.max_depth.saturating_sub(2) as i32);
+        store
+            .set_param(&param)
+            .map_err(ossl("verification parameters"))?;
+        let store = store.build();
+
+        let mut untrusted = Stack::<X509>::new().map_err(ossl("intermediates"))?;
+        for (_, cert) in input.intermediates {
+            untrusted
+                .push(cert.x509.clone())
+                .map_err(ossl("intermediates"))?;
+        }
+
+        let mut ctx = X509StoreContext::new().map_err(ossl("verification context"))?;
+        let outcome = ctx
+            .init(&store, &input.leaf.x509, &untrusted, |c| {
+                let ok = c.verify_cert()?;
+                let chain: Vec<X509> = c
+                    .chain()
+                    .map(|s| s.iter().map(|x| x.to_owned()).collect())
+                    .unwrap_or_default();
+                let failed_at = c
+                    .current_cert()
+                    .map(|x| (name_to_string(x.subject_name()), x.to_owned()));
+                Ok((ok, c.error(), c.error_depth(), chain, failed_at))
+            })
+            .map_err(ossl("path validation"))?;
+        let (ok, error, depth, chain, failed_at) = outcome;
+
+        if !ok {
+            return Ok(openssl_failure(input, error, depth, failed_at, notes));
+        }
+
+        let chain_certs: Vec<Certificate> = chain
+            .iter()
+            .map(|x| Certificate::from_der(&x.to_der().unwrap_or_default(), "chain certificate"))
+            .collect::<Result<_>>()?;
+        let links: Vec<ChainLink> = chain_certs
+            .iter()
+            .map(|c| ChainLink {
+                id: id_of(input, &c.der),
+                subject: c.subject(),
+            })
+            .collect();
+
+        if let Some(reason) = code_signing_problem(input, &chain_certs)? {
+            let mut v = ChainVerdict::fail("strict", reason, notes);
+            v.chain = links;
+            return Ok(v);
+        }
+        let anchor = links.last().cloned();
+        Ok(ChainVerdict {
+            policy: "strict",
+            valid: true,
+            chain: links,
+            anchor,
+            reason: None,
+            revoked: false,
+            notes,
+        })
+    }
+}
+
+#[allow(non_camel_case_types)]
+type libc_time_t = i64;
+
+fn openssl_failure(
+    input: &ValidationInput<'_>,
+    error: X509VerifyResult,
+    depth: u32,
+    failed_at: Option<(String, X509)>,
+    notes: Vec<String>,
+) -> ChainVerdict {
+    let (subject, id) = match &failed_at {
+        Some((subject, x)) => (
+            subject.clone(),
+            id_of(input, &x.to_der().unwrap_or_default()),
+        ),
+        None => ("(unknown)".into(), "(unknown)".into()),
+    };
+    let code = error.as_raw();
+    let revoked = code == openssl_sys::X509_V_ERR_CERT_REVOKED;
+    let what = match code {
+        openssl_sys::X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+        | openssl_sys::X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT => {
+            format!(
+                "no path to a trusted certificate: the issuer of \"{subject}\" is neither trusted nor in the certificate store"
+            )
+        }
+        openssl_sys::X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT
+        | openssl_sys::X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN => {
+            format!("the chain ends at the self-signed \"{subject}\", which is not trusted")
+        }
+        openssl_sys::X509_V_ERR_CERT_REVOKED => {
+            format!("revoked: \"{subject}\" (id {id}) is revoked by its issuer's CRL")
+        }
+        openssl_sys::X509_V_ERR_UNABLE_TO_GET_CRL => format!(
+            "no CRL for \"{subject}\": when CRLs are given, every certificate in the path needs its issuer's CRL"
+        ),
+        openssl_sys::X509_V_ERR_CERT_CHAIN_TOO_LONG => format!(
+            "the chain is longer than {} certificates",
+            input.options.max_depth
+        ),
+        _ => format!(
+            "\"{subject}\" (id {id}, depth {depth}): {}",
+            error.error_string()
+        ),
+    };
+    let mut v = ChainVerdict::fail("strict", what, notes);
+    v.revoked = revoked;
+    v
+}
+
+/// What OpenSSL's default purpose does not check for image signing.
+fn code_signing_problem(
+    input: &ValidationInput<'_>,
+    chain: &[Certificate],
+) -> Result<Option<String>> {
+    let leaf = CertFacts::of(input.leaf)?;
+    if leaf.key_usage.is_some() && !leaf.has_key_usage(KeyUsages::DigitalSignature) {
+        return Ok(Some(format!(
+            "the signing certificate \"{}\" has a keyUsage extension without digitalSignature",
+            input.leaf.subject()
+        )));
+    }
+    if let Some(eku) = &leaf.extended_key_usage {
+        if !eku
+            .0
+            .iter()
+            .any(|o| *o == CODE_SIGNING || *o == ANY_EXTENDED_KEY_USAGE)
+        {
+            return Ok(Some(format!(
+                "the signing certificate \"{}\" has an extendedKeyUsage extension that does not allow codeSigning",
+                input.leaf.subject()
+            )));
+        }
+    }
+    let last = chain.len().saturating_sub(1);
+    for (i, cert) in chain.iter().enumerate() {
+        let key = cert.public_key()?;
+        let bits = match key.class() {
+            KeyClass::Rsa { bits } | KeyClass::Dsa { bits } => Some(bits),
+            _ => None,
+        };
+        if let Some(bits) = bits {
+            if bits < input.options.min_rsa_bits {
+                return Ok(Some(format!(
+                    "\"{}\" has a {}-bit key; the minimum is {} (see min_rsa_bits)",
+                    cert.subject(),
+                    bits,
+                    input.options.min_rsa_bits
+                )));
+            }
+        }
+        // The anchor's own signature is not part of the path (RFC 5280 §6.1).
+        if i == last {
+            continue;
+        }
+        let facts = CertFacts::of(cert)?;
+        let weak = match facts.signature_hash {
+            SignatureHash::Md5 => Some("MD5"),
+            SignatureHash::Sha1 if !input.options.allow_sha1 => Some("SHA-1"),
+            _ => None,
+        };
+        if let Some(hash) = weak {
+            return Ok(Some(format!(
+                "\"{}\" is signed with {hash}, which is not accepted{}",
+                cert.subject(),
+                if hash == "SHA-1" {
+                    " (allow_sha1 permits it for legacy suites)"
+                } else {
+                    ""
+                }
+            )));
+        }
+    }
+    Ok(None)
+}
