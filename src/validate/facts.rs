@@ -62,12 +62,49 @@ pub struct CertFacts {
 pub const CODE_SIGNING: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.3");
 pub const ANY_EXTENDED_KEY_USAGE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.37.0");
 
+/// The certificate structure with the fields validation does not read kept
+/// opaque, so that what x509-cert's typed decoding refuses (UTCTime before
+/// 1970, negative serial numbers) still parses; OpenSSL reads the dates.
+#[derive(Clone, Debug, der::Sequence)]
+struct LenientCertificate {
+    tbs_certificate: der::Any,
+    signature_algorithm: spki::AlgorithmIdentifierOwned,
+    signature: der::asn1::BitString,
+}
+
+#[derive(Clone, Debug, der::Sequence)]
+struct LenientTbs {
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    version: Option<der::Any>,
+    serial_number: der::Any,
+    signature: spki::AlgorithmIdentifierOwned,
+    issuer: x509_cert::name::Name,
+    validity: der::Any,
+    subject: x509_cert::name::Name,
+    subject_public_key_info: der::Any,
+    #[asn1(context_specific = "1", tag_mode = "IMPLICIT", optional = "true")]
+    issuer_unique_id: Option<der::asn1::BitString>,
+    #[asn1(context_specific = "2", tag_mode = "IMPLICIT", optional = "true")]
+    subject_unique_id: Option<der::asn1::BitString>,
+    #[asn1(context_specific = "3", tag_mode = "EXPLICIT", optional = "true")]
+    extensions: Option<Vec<x509_cert::ext::Extension>>,
+}
+
+/// Seconds since the epoch, read by OpenSSL (which handles every year).
+fn unix_time(t: &openssl::asn1::Asn1TimeRef) -> i64 {
+    openssl::asn1::Asn1Time::from_unix(0)
+        .and_then(|epoch| epoch.diff(t))
+        .map(|d| d.days as i64 * 86_400 + d.secs as i64)
+        .unwrap_or(0)
+}
+
 impl CertFacts {
     pub fn of(cert: &Certificate) -> Result<Self> {
-        let parsed = x509_cert::Certificate::from_der(&cert.der)
-            .map_err(|e| Error::bad_input(format!("certificate {}: {e}", cert.subject())))?;
-        let tbs = &parsed.tbs_certificate;
-        let tbs_der = tbs.to_der().map_err(|e| Error::bad_input(e.to_string()))?;
+        let malformed =
+            |e: der::Error| Error::bad_input(format!("certificate {}: {e}", cert.subject()));
+        let parsed = LenientCertificate::from_der(&cert.der).map_err(malformed)?;
+        let tbs_der = parsed.tbs_certificate.to_der().map_err(malformed)?;
+        let tbs = LenientTbs::from_der(&tbs_der).map_err(malformed)?;
         let signature_oid = parsed.signature_algorithm.oid;
         let signature_hash = signature_hash(&parsed.signature_algorithm);
         let mut facts = CertFacts {
@@ -80,8 +117,8 @@ impl CertFacts {
             basic_constraints: None,
             key_usage: None,
             extended_key_usage: None,
-            not_before: tbs.validity.not_before.to_unix_duration().as_secs() as i64,
-            not_after: tbs.validity.not_after.to_unix_duration().as_secs() as i64,
+            not_before: unix_time(cert.x509.not_before()),
+            not_after: unix_time(cert.x509.not_after()),
         };
         for ext in tbs.extensions.iter().flatten() {
             let value = ext.extn_value.as_bytes();

@@ -7,7 +7,7 @@
 
 use foreign_types::ForeignType;
 use openssl::stack::Stack;
-use openssl::x509::store::X509StoreBuilder;
+use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::verify::{X509VerifyFlags, X509VerifyParam};
 use openssl::x509::{X509, X509StoreContext, X509VerifyResult};
 use x509_cert::ext::pkix::KeyUsages;
@@ -39,112 +39,243 @@ impl Validator for StrictPolicy {
 
     fn validate(&self, input: &ValidationInput<'_>) -> Result<ChainVerdict> {
         let mut notes = Vec::new();
-        let mut store = X509StoreBuilder::new().map_err(ossl("certificate store"))?;
-        let mut anchors = 0;
+        let mut anchors: Vec<&X509> = Vec::new();
         for trusted in input.trusted {
             match &trusted.certificate {
-                Some(cert) => {
-                    store
-                        .add_cert(cert.x509.clone())
-                        .map_err(ossl("adding a trusted certificate"))?;
-                    anchors += 1;
-                }
+                Some(cert) => anchors.push(&cert.x509),
                 None => notes.push(format!(
                     "trusted certificate id \"{}\" is not in the certificate store",
                     trusted.id
                 )),
             }
         }
-        if anchors == 0 {
+        if anchors.is_empty() {
             return Ok(ChainVerdict::fail(
                 "strict",
                 "no trusted certificates: give trusted certificate ids (--trusted-cert-id, OS_TRUSTED_IMAGE_CERTIFICATE_IDS or default_trusted_certificate_ids) that are in the certificate store",
                 notes,
             ));
         }
-        for crl in input.crls {
-            // Safety: both pointers are live; the store takes its own reference.
-            let rc = unsafe { X509_STORE_add_crl(store.as_ptr(), crl.as_ptr()) };
-            if rc != 1 {
-                return Err(Error::Crypto(
-                    "adding a CRL to the certificate store failed".into(),
-                ));
+
+        // OpenSSL picks an issuer by name and key identifiers and does not
+        // backtrack when its signature then fails (a same-name decoy in the store
+        // ends the search). Candidate paths are found here, signatures checked,
+        // and each is handed to OpenSSL alone for the full RFC 5280 checks.
+        // Each candidate runs with its own anchor alone in the store, for the same
+        // reason: OpenSSL's store lookup stops at the first certificate of that name.
+        let everything: Vec<&X509> = input.intermediates.iter().map(|(_, c)| &c.x509).collect();
+        let mut first_failure = None;
+        for (path, anchor) in candidate_paths(input) {
+            let store = build_store(input, &[anchor])?;
+            // The path's intermediates first, so OpenSSL's first-match lookup takes
+            // them. With CRLs, the rest of the store follows them: CRL signers with
+            // keys of their own are found there. A trusted leaf needs nothing else.
+            let mut untrusted = path.clone();
+            let leaf_is_anchor = std::ptr::eq(anchor, &input.leaf.x509);
+            if !input.crls.is_empty() && !leaf_is_anchor {
+                untrusted.extend(
+                    everything
+                        .iter()
+                        .filter(|c| !path.iter().any(|p| std::ptr::eq(*p, **c))),
+                );
+            }
+            let outcome = run_openssl(&store, input, &untrusted)?;
+            if outcome.0 {
+                return finish(input, outcome, notes);
+            }
+            first_failure.get_or_insert(outcome);
+        }
+        let outcome = match first_failure {
+            Some(o) => o,
+            None => run_openssl(&build_store(input, &anchors)?, input, &everything)?,
+        };
+        if outcome.0 {
+            return finish(input, outcome, notes);
+        }
+        let (_, error, depth, _, failed_at) = outcome;
+        Ok(openssl_failure(input, error, depth, failed_at, notes))
+    }
+}
+
+/// A store trusting `anchors`, with the input's CRLs, time and flags.
+fn build_store(input: &ValidationInput<'_>, anchors: &[&X509]) -> Result<X509Store> {
+    let mut store = X509StoreBuilder::new().map_err(ossl("certificate store"))?;
+    for anchor in anchors {
+        store
+            .add_cert((*anchor).clone())
+            .map_err(ossl("adding a trusted certificate"))?;
+    }
+    for crl in input.crls {
+        // Safety: both pointers are live; the store takes its own reference.
+        let rc = unsafe { X509_STORE_add_crl(store.as_ptr(), crl.as_ptr()) };
+        if rc != 1 {
+            return Err(Error::Crypto(
+                "adding a CRL to the certificate store failed".into(),
+            ));
+        }
+    }
+    // Not X509_STRICT: it adds profile checks outside RFC 5280's path validation
+    // (§6), such as refusing keyCertSign on an end entity, which the Nova docs'
+    // own example certificates carry. PARTIAL_CHAIN: any trusted certificate
+    // may be the anchor, not only self-signed roots.
+    let mut flags = X509VerifyFlags::PARTIAL_CHAIN;
+    if !input.crls.is_empty() {
+        flags |= X509VerifyFlags::CRL_CHECK
+            | X509VerifyFlags::CRL_CHECK_ALL
+            | X509VerifyFlags::EXTENDED_CRL_SUPPORT
+            | X509VerifyFlags::USE_DELTAS;
+    }
+    let mut param = X509VerifyParam::new().map_err(ossl("verification parameters"))?;
+    param
+        .set_flags(flags)
+        .map_err(ossl("verification parameters"))?;
+    param.set_time(input.at as libc_time_t);
+    // OpenSSL counts intermediates: depth d allows d + 2 certificates.
+    param.set_depth(input.options.max_depth.saturating_sub(2) as i32);
+    store
+        .set_param(&param)
+        .map_err(ossl("verification parameters"))?;
+    Ok(store.build())
+}
+
+type Outcome = (
+    bool,
+    X509VerifyResult,
+    u32,
+    Vec<X509>,
+    Option<(String, X509)>,
+);
+
+fn run_openssl(
+    store: &openssl::x509::store::X509Store,
+    input: &ValidationInput<'_>,
+    untrusted: &[&X509],
+) -> Result<Outcome> {
+    let mut stack = Stack::<X509>::new().map_err(ossl("intermediates"))?;
+    for cert in untrusted {
+        stack.push((*cert).clone()).map_err(ossl("intermediates"))?;
+    }
+    let mut ctx = X509StoreContext::new().map_err(ossl("verification context"))?;
+    ctx.init(store, &input.leaf.x509, &stack, |c| {
+        let ok = c.verify_cert()?;
+        let chain: Vec<X509> = c
+            .chain()
+            .map(|s| s.iter().map(|x| x.to_owned()).collect())
+            .unwrap_or_default();
+        let failed_at = c
+            .current_cert()
+            .map(|x| (name_to_string(x.subject_name()), x.to_owned()));
+        Ok((ok, c.error(), c.error_depth(), chain, failed_at))
+    })
+    .map_err(ossl("path validation"))
+}
+
+/// At most this many candidate paths are tried, so that a store full of
+/// cross-certificates cannot make validation slow.
+const MAX_CANDIDATE_PATHS: usize = 16;
+
+/// Paths from the leaf to a trusted certificate, depth first, trusted issuers
+/// before untrusted ones; each entry is the path's intermediates.
+fn candidate_paths<'a>(input: &'a ValidationInput<'a>) -> Vec<(Vec<&'a X509>, &'a X509)> {
+    let trusted: Vec<&X509> = input
+        .trusted
+        .iter()
+        .filter_map(|t| t.certificate.as_ref().map(|c| &c.x509))
+        .collect();
+    let mut pool: Vec<(&X509, bool)> = trusted.iter().map(|c| (*c, true)).collect();
+    for (_, c) in input.intermediates {
+        if !pool
+            .iter()
+            .any(|(p, _)| p.to_der().ok() == c.x509.to_der().ok())
+        {
+            pool.push((&c.x509, false));
+        }
+    }
+    let mut found = Vec::new();
+    let mut path: Vec<&X509> = vec![&input.leaf.x509];
+    let max_len = input.options.max_depth as usize;
+    fn walk<'a>(
+        pool: &[(&'a X509, bool)],
+        path: &mut Vec<&'a X509>,
+        found: &mut Vec<(Vec<&'a X509>, &'a X509)>,
+        max_len: usize,
+    ) {
+        if found.len() >= MAX_CANDIDATE_PATHS || path.len() >= max_len {
+            return;
+        }
+        let current = *path.last().expect("the leaf is on the path");
+        for (candidate, is_trusted) in pool {
+            if path.iter().any(|p| std::ptr::eq(*p, *candidate)) {
+                continue;
+            }
+            if candidate.issued(current) != X509VerifyResult::OK {
+                continue;
+            }
+            let signed = candidate
+                .public_key()
+                .ok()
+                .and_then(|k| current.verify(&k).ok())
+                .unwrap_or(false);
+            if !signed {
+                continue;
+            }
+            if *is_trusted {
+                found.push((path[1..].to_vec(), *candidate));
+            } else {
+                path.push(candidate);
+                walk(pool, path, found, max_len);
+                path.pop();
+            }
+            if found.len() >= MAX_CANDIDATE_PATHS {
+                return;
             }
         }
-        let mut flags = X509VerifyFlags::PARTIAL_CHAIN | X509VerifyFlags::X509_STRICT;
-        if !input.crls.is_empty() {
-            flags |= X509VerifyFlags::CRL_CHECK
-                | X509VerifyFlags::CRL_CHECK_ALL
-                | X509VerifyFlags::EXTENDED_CRL_SUPPORT
-                | X509VerifyFlags::USE_DELTAS;
-        }
-        let mut param = X509VerifyParam::new().map_err(ossl("verification parameters"))?;
-        param
-            .set_flags(flags)
-            .map_err(ossl("verification parameters"))?;
-        param.set_time(input.at as libc_time_t);
-        // OpenSSL counts intermediates: depth d allows d + 2 certificates.
-        param.set_depth(input.options.max_depth.saturating_sub(2) as i32);
-        store
-            .set_param(&param)
-            .map_err(ossl("verification parameters"))?;
-        let store = store.build();
-
-        let mut untrusted = Stack::<X509>::new().map_err(ossl("intermediates"))?;
-        for (_, cert) in input.intermediates {
-            untrusted
-                .push(cert.x509.clone())
-                .map_err(ossl("intermediates"))?;
-        }
-
-        let mut ctx = X509StoreContext::new().map_err(ossl("verification context"))?;
-        let outcome = ctx
-            .init(&store, &input.leaf.x509, &untrusted, |c| {
-                let ok = c.verify_cert()?;
-                let chain: Vec<X509> = c
-                    .chain()
-                    .map(|s| s.iter().map(|x| x.to_owned()).collect())
-                    .unwrap_or_default();
-                let failed_at = c
-                    .current_cert()
-                    .map(|x| (name_to_string(x.subject_name()), x.to_owned()));
-                Ok((ok, c.error(), c.error_depth(), chain, failed_at))
-            })
-            .map_err(ossl("path validation"))?;
-        let (ok, error, depth, chain, failed_at) = outcome;
-
-        if !ok {
-            return Ok(openssl_failure(input, error, depth, failed_at, notes));
-        }
-
-        let chain_certs: Vec<Certificate> = chain
-            .iter()
-            .map(|x| Certificate::from_der(&x.to_der().unwrap_or_default(), "chain certificate"))
-            .collect::<Result<_>>()?;
-        let links: Vec<ChainLink> = chain_certs
-            .iter()
-            .map(|c| ChainLink {
-                id: id_of(input, &c.der),
-                subject: c.subject(),
-            })
-            .collect();
-
-        if let Some(reason) = code_signing_problem(input, &chain_certs)? {
-            let mut v = ChainVerdict::fail("strict", reason, notes);
-            v.chain = links;
-            return Ok(v);
-        }
-        let anchor = links.last().cloned();
-        Ok(ChainVerdict {
-            policy: "strict",
-            valid: true,
-            chain: links,
-            anchor,
-            reason: None,
-            revoked: false,
-            notes,
-        })
     }
+    // A trusted leaf is its own anchor.
+    if trusted
+        .iter()
+        .any(|t| t.to_der().ok() == input.leaf.x509.to_der().ok())
+    {
+        found.push((Vec::new(), &input.leaf.x509));
+    }
+    pool.sort_by_key(|(_, t)| !*t);
+    walk(&pool, &mut path, &mut found, max_len);
+    found
+}
+
+fn finish(
+    input: &ValidationInput<'_>,
+    outcome: Outcome,
+    notes: Vec<String>,
+) -> Result<ChainVerdict> {
+    let (_, _, _, chain, _) = outcome;
+    let chain_certs: Vec<Certificate> = chain
+        .iter()
+        .map(|x| Certificate::from_der(&x.to_der().unwrap_or_default(), "chain certificate"))
+        .collect::<Result<_>>()?;
+    let links: Vec<ChainLink> = chain_certs
+        .iter()
+        .map(|c| ChainLink {
+            id: id_of(input, &c.der),
+            subject: c.subject(),
+        })
+        .collect();
+
+    if let Some(reason) = code_signing_problem(input, &chain_certs)? {
+        let mut v = ChainVerdict::fail("strict", reason, notes);
+        v.chain = links;
+        return Ok(v);
+    }
+    let anchor = links.last().cloned();
+    Ok(ChainVerdict {
+        policy: "strict",
+        valid: true,
+        chain: links,
+        anchor,
+        reason: None,
+        revoked: false,
+        notes,
+    })
 }
 
 #[allow(non_camel_case_types)]

@@ -1,0 +1,81 @@
+# shellcheck shell=bash
+# Helpers sourced by scripts/*.sh (not run on its own).
+#
+#   REPO                 the workspace root (found from this file's location)
+#   log MSG…             a line on stderr, prefixed with the script's name
+#   die MSG…             log "error: MSG" and exit 1
+#   ensure_packages P…   apt-get install the Debian packages not installed yet
+#                        (one `apt-get update` first, only when something is missing)
+#   build_release        cargo build --release -q for the whole workspace; sets IMGSEAL_BIN
+#                        (a preset IMGSEAL_BIN skips the build and is used as is)
+#   median               median of the numbers on stdin, one a line
+
+if [[ -n "${_IMGSEAL_COMMON_SH:-}" ]]; then
+    return 0
+fi
+_IMGSEAL_COMMON_SH=1
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+SCRIPT_NAME="$(basename "$0" .sh)"
+_APT_UPDATED=0
+
+log() { printf '%s: %s\n' "$SCRIPT_NAME" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# True if the Debian package is installed (not merely known, nor "config-files").
+package_installed() {
+    dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed$'
+}
+
+ensure_packages() {
+    local p missing=()
+    for p in "$@"; do
+        package_installed "$p" || missing+=("$p")
+    done
+    ((${#missing[@]} == 0)) && return 0
+    command -v apt-get >/dev/null \
+        || die "missing packages: ${missing[*]} (no apt-get here: install them by hand)"
+    local sudo=()
+    if ((EUID != 0)); then
+        command -v sudo >/dev/null || die "missing packages: ${missing[*]} (run as root, or install them)"
+        sudo=(sudo)
+    fi
+    log "installing Debian packages: ${missing[*]}"
+    if ((_APT_UPDATED == 0)); then
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 \
+            || die "apt-get update failed"
+        _APT_UPDATED=1
+    fi
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 \
+        || die "apt-get install ${missing[*]} failed"
+}
+
+# The Debian packages needed to build imgseal (openssl-sys, cryptoki) on top of Rust.
+# shellcheck disable=SC2034  # used by the scripts that source this file
+BUILD_PACKAGES=(build-essential pkg-config libssl-dev)
+
+build_release() {
+    if [[ -n "${IMGSEAL_BIN:-}" ]]; then
+        [[ -x "$IMGSEAL_BIN" ]] || die "IMGSEAL_BIN=$IMGSEAL_BIN is not an executable"
+        log "using IMGSEAL_BIN=$IMGSEAL_BIN (not building)"
+        return 0
+    fi
+    command -v cargo >/dev/null \
+        || die "cargo not found: install Rust >= 1.85 (e.g. with rustup) and re-run"
+    local target="${CARGO_TARGET_DIR:-target}"
+    [[ "$target" == /* ]] || target="$REPO/$target"
+    log "building imgseal (cargo build --release, whole workspace)…"
+    (cd "$REPO" && cargo build --release -q --workspace) || die "cargo build --release failed"
+    IMGSEAL_BIN="$target/release/imgseal"
+    [[ -x "$IMGSEAL_BIN" ]] || die "build finished but $IMGSEAL_BIN is missing"
+}
+
+median() {
+    sort -g | awk '{ v[NR] = $1 }
+        END {
+            if (NR == 0) { exit 1 }
+            if (NR % 2) { printf "%.6f\n", v[(NR + 1) / 2] }
+            else { printf "%.6f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }
+        }'
+}
