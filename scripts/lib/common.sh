@@ -53,7 +53,7 @@ ensure_packages() {
 
 # The Debian packages needed to build imgseal (openssl-sys, cryptoki) on top of Rust.
 # shellcheck disable=SC2034  # used by the scripts that source this file
-BUILD_PACKAGES=(build-essential pkg-config libssl-dev)
+BUILD_PACKAGES=(build-essential pkg-config libssl-dev libtss2-dev)
 
 build_release() {
     if [[ -n "${IMGSEAL_BIN:-}" ]]; then
