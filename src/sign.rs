@@ -13,7 +13,7 @@ use crate::x509::Certificate;
 pub fn check_certificate_matches(key: &KeyHandle, cert_id: &str, cert: &Certificate) -> Result<()> {
     let cert_key = cert.public_key()?;
     if !cert_key.same_key(&key.public) {
-        return Err(Error::usage(format!(
+        return Err(Error::bad_input(format!(
             "certificate \"{cert_id}\" ({}) holds a different public key than {} ({} vs {})",
             cert.subject(),
             key.uri.redacted(),

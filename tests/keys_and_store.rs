@@ -459,7 +459,7 @@ fn certificates_are_stored_in_the_token_or_a_directory() {
             "other-cert",
             image.to_str().unwrap(),
         ])
-        .code(2);
+        .code(3);
     assert!(
         out.stderr.contains("holds a different public key"),
         "{}",

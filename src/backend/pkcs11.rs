@@ -75,7 +75,7 @@ impl Pkcs11Device {
                 if selector.label.is_none() {
                     selector.label = Some(EMBEDDED_TOKEN_LABEL.into());
                 }
-                (open_embedded(home)?, true)
+                (open_embedded(home, login)?, true)
             }
         };
         let slot = module
@@ -146,7 +146,14 @@ impl Pkcs11Device {
 }
 
 /// Prepares, and on first use creates, the embedded token, then loads SoftHSM.
-fn open_embedded(home: &Home) -> Result<Arc<Module>> {
+fn open_embedded(home: &Home, login: Login) -> Result<Arc<Module>> {
+    // Reading certificates must not create a token as a side effect.
+    if login == Login::NotNeeded && !home.user_pin_file().exists() {
+        return Err(Error::not_found(format!(
+            "the embedded token under {} does not exist yet (no keys or certificates have been stored): give --cert-dir DIR, or --token for another token",
+            home.dir.display()
+        )));
+    }
     let module_path = home::softhsm_module()?;
     let _lock = home.lock();
     let needs_init = home.prepare_embedded()?;
