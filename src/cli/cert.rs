@@ -46,8 +46,10 @@ pub enum CertCommand {
     },
     /// Validate a certificate (a stored id, or a file) against trusted ids.
     Verify {
-        /// A certificate id in the store, or a PEM/DER file.
-        cert: String,
+        /// Certificate ids in the store, or PEM/DER files; each is validated,
+        /// one result a line. Exit 0 only when all are valid.
+        #[arg(required = true, value_name = "CERT")]
+        certs: Vec<String>,
         #[command(flatten)]
         store: StoreArgs,
         #[command(flatten)]
@@ -94,40 +96,45 @@ pub fn store_contents(
     Ok(list.into_iter().map(|s| (s.id, s.certificate)).collect())
 }
 
-fn verify_certificate(
+fn verify_certificates(
     ctx: &Context,
-    cert: &str,
+    certs: &[String],
     store: &StoreArgs,
     trust: &TrustArgs,
 ) -> anyhow::Result<i32> {
     let config = trust.config(ctx)?;
     let policy = trust.policy(&config);
     let mut settings = trust.settings(&config)?;
-    // Validating a certificate is the whole point here, with whatever ids are in force.
+    // Validating certificates is the whole point here, with whatever ids are in force.
     settings.validate_certificate = true;
     let cert_dir = store
         .cert_dir
         .clone()
         .or_else(|| config.validation.cert_dir.clone());
     let find = finder(ctx, cert_dir.as_ref())?;
-    let path = std::path::Path::new(cert);
-    let (leaf_id, leaf) = if path.is_file() {
-        let c = Certificate::parse(&read_input_file(&path.to_path_buf())?, cert)?;
-        (
-            path.file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or(cert)
-                .to_string(),
-            c,
-        )
-    } else {
-        let found = find(cert)?.ok_or_else(|| {
-            Error::not_found(format!(
-                "certificate \"{cert}\" not found (neither a file nor an id in the store)"
-            ))
-        })?;
-        (cert.to_string(), found.certificate)
-    };
+    // Read every certificate first: a typo in the last one fails before any work.
+    let mut leaves = Vec::new();
+    for cert in certs {
+        let path = std::path::Path::new(cert);
+        if path.is_file() {
+            let c = Certificate::parse(&read_input_file(&path.to_path_buf())?, cert)?;
+            leaves.push((
+                path.file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or(cert)
+                    .to_string(),
+                c,
+            ));
+        } else {
+            let found = find(cert)?.ok_or_else(|| {
+                Error::not_found(format!(
+                    "certificate \"{cert}\" not found (neither a file nor an id in the store)"
+                ))
+            })?;
+            leaves.push((cert.to_string(), found.certificate));
+        }
+    }
+    // The store is read once, however many certificates are checked.
     let contents = store_contents(ctx, cert_dir.as_ref())?;
     let plan = trust.plan(
         &config,
@@ -136,42 +143,60 @@ fn verify_certificate(
         contents,
         cert_dir.as_ref(),
     )?;
-    let verdict = plan.validate(policy, &leaf_id, &leaf)?;
-    let code = if verdict.valid {
-        0
-    } else {
-        imgseal::ErrorKind::Invalid.exit_code()
-    };
-    if ctx.json {
-        let mut obj = json!(verdict);
-        obj["verdict"] = json!(if verdict.valid { "valid" } else { "invalid" });
-        obj["certificate_id"] = json!(leaf_id);
-        obj["trust"] = json!(settings);
-        obj["exit_code"] = json!(code);
-        println!("{obj}");
-        return Ok(code);
+    let mut code = 0;
+    for (leaf_id, leaf) in &leaves {
+        let verdict = plan.validate(policy, leaf_id, leaf)?;
+        if !verdict.valid {
+            code = imgseal::ErrorKind::Invalid.exit_code();
+        }
+        if ctx.json {
+            let mut obj = json!(verdict);
+            obj["verdict"] = json!(if verdict.valid { "valid" } else { "invalid" });
+            obj["certificate_id"] = json!(leaf_id);
+            obj["trust"] = json!(settings);
+            obj["exit_code"] = json!(if verdict.valid {
+                0
+            } else {
+                imgseal::ErrorKind::Invalid.exit_code()
+            });
+            print_json(&obj);
+            continue;
+        }
+        let prefix = if leaves.len() > 1 {
+            format!("{leaf_id}: ")
+        } else {
+            String::new()
+        };
+        if verdict.valid {
+            let path: Vec<String> = verdict
+                .chain
+                .iter()
+                .map(|l| format!("{} [{}]", l.subject, l.id))
+                .collect();
+            println!(
+                "{prefix}valid ({} policy): {}",
+                verdict.policy,
+                path.join(" <- ")
+            );
+        } else {
+            println!(
+                "{prefix}invalid ({} policy): {}",
+                verdict.policy,
+                verdict.reason.as_deref().unwrap_or("not trusted")
+            );
+        }
+        if leaves.len() == 1 {
+            for note in &verdict.notes {
+                println!("note: {note}");
+            }
+        }
     }
-    if verdict.valid {
-        let path: Vec<String> = verdict
-            .chain
-            .iter()
-            .map(|l| format!("{} [{}]", l.subject, l.id))
-            .collect();
-        println!("valid ({} policy): {}", verdict.policy, path.join(" <- "));
-    } else {
+    if !ctx.json {
         println!(
-            "invalid ({} policy): {}",
-            verdict.policy,
-            verdict.reason.as_deref().unwrap_or("not trusted")
+            "trusted ids from {}: {}",
+            settings.source,
+            settings.trusted_ids.join(", ")
         );
-    }
-    println!(
-        "trusted ids from {}: {}",
-        settings.source,
-        settings.trusted_ids.join(", ")
-    );
-    for note in &verdict.notes {
-        println!("note: {note}");
     }
     Ok(code)
 }
@@ -256,8 +281,12 @@ pub fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<i32> {
                 }
             }
         }
-        CertCommand::Verify { cert, store, trust } => {
-            return verify_certificate(ctx, &cert, &store, &trust);
+        CertCommand::Verify {
+            certs,
+            store,
+            trust,
+        } => {
+            return verify_certificates(ctx, &certs, &store, &trust);
         }
         CertCommand::Export {
             id,

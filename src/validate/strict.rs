@@ -172,22 +172,21 @@ fn run_openssl(
 
 /// At most this many candidate paths are tried, so that a store full of
 /// cross-certificates cannot make validation slow.
-const MAX_CANDIDATE_PATHS: usize = 16;
+const MAX_CANDIDATE_PATHS: usize = 8;
 
 /// Paths from the leaf to a trusted certificate, depth first, trusted issuers
 /// before untrusted ones; each entry is the path's intermediates.
 fn candidate_paths<'a>(input: &'a ValidationInput<'a>) -> Vec<(Vec<&'a X509>, &'a X509)> {
-    let trusted: Vec<&X509> = input
+    let trusted: Vec<&Certificate> = input
         .trusted
         .iter()
-        .filter_map(|t| t.certificate.as_ref().map(|c| &c.x509))
+        .filter_map(|t| t.certificate.as_ref())
         .collect();
-    let mut pool: Vec<(&X509, bool)> = trusted.iter().map(|c| (*c, true)).collect();
+    let mut seen: std::collections::HashSet<&[u8]> =
+        trusted.iter().map(|c| c.der.as_slice()).collect();
+    let mut pool: Vec<(&X509, bool)> = trusted.iter().map(|c| (&c.x509, true)).collect();
     for (_, c) in input.intermediates {
-        if !pool
-            .iter()
-            .any(|(p, _)| p.to_der().ok() == c.x509.to_der().ok())
-        {
+        if seen.insert(c.der.as_slice()) {
             pool.push((&c.x509, false));
         }
     }
@@ -232,10 +231,7 @@ fn candidate_paths<'a>(input: &'a ValidationInput<'a>) -> Vec<(Vec<&'a X509>, &'
         }
     }
     // A trusted leaf is its own anchor.
-    if trusted
-        .iter()
-        .any(|t| t.to_der().ok() == input.leaf.x509.to_der().ok())
-    {
+    if trusted.iter().any(|t| t.der == input.leaf.der) {
         found.push((Vec::new(), &input.leaf.x509));
     }
     pool.sort_by_key(|(_, t)| !*t);
