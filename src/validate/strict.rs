@@ -5,7 +5,7 @@
 //! certificate may be the anchor, the signing certificate must be fit for
 //! code signing, and weak keys and hashes are refused.
 
-use foreign_types::ForeignType;
+use foreign_types::{ForeignType, ForeignTypeRef};
 use openssl::stack::Stack;
 use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::verify::{X509VerifyFlags, X509VerifyParam};
@@ -20,12 +20,46 @@ use crate::x509::{Certificate, name_to_string};
 
 pub struct StrictPolicy;
 
+// libcrypto functions openssl-sys does not bind.
 unsafe extern "C" {
-    // In libcrypto since 0.9.x; openssl-sys does not bind it.
-    fn X509_STORE_add_crl(
-        store: *mut openssl_sys::X509_STORE,
-        crl: *mut openssl_sys::X509_CRL,
+    fn X509_STORE_CTX_set0_crls(ctx: *mut openssl_sys::X509_STORE_CTX, crls: *mut std::ffi::c_void);
+    fn OPENSSL_sk_new_null() -> *mut std::ffi::c_void;
+    fn OPENSSL_sk_push(
+        stack: *mut std::ffi::c_void,
+        item: *const std::ffi::c_void,
     ) -> std::os::raw::c_int;
+    fn OPENSSL_sk_free(stack: *mut std::ffi::c_void);
+}
+
+/// The CRLs as a raw `STACK_OF(X509_CRL)` for `X509_STORE_CTX_set0_crls`,
+/// which the openssl crate does not expose. CRLs handed to the context (not
+/// the store) are all searched, which indirect CRLs need: the store looks CRLs
+/// up by the certificate's issuer name, and an indirect CRL has another issuer.
+struct CrlStack(*mut std::ffi::c_void);
+
+impl CrlStack {
+    fn new(crls: &[openssl::x509::X509Crl]) -> Result<Self> {
+        // Safety: a fresh stack of borrowed pointers; the CRLs outlive it (they
+        // belong to the caller's input) and the stack frees only itself.
+        let stack = CrlStack(unsafe { OPENSSL_sk_new_null() });
+        if stack.0.is_null() {
+            return Err(Error::Crypto("allocating a CRL stack failed".into()));
+        }
+        for crl in crls {
+            if unsafe { OPENSSL_sk_push(stack.0, crl.as_ptr() as *const std::ffi::c_void) } <= 0 {
+                return Err(Error::Crypto("allocating a CRL stack failed".into()));
+            }
+        }
+        Ok(stack)
+    }
+}
+
+impl Drop for CrlStack {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            unsafe { OPENSSL_sk_free(self.0) };
+        }
+    }
 }
 
 fn ossl(context: &str) -> impl FnOnce(openssl::error::ErrorStack) -> Error + '_ {
@@ -105,15 +139,6 @@ fn build_store(input: &ValidationInput<'_>, anchors: &[&X509]) -> Result<X509Sto
             .add_cert((*anchor).clone())
             .map_err(ossl("adding a trusted certificate"))?;
     }
-    for crl in input.crls {
-        // Safety: both pointers are live; the store takes its own reference.
-        let rc = unsafe { X509_STORE_add_crl(store.as_ptr(), crl.as_ptr()) };
-        if rc != 1 {
-            return Err(Error::Crypto(
-                "adding a CRL to the certificate store failed".into(),
-            ));
-        }
-    }
     // Not X509_STRICT: it adds profile checks outside RFC 5280's path validation
     // (§6), such as refusing keyCertSign on an end entity, which the Nova docs'
     // own example certificates carry. PARTIAL_CHAIN: any trusted certificate
@@ -155,8 +180,11 @@ fn run_openssl(
     for cert in untrusted {
         stack.push((*cert).clone()).map_err(ossl("intermediates"))?;
     }
+    let crls = CrlStack::new(input.crls)?;
     let mut ctx = X509StoreContext::new().map_err(ossl("verification context"))?;
     ctx.init(store, &input.leaf.x509, &stack, |c| {
+        // Safety: the stack outlives the verification, which only reads it.
+        unsafe { X509_STORE_CTX_set0_crls(c.as_ptr(), crls.0) };
         let ok = c.verify_cert()?;
         let chain: Vec<X509> = c
             .chain()
