@@ -1,7 +1,7 @@
 //! Certificates kept in a directory as `<id>.pem` or `<id>.der`.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::backend::StoredCertificate;
 use crate::error::{Error, Result};
@@ -86,8 +86,4 @@ impl DirStore {
         write_output_file(&path, cert.pem().as_bytes())?;
         Ok(path)
     }
-}
-
-pub fn is_dir(p: &Path) -> bool {
-    p.is_dir()
 }
