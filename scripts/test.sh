@@ -18,4 +18,15 @@ cd "$REPO"
 # Expected TPM errors in tests would otherwise fill stderr with ESYS warnings.
 export TSS2_LOG="${TSS2_LOG:-all+none}"
 log "running the tests (cargo test --workspace)"
-cargo test --workspace --locked "$@"
+output="$(mktemp)"
+trap 'rm -f "$output"' EXIT
+# Library, binary and integration tests; the crates have no doc tests.
+set +e
+cargo test --workspace --locked --lib --bins --tests "$@" 2>&1 | tee "$output"
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -oE '^test result: [a-zA-Z]+\. [0-9]+ passed' "$output" | awk '{s += $4} END {print s + 0}')
+failed=$(grep -oE '; [0-9]+ failed' "$output" | awk '{s += $2} END {print s + 0}')
+echo
+echo "tests: $passed passed, $failed failed"
+exit "$status"
