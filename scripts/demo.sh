@@ -4,7 +4,8 @@
 #   key in the embedded SoftHSM token -> CSR signed in the token -> test CA
 #   issues the signing certificate -> certificate imported -> image signed ->
 #   verified by imgseal (exit 0) and by the openssl CLI -> a tampered copy
-#   fails verification (exit 1).
+#   fails verification (exit 1) -> the CA sealed as the trust anchor in the
+#   embedded TPM (swtpm): verified with no trusted ids, attested to a nonce.
 #
 # Usage: scripts/demo.sh
 #
@@ -75,10 +76,21 @@ flip_byte() {
 
 indent() { sed 's/^/    /'; }
 
+# Stops the embedded swtpm imgseal started for STATE_DIR, if it still runs.
+stop_embedded_swtpm() {
+    local state=$1 pid
+    [[ -f "$state/swtpm.pid" ]] || return 0
+    pid=$(cat "$state/swtpm.pid")
+    # Only a swtpm serving this state directory: pids are reused.
+    if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "swtpm .*dir=$state"; then
+        kill "$pid" 2>/dev/null || true
+    fi
+}
+
 # ---------------------------------------------------------------------------
 step "Install what the demo needs (Debian packages)"
-ensure_packages softhsm2 openssl jq "${BUILD_PACKAGES[@]}"
-ok "softhsm2, openssl, jq and the build dependencies are installed"
+ensure_packages softhsm2 openssl jq swtpm swtpm-tools tpm2-tools libtss2-tcti-swtpm0 "${BUILD_PACKAGES[@]}"
+ok "softhsm2, openssl, jq, swtpm, tpm2-tools and the build dependencies are installed"
 
 step "Build imgseal (release)"
 build_release
@@ -89,6 +101,7 @@ DEMO_DIR="${IMGSEAL_DEMO_DIR:-$REPO/target/demo}"
 MARKER=".imgseal-demo-dir"
 if [[ -e "$DEMO_DIR" ]]; then
     if [[ -e "$DEMO_DIR/$MARKER" ]] || [[ -z "$(ls -A "$DEMO_DIR")" ]]; then
+        stop_embedded_swtpm "$(cd "$DEMO_DIR" && pwd)/tpm-home/swtpm"
         rm -rf "$DEMO_DIR"
     else
         die "$DEMO_DIR exists and was not made by this demo: move it away or set IMGSEAL_DEMO_DIR"
@@ -247,5 +260,51 @@ expect_exit 1 "openssl rejects it too" \
     -signature signature.bin "$TAMPERED"
 expect_exit 0 "the original still verifies" imgseal verify --props props.json "$IMAGE"
 
-printf '\nEverything is in %s (IMGSEAL_HOME=%s).\n' "$DEMO_DIR" "$IMGSEAL_HOME"
+# ---------------------------------------------------------------------------
+step "Seal the CA as the trust anchor in the embedded TPM (swtpm)"
+# A home of its own: sealing makes verify use the TPM anchors automatically,
+# and a home you gave the demo stays as it was.
+DEMO_HOME="$IMGSEAL_HOME"
+TPM_HOME="$DEMO_DIR/tpm-home"
+export IMGSEAL_HOME="$TPM_HOME"
+unset TPM2TOOLS_TCTI TCTI # the embedded swtpm, not a TPM named by the environment
+trap 'stop_embedded_swtpm "$TPM_HOME/swtpm"' EXIT
+ok "IMGSEAL_HOME=$TPM_HOME; the certificates come from certs/ (--cert-dir)"
+run_i imgseal anchors seal --cert ca.pem
+[[ -f "$TPM_HOME/swtpm/swtpm.pid" ]] || die "the embedded swtpm was not started under $TPM_HOME/swtpm"
+ok "swtpm started on demand, state in $TPM_HOME/swtpm; the anchor record is at NV 0x0181a000"
+run_i imgseal anchors show
+
+step "Verify with the sealed anchor: no --trusted-cert-id"
+show_cmd imgseal verify --cert-dir certs --props props.json "$IMAGE"
+VERIFY_OUT="$(imgseal verify --cert-dir certs --props props.json "$IMAGE" 2>&1)" \
+    || { indent <<<"$VERIFY_OUT"; die "verification against the TPM-sealed anchor failed"; }
+indent <<<"$VERIFY_OUT"
+grep -q '^valid:' <<<"$VERIFY_OUT" || die "verify did not say valid"
+grep -q 'trusted ids from the TPM-sealed anchors: ca' <<<"$VERIFY_OUT" \
+    || die "verify did not take its trusted certificate from the TPM"
+ok "valid, and the certificate chain was validated against the CA sealed in the TPM"
+expect_exit 1 "the tampered image still fails" imgseal verify --cert-dir certs --props props.json "$TAMPERED"
+
+step "Attest the sealed anchors to a verifier's nonce, and check it offline"
+AK_ARGS=()
+EK_CA=() # swtpm_setup's local CA issued the embedded TPM's EK certificate
+for f in /var/lib/swtpm-localca/issuercert.pem /var/lib/swtpm-localca/swtpm-localca-rootca-cert.pem; do
+    [[ -r "$f" ]] && EK_CA+=(--ek-ca "$f")
+done
+show_cmd imgseal attest enroll --out enrollment.json "${EK_CA[@]}"
+if imgseal attest enroll --out enrollment.json "${EK_CA[@]}" 2>&1 | indent; then
+    AK_ARGS=(--ak enrollment.json)
+    ok "the attestation key is tied to the TPM's endorsement key (EK certificate + credential activation)"
+else
+    log "no EK certificate in the embedded TPM (swtpm_setup could not run): the AK is not pinned"
+fi
+NONCE="$(openssl rand -hex 16)"
+run_i imgseal attest --nonce "$NONCE" --out attestation.json
+expect_exit 0 "the TPM's certification of the anchors verifies for this nonce" \
+    imgseal attest verify attestation.json --nonce "$NONCE" --expected-anchors "$TPM_HOME/anchors/bundle" "${AK_ARGS[@]}"
+expect_exit 1 "the same attestation is refused for another nonce (no replay)" \
+    imgseal attest verify attestation.json --nonce "$(openssl rand -hex 16)" --expected-anchors "$TPM_HOME/anchors/bundle" "${AK_ARGS[@]}"
+
+printf '\nEverything is in %s (IMGSEAL_HOME=%s; TPM step: %s).\n' "$DEMO_DIR" "$DEMO_HOME" "$TPM_HOME"
 echo "demo OK"

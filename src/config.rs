@@ -79,7 +79,12 @@ pub fn split_ids(s: &str) -> Vec<String> {
 impl Config {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut config: Config = toml::from_str(&text).map_err(|e| {
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses imgseal's TOML; `path` names the file in errors.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self> {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
             let msg = e.message().to_string();
             let place = e
                 .span()
@@ -123,8 +128,13 @@ impl Config {
 /// Reads the `[glance]` section of a nova.conf (oslo.config INI syntax).
 pub fn read_nova_conf(path: &Path) -> Result<GlanceOptions> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    parse_nova_conf(&text, path)
+}
+
+/// Parses a nova.conf's text; `path` names the file in errors.
+pub fn parse_nova_conf(text: &str, path: &Path) -> Result<GlanceOptions> {
     let ini = ini::Ini::load_from_str_opt(
-        &text,
+        text,
         ini::ParseOption {
             enabled_quote: false,
             enabled_escape: false,

@@ -86,11 +86,12 @@ pub fn python_b64decode(input: &[u8]) -> Result<Vec<u8>, &'static str> {
         }
     }
     let mut out = Vec::with_capacity(input.len() * 3 / 4);
-    let (mut quad_pos, mut pads, mut left) = (0u8, 0u8, 0u8);
+    // `pads` counts '=' runs, which can be as long as the input.
+    let (mut quad_pos, mut pads, mut left) = (0u8, 0usize, 0u8);
     for &c in input {
         if c == b'=' {
             pads += 1;
-            if quad_pos >= 2 && quad_pos + pads >= 4 {
+            if quad_pos >= 2 && quad_pos as usize + pads >= 4 {
                 return Ok(out);
             }
             continue;
@@ -140,6 +141,11 @@ mod tests {
         assert!(python_b64decode(b"AAE").is_err());
         assert!(python_b64decode(b"A").is_err());
         assert_eq!(python_b64decode(b"").unwrap(), Vec::<u8>::new());
+        // Found by fuzzing: a run of more than 255 pads overflowed the counter.
+        assert_eq!(python_b64decode(&[b'='; 300]).unwrap(), Vec::<u8>::new());
+        let mut long = b"A".to_vec();
+        long.extend([b'='; 1000]);
+        assert!(python_b64decode(&long).is_err());
     }
 
     #[test]

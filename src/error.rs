@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use imgseal_hsm::HsmError;
+use imgseal_tpm::TpmError;
 
 /// Classes of failure, each with its own exit code (see `docs/exit-codes.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +78,17 @@ pub enum Error {
     },
     #[error("{0}")]
     Crypto(String),
+    /// A TPM command failed (imgseal-tpm), with what imgseal was doing.
+    #[error("{context}: {source}")]
+    Tpm {
+        context: String,
+        #[source]
+        source: TpmError,
+    },
+    /// The TPM answered, but is not in a state the operation can use (for
+    /// example the anchors are write-locked until the next TPM reset).
+    #[error("{0}")]
+    TpmState(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -96,6 +108,8 @@ impl Error {
             Error::Auth(_) => ErrorKind::Auth,
             Error::Io { .. } => ErrorKind::Io,
             Error::Crypto(_) => ErrorKind::Device,
+            Error::Tpm { source, .. } => tpm_error_kind(source),
+            Error::TpmState(_) => ErrorKind::Device,
         }
     }
 
@@ -128,8 +142,31 @@ impl Error {
         move |source| Error::Device { context, source }
     }
 
+    /// A TPM failure with what imgseal was doing when it happened.
+    pub fn tpm(context: impl Into<String>) -> impl FnOnce(TpmError) -> Self {
+        let context = context.into();
+        move |source| Error::Tpm { context, source }
+    }
+
     pub fn crypto(context: &str, err: openssl::error::ErrorStack) -> Self {
         Error::Crypto(format!("{context}: {}", openssl_reason(&err)))
+    }
+}
+
+/// Which exit class a TPM failure belongs to: what the operator has to act on.
+fn tpm_error_kind(e: &TpmError) -> ErrorKind {
+    match e {
+        // Wrong owner authorization, or dictionary-attack lockout: credentials.
+        TpmError::AuthFailed { .. } | TpmError::Lockout { .. } => ErrorKind::Auth,
+        // Nothing sealed (index undefined, or defined and never written).
+        TpmError::IndexMissing { .. } | TpmError::NotWritten { .. } => ErrorKind::NotFound,
+        TpmError::TctiConfig { .. } => ErrorKind::Usage,
+        // A signature or nonce that does not hold is a failed check.
+        TpmError::Attestation(_) => ErrorKind::Invalid,
+        TpmError::Io { .. } => ErrorKind::Io,
+        TpmError::Invalid(_) => ErrorKind::BadInput,
+        // Unreachable TPM, wrong attributes, write-locked index, other TPM codes.
+        _ => ErrorKind::Device,
     }
 }
 

@@ -2,13 +2,17 @@
 //! keys held in PKCS#11 devices.
 
 pub mod algorithms;
+pub mod anchors;
+pub mod attestation;
 pub mod backend;
 pub mod config;
 pub mod cursive_compat;
 pub mod digest;
 pub mod error;
+pub mod fsverity;
 pub mod glance;
 pub mod home;
+pub mod manifest;
 pub mod pin;
 pub mod public_key;
 pub mod sign;

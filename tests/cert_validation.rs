@@ -25,147 +25,526 @@ fn dn(cn: &str) -> Vec<(&'static str, String)> {
 /// Builds every case's certificates into one directory, as a key manager would hold them.
 fn corpus(dir: &Path) -> Vec<Case> {
     let mut cases = Vec::new();
-    let root = issue(&Spec { basic_constraints: Some((true, Some(2))), ..Spec::ca("Root") }, None);
-    let int = issue(&Spec { serial: 2, ..Spec::ca("Intermediate") }, Some(&root));
-    let leaf = issue(&Spec { serial: 3, ..Spec::leaf("Signer") }, Some(&int));
+    let root = issue(
+        &Spec {
+            basic_constraints: Some((true, Some(2))),
+            ..Spec::ca("Root")
+        },
+        None,
+    );
+    let int = issue(
+        &Spec {
+            serial: 2,
+            ..Spec::ca("Intermediate")
+        },
+        Some(&root),
+    );
+    let leaf = issue(
+        &Spec {
+            serial: 3,
+            ..Spec::leaf("Signer")
+        },
+        Some(&int),
+    );
     write_pem(dir, "root", &root.cert);
     write_pem(dir, "int", &int.cert);
     write_pem(dir, "leaf", &leaf.cert);
-    cases.push(Case { name: "full chain trusted", leaf: "leaf", trusted: vec!["root", "int"], strict_valid: true });
-    cases.push(Case { name: "trusted in reverse order", leaf: "leaf", trusted: vec!["int", "root"], strict_valid: true });
-    cases.push(Case { name: "root only, intermediate untrusted", leaf: "leaf", trusted: vec!["root"], strict_valid: true });
-    cases.push(Case { name: "intermediate only, no root", leaf: "leaf", trusted: vec!["int"], strict_valid: true });
-    cases.push(Case { name: "no trusted ids", leaf: "leaf", trusted: vec![], strict_valid: false });
-    cases.push(Case { name: "trusted id missing from the store", leaf: "leaf", trusted: vec!["nonexistent", "root", "int"], strict_valid: true });
-    cases.push(Case { name: "leaf trusted as itself, not a CA", leaf: "leaf", trusted: vec!["leaf"], strict_valid: true });
+    cases.push(Case {
+        name: "full chain trusted",
+        leaf: "leaf",
+        trusted: vec!["root", "int"],
+        strict_valid: true,
+    });
+    cases.push(Case {
+        name: "trusted in reverse order",
+        leaf: "leaf",
+        trusted: vec!["int", "root"],
+        strict_valid: true,
+    });
+    cases.push(Case {
+        name: "root only, intermediate untrusted",
+        leaf: "leaf",
+        trusted: vec!["root"],
+        strict_valid: true,
+    });
+    cases.push(Case {
+        name: "intermediate only, no root",
+        leaf: "leaf",
+        trusted: vec!["int"],
+        strict_valid: true,
+    });
+    cases.push(Case {
+        name: "no trusted ids",
+        leaf: "leaf",
+        trusted: vec![],
+        strict_valid: false,
+    });
+    cases.push(Case {
+        name: "trusted id missing from the store",
+        leaf: "leaf",
+        trusted: vec!["nonexistent", "root", "int"],
+        strict_valid: true,
+    });
+    cases.push(Case {
+        name: "leaf trusted as itself, not a CA",
+        leaf: "leaf",
+        trusted: vec!["leaf"],
+        strict_valid: true,
+    });
 
-    let expired = issue(&Spec { not_before: -30, not_after: -1, serial: 4, ..Spec::leaf("Expired signer") }, Some(&int));
+    let expired = issue(
+        &Spec {
+            not_before: -30,
+            not_after: -1,
+            serial: 4,
+            ..Spec::leaf("Expired signer")
+        },
+        Some(&int),
+    );
     write_pem(dir, "expired", &expired.cert);
-    cases.push(Case { name: "expired leaf", leaf: "expired", trusted: vec!["root", "int"], strict_valid: false });
-    let future = issue(&Spec { not_before: 2, not_after: 30, serial: 5, ..Spec::leaf("Future signer") }, Some(&int));
+    cases.push(Case {
+        name: "expired leaf",
+        leaf: "expired",
+        trusted: vec!["root", "int"],
+        strict_valid: false,
+    });
+    let future = issue(
+        &Spec {
+            not_before: 2,
+            not_after: 30,
+            serial: 5,
+            ..Spec::leaf("Future signer")
+        },
+        Some(&int),
+    );
     write_pem(dir, "future", &future.cert);
-    cases.push(Case { name: "not-yet-valid leaf", leaf: "future", trusted: vec!["root", "int"], strict_valid: false });
+    cases.push(Case {
+        name: "not-yet-valid leaf",
+        leaf: "future",
+        trusted: vec!["root", "int"],
+        strict_valid: false,
+    });
 
-    let int_expired = issue(&Spec { not_before: -30, not_after: -1, serial: 6, ..Spec::ca("Expired intermediate") }, Some(&root));
-    let leaf_ie = issue(&Spec { serial: 7, ..Spec::leaf("Signer under expired") }, Some(&int_expired));
+    let int_expired = issue(
+        &Spec {
+            not_before: -30,
+            not_after: -1,
+            serial: 6,
+            ..Spec::ca("Expired intermediate")
+        },
+        Some(&root),
+    );
+    let leaf_ie = issue(
+        &Spec {
+            serial: 7,
+            ..Spec::leaf("Signer under expired")
+        },
+        Some(&int_expired),
+    );
     write_pem(dir, "int-expired", &int_expired.cert);
     write_pem(dir, "leaf-ie", &leaf_ie.cert);
-    cases.push(Case { name: "expired intermediate", leaf: "leaf-ie", trusted: vec!["root", "int-expired"], strict_valid: false });
+    cases.push(Case {
+        name: "expired intermediate",
+        leaf: "leaf-ie",
+        trusted: vec!["root", "int-expired"],
+        strict_valid: false,
+    });
 
-    let int_noca = issue(&Spec { basic_constraints: Some((false, None)), serial: 8, ..Spec::ca("Non-CA intermediate") }, Some(&root));
-    let leaf_noca = issue(&Spec { serial: 9, ..Spec::leaf("Signer under non-CA") }, Some(&int_noca));
+    let int_noca = issue(
+        &Spec {
+            basic_constraints: Some((false, None)),
+            serial: 8,
+            ..Spec::ca("Non-CA intermediate")
+        },
+        Some(&root),
+    );
+    let leaf_noca = issue(
+        &Spec {
+            serial: 9,
+            ..Spec::leaf("Signer under non-CA")
+        },
+        Some(&int_noca),
+    );
     write_pem(dir, "int-noca", &int_noca.cert);
     write_pem(dir, "leaf-noca", &leaf_noca.cert);
-    cases.push(Case { name: "non-CA intermediate", leaf: "leaf-noca", trusted: vec!["root", "int-noca"], strict_valid: false });
+    cases.push(Case {
+        name: "non-CA intermediate",
+        leaf: "leaf-noca",
+        trusted: vec!["root", "int-noca"],
+        strict_valid: false,
+    });
 
-    let int_noku = issue(&Spec { key_usage: None, serial: 10, ..Spec::ca("No-keyUsage intermediate") }, Some(&root));
-    let leaf_noku = issue(&Spec { serial: 11, ..Spec::leaf("Signer under no-KU") }, Some(&int_noku));
+    let int_noku = issue(
+        &Spec {
+            key_usage: None,
+            serial: 10,
+            ..Spec::ca("No-keyUsage intermediate")
+        },
+        Some(&root),
+    );
+    let leaf_noku = issue(
+        &Spec {
+            serial: 11,
+            ..Spec::leaf("Signer under no-KU")
+        },
+        Some(&int_noku),
+    );
     write_pem(dir, "int-noku", &int_noku.cert);
     write_pem(dir, "leaf-noku", &leaf_noku.cert);
     // RFC 5280 allows a CA without keyUsage; cursive drops it.
-    cases.push(Case { name: "intermediate without keyUsage", leaf: "leaf-noku", trusted: vec!["root", "int-noku"], strict_valid: true });
+    cases.push(Case {
+        name: "intermediate without keyUsage",
+        leaf: "leaf-noku",
+        trusted: vec!["root", "int-noku"],
+        strict_valid: true,
+    });
 
-    let int_nobc = issue(&Spec { basic_constraints: None, serial: 12, ..Spec::ca("No-BC intermediate") }, Some(&root));
-    let leaf_nobc = issue(&Spec { serial: 13, ..Spec::leaf("Signer under no-BC") }, Some(&int_nobc));
+    let int_nobc = issue(
+        &Spec {
+            basic_constraints: None,
+            serial: 12,
+            ..Spec::ca("No-BC intermediate")
+        },
+        Some(&root),
+    );
+    let leaf_nobc = issue(
+        &Spec {
+            serial: 13,
+            ..Spec::leaf("Signer under no-BC")
+        },
+        Some(&int_nobc),
+    );
     write_pem(dir, "int-nobc", &int_nobc.cert);
     write_pem(dir, "leaf-nobc", &leaf_nobc.cert);
     // Trusted, it is a trust anchor, whose extensions RFC 5280 path validation does not check.
-    cases.push(Case { name: "trusted intermediate without basicConstraints", leaf: "leaf-nobc", trusted: vec!["root", "int-nobc"], strict_valid: true });
+    cases.push(Case {
+        name: "trusted intermediate without basicConstraints",
+        leaf: "leaf-nobc",
+        trusted: vec!["root", "int-nobc"],
+        strict_valid: true,
+    });
     // Untrusted, it cannot issue: the path through it is refused.
-    cases.push(Case { name: "untrusted intermediate without basicConstraints", leaf: "leaf-nobc", trusted: vec!["root"], strict_valid: false });
+    cases.push(Case {
+        name: "untrusted intermediate without basicConstraints",
+        leaf: "leaf-nobc",
+        trusted: vec!["root"],
+        strict_valid: false,
+    });
 
-    let root0 = issue(&Spec { basic_constraints: Some((true, Some(0))), serial: 14, ..Spec::ca("Root pathlen 0") }, None);
-    let int0 = issue(&Spec { serial: 15, ..Spec::ca("Intermediate under pathlen 0") }, Some(&root0));
-    let leaf0 = issue(&Spec { serial: 16, ..Spec::leaf("Signer under pathlen 0") }, Some(&int0));
+    let root0 = issue(
+        &Spec {
+            basic_constraints: Some((true, Some(0))),
+            serial: 14,
+            ..Spec::ca("Root pathlen 0")
+        },
+        None,
+    );
+    let int0 = issue(
+        &Spec {
+            serial: 15,
+            ..Spec::ca("Intermediate under pathlen 0")
+        },
+        Some(&root0),
+    );
+    let leaf0 = issue(
+        &Spec {
+            serial: 16,
+            ..Spec::leaf("Signer under pathlen 0")
+        },
+        Some(&int0),
+    );
     write_pem(dir, "root0", &root0.cert);
     write_pem(dir, "int0", &int0.cert);
     write_pem(dir, "leaf0", &leaf0.cert);
     // With the intermediate trusted it is the anchor, and the root's pathlen is out of the path.
-    cases.push(Case { name: "pathlen violation, both trusted", leaf: "leaf0", trusted: vec!["root0", "int0"], strict_valid: true });
-    cases.push(Case { name: "pathlen violation, root trusted", leaf: "leaf0", trusted: vec!["root0"], strict_valid: false });
+    cases.push(Case {
+        name: "pathlen violation, both trusted",
+        leaf: "leaf0",
+        trusted: vec!["root0", "int0"],
+        strict_valid: true,
+    });
+    cases.push(Case {
+        name: "pathlen violation, root trusted",
+        leaf: "leaf0",
+        trusted: vec!["root0"],
+        strict_valid: false,
+    });
 
     // Nova's docs shape: Root pathlen 2 → A pathlen 1 → B → leaf.
-    let a = issue(&Spec { basic_constraints: Some((true, Some(1))), serial: 17, ..Spec::ca("Intermediate A") }, Some(&root));
-    let b = issue(&Spec { serial: 18, ..Spec::ca("Intermediate B") }, Some(&a));
-    let leaf_b = issue(&Spec { serial: 19, ..Spec::leaf("Signer under B") }, Some(&b));
+    let a = issue(
+        &Spec {
+            basic_constraints: Some((true, Some(1))),
+            serial: 17,
+            ..Spec::ca("Intermediate A")
+        },
+        Some(&root),
+    );
+    let b = issue(
+        &Spec {
+            serial: 18,
+            ..Spec::ca("Intermediate B")
+        },
+        Some(&a),
+    );
+    let leaf_b = issue(
+        &Spec {
+            serial: 19,
+            ..Spec::leaf("Signer under B")
+        },
+        Some(&b),
+    );
     write_pem(dir, "a", &a.cert);
     write_pem(dir, "b", &b.cert);
     write_pem(dir, "leaf-b", &leaf_b.cert);
-    cases.push(Case { name: "four-certificate chain within pathlen", leaf: "leaf-b", trusted: vec!["root", "a", "b"], strict_valid: true });
-    cases.push(Case { name: "four-certificate chain, middle missing", leaf: "leaf-b", trusted: vec!["root", "b"], strict_valid: true });
+    cases.push(Case {
+        name: "four-certificate chain within pathlen",
+        leaf: "leaf-b",
+        trusted: vec!["root", "a", "b"],
+        strict_valid: true,
+    });
+    cases.push(Case {
+        name: "four-certificate chain, middle missing",
+        leaf: "leaf-b",
+        trusted: vec!["root", "b"],
+        strict_valid: true,
+    });
 
-    let renamed = issue(&Spec { issuer_name: Some(dn("Somebody else")), serial: 20, ..Spec::leaf("Misnamed signer") }, Some(&int));
+    let renamed = issue(
+        &Spec {
+            issuer_name: Some(dn("Somebody else")),
+            serial: 20,
+            ..Spec::leaf("Misnamed signer")
+        },
+        Some(&int),
+    );
     write_pem(dir, "misnamed", &renamed.cert);
-    cases.push(Case { name: "issuer name mismatch", leaf: "misnamed", trusted: vec!["root", "int"], strict_valid: false });
+    cases.push(Case {
+        name: "issuer name mismatch",
+        leaf: "misnamed",
+        trusted: vec!["root", "int"],
+        strict_valid: false,
+    });
 
-    let decoy = issue(&Spec { serial: 21, ..Spec::ca("Intermediate") }, Some(&root));
+    let decoy = issue(
+        &Spec {
+            serial: 21,
+            ..Spec::ca("Intermediate")
+        },
+        Some(&root),
+    );
     write_pem(dir, "decoy", &decoy.cert);
-    cases.push(Case { name: "same-name decoy first", leaf: "leaf", trusted: vec!["decoy", "int", "root"], strict_valid: true });
-    cases.push(Case { name: "same-name decoy only", leaf: "leaf", trusted: vec!["decoy", "root"], strict_valid: true });
+    cases.push(Case {
+        name: "same-name decoy first",
+        leaf: "leaf",
+        trusted: vec!["decoy", "int", "root"],
+        strict_valid: true,
+    });
+    cases.push(Case {
+        name: "same-name decoy only",
+        leaf: "leaf",
+        trusted: vec!["decoy", "root"],
+        strict_valid: true,
+    });
 
     let self_ca = issue(&Spec::ca("Self-signed CA signer"), None);
     write_pem(dir, "self-ca", &self_ca.cert);
-    cases.push(Case { name: "self-signed CA signer trusted", leaf: "self-ca", trusted: vec!["self-ca"], strict_valid: true });
+    cases.push(Case {
+        name: "self-signed CA signer trusted",
+        leaf: "self-ca",
+        trusted: vec!["self-ca"],
+        strict_valid: true,
+    });
     let self_ee = issue(&Spec::leaf("Self-signed signer"), None);
     write_pem(dir, "self-ee", &self_ee.cert);
-    cases.push(Case { name: "self-signed end entity trusted", leaf: "self-ee", trusted: vec!["self-ee"], strict_valid: true });
-    cases.push(Case { name: "self-signed end entity untrusted", leaf: "self-ee", trusted: vec!["root"], strict_valid: false });
+    cases.push(Case {
+        name: "self-signed end entity trusted",
+        leaf: "self-ee",
+        trusted: vec!["self-ee"],
+        strict_valid: true,
+    });
+    cases.push(Case {
+        name: "self-signed end entity untrusted",
+        leaf: "self-ee",
+        trusted: vec!["root"],
+        strict_valid: false,
+    });
 
-    let lower = issue(&Spec { issuer_name: Some(dn("intermediate")), serial: 22, ..Spec::leaf("Lower-case issuer") }, Some(&int));
+    let lower = issue(
+        &Spec {
+            issuer_name: Some(dn("intermediate")),
+            serial: 22,
+            ..Spec::leaf("Lower-case issuer")
+        },
+        Some(&int),
+    );
     write_pem(dir, "lower", &lower.cert);
     // RFC 4518 matching ignores case; cursive compares exactly.
-    cases.push(Case { name: "issuer name differs in case", leaf: "lower", trusted: vec!["root", "int"], strict_valid: true });
+    cases.push(Case {
+        name: "issuer name differs in case",
+        leaf: "lower",
+        trusted: vec!["root", "int"],
+        strict_valid: true,
+    });
 
-    let ec_root = issue(&Spec { key: KeyAlg::P384, digest: "sha384", ..Spec::ca("EC root") }, None);
-    let ec_leaf = issue(&Spec { key: KeyAlg::P384, digest: "sha384", serial: 23, ..Spec::leaf("EC signer") }, Some(&ec_root));
+    let ec_root = issue(
+        &Spec {
+            key: KeyAlg::P384,
+            digest: "sha384",
+            ..Spec::ca("EC root")
+        },
+        None,
+    );
+    let ec_leaf = issue(
+        &Spec {
+            key: KeyAlg::P384,
+            digest: "sha384",
+            serial: 23,
+            ..Spec::leaf("EC signer")
+        },
+        Some(&ec_root),
+    );
     write_pem(dir, "ec-root", &ec_root.cert);
     write_pem(dir, "ec-leaf", &ec_leaf.cert);
-    cases.push(Case { name: "ECDSA P-384 chain", leaf: "ec-leaf", trusted: vec!["ec-root"], strict_valid: true });
+    cases.push(Case {
+        name: "ECDSA P-384 chain",
+        leaf: "ec-leaf",
+        trusted: vec!["ec-root"],
+        strict_valid: true,
+    });
 
-    let pss_int = issue(&Spec { pss: true, serial: 24, ..Spec::ca("PSS-signed intermediate") }, Some(&root));
-    let pss_leaf = issue(&Spec { serial: 25, ..Spec::leaf("Signer under PSS") }, Some(&pss_int));
+    let pss_int = issue(
+        &Spec {
+            pss: true,
+            serial: 24,
+            ..Spec::ca("PSS-signed intermediate")
+        },
+        Some(&root),
+    );
+    let pss_leaf = issue(
+        &Spec {
+            serial: 25,
+            ..Spec::leaf("Signer under PSS")
+        },
+        Some(&pss_int),
+    );
     write_pem(dir, "pss-int", &pss_int.cert);
     write_pem(dir, "pss-leaf", &pss_leaf.cert);
     // cursive verifies RSA issuers with PKCS#1 v1.5 only.
-    cases.push(Case { name: "RSASSA-PSS-signed intermediate", leaf: "pss-leaf", trusted: vec!["root", "pss-int"], strict_valid: true });
+    cases.push(Case {
+        name: "RSASSA-PSS-signed intermediate",
+        leaf: "pss-leaf",
+        trusted: vec!["root", "pss-int"],
+        strict_valid: true,
+    });
 
-    let server = issue(&Spec { extended_key_usage: Some(&["serverAuth"]), key_usage: Some(&["keyEncipherment"]), serial: 26, ..Spec::leaf("TLS server") }, Some(&int));
+    let server = issue(
+        &Spec {
+            extended_key_usage: Some(&["serverAuth"]),
+            key_usage: Some(&["keyEncipherment"]),
+            serial: 26,
+            ..Spec::leaf("TLS server")
+        },
+        Some(&int),
+    );
     write_pem(dir, "server", &server.cert);
     // cursive does not look at the signing certificate's usages.
-    cases.push(Case { name: "leaf for serverAuth only", leaf: "server", trusted: vec!["root", "int"], strict_valid: false });
+    cases.push(Case {
+        name: "leaf for serverAuth only",
+        leaf: "server",
+        trusted: vec!["root", "int"],
+        strict_valid: false,
+    });
 
-    let weak = issue(&Spec { key: KeyAlg::Rsa1024, serial: 27, ..Spec::leaf("1024-bit signer") }, Some(&int));
+    let weak = issue(
+        &Spec {
+            key: KeyAlg::Rsa1024,
+            serial: 27,
+            ..Spec::leaf("1024-bit signer")
+        },
+        Some(&int),
+    );
     write_pem(dir, "weak", &weak.cert);
-    cases.push(Case { name: "1024-bit RSA leaf", leaf: "weak", trusted: vec!["root", "int"], strict_valid: false });
-    let sha1 = issue(&Spec { digest: "sha1", serial: 28, ..Spec::leaf("SHA-1 signed") }, Some(&int));
+    cases.push(Case {
+        name: "1024-bit RSA leaf",
+        leaf: "weak",
+        trusted: vec!["root", "int"],
+        strict_valid: false,
+    });
+    let sha1 = issue(
+        &Spec {
+            digest: "sha1",
+            serial: 28,
+            ..Spec::leaf("SHA-1 signed")
+        },
+        Some(&int),
+    );
     write_pem(dir, "sha1", &sha1.cert);
-    cases.push(Case { name: "SHA-1-signed leaf", leaf: "sha1", trusted: vec!["root", "int"], strict_valid: false });
+    cases.push(Case {
+        name: "SHA-1-signed leaf",
+        leaf: "sha1",
+        trusted: vec!["root", "int"],
+        strict_valid: false,
+    });
     cases
 }
 
 fn cursive_verdict(dir: &Path, case: &Case) -> (bool, String) {
-    let mut args = vec!["verify-certificate", "--cert-dir", dir.to_str().unwrap(), "--cert-id", case.leaf, "--timeout", "10"];
+    let mut args = vec![
+        "verify-certificate",
+        "--cert-dir",
+        dir.to_str().unwrap(),
+        "--cert-id",
+        case.leaf,
+        "--timeout",
+        "10",
+    ];
     let joined = case.trusted.join(",");
     if !case.trusted.is_empty() {
         args.extend(["--trusted", &joined]);
     }
     let out = cursive(&args).unwrap();
-    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap_or_else(|_| panic!("{}: {}", case.name, out.stdout));
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim())
+        .unwrap_or_else(|_| panic!("{}: {}", case.name, out.stdout));
     let verdict = v["verdict"].as_str().unwrap().to_string();
-    assert!(verdict == "valid" || verdict == "invalid", "{}: cursive said {v}", case.name);
-    (verdict == "valid", v["message"].as_str().unwrap_or("").to_string())
+    assert!(
+        verdict == "valid" || verdict == "invalid",
+        "{}: cursive said {v}",
+        case.name
+    );
+    (
+        verdict == "valid",
+        v["message"].as_str().unwrap_or("").to_string(),
+    )
 }
 
 fn imgseal_verdict(env: &Env, dir: &Path, case: &Case, policy: &str) -> (bool, String) {
-    let mut args = vec!["--json", "cert", "verify", case.leaf, "--cert-dir", dir.to_str().unwrap(), "--policy", policy];
+    let mut args = vec![
+        "--json",
+        "cert",
+        "verify",
+        case.leaf,
+        "--cert-dir",
+        dir.to_str().unwrap(),
+        "--policy",
+        policy,
+    ];
     let joined = case.trusted.join(",");
     if !case.trusted.is_empty() {
         args.extend(["--trusted-cert-id", &joined]);
     }
     let out = env.run(&args);
-    assert!(out.code == 0 || out.code == 1, "{}: {} {}", case.name, out.stdout, out.stderr);
+    assert!(
+        out.code == 0 || out.code == 1,
+        "{}: {} {}",
+        case.name,
+        out.stdout,
+        out.stderr
+    );
     let v = out.json();
-    (v["valid"].as_bool().unwrap(), v["reason"].as_str().unwrap_or("").to_string())
+    (
+        v["valid"].as_bool().unwrap(),
+        v["reason"].as_str().unwrap_or("").to_string(),
+    )
 }
 
 #[test]
@@ -178,16 +557,35 @@ fn nova_policy_decides_exactly_as_cursive_and_strict_as_recorded() {
     for case in &cases {
         let (nova_valid, nova_msg) = imgseal_verdict(&env, &dir, case, "nova");
         let (strict_valid, strict_msg) = imgseal_verdict(&env, &dir, case, "strict");
-        if let Some((cursive_valid, cursive_msg)) = cursive_python().map(|_| cursive_verdict(&dir, case)) {
-            assert_eq!(nova_valid, cursive_valid, "{}: imgseal nova said {nova_msg:?}, cursive {cursive_msg:?}", case.name);
+        if let Some((cursive_valid, cursive_msg)) =
+            cursive_python().map(|_| cursive_verdict(&dir, case))
+        {
+            assert_eq!(
+                nova_valid, cursive_valid,
+                "{}: imgseal nova said {nova_msg:?}, cursive {cursive_msg:?}",
+                case.name
+            );
             if !cursive_valid {
                 assert_eq!(nova_msg, cursive_msg, "{}", case.name);
             }
         }
-        assert_eq!(strict_valid, case.strict_valid, "{}: strict said {strict_msg:?}", case.name);
-        table.push(format!("| {} | {} | {} | {} |", case.name, if nova_valid { "valid" } else { "invalid" }, if strict_valid { "valid" } else { "invalid" }, strict_msg));
+        assert_eq!(
+            strict_valid, case.strict_valid,
+            "{}: strict said {strict_msg:?}",
+            case.name
+        );
+        table.push(format!(
+            "| {} | {} | {} | {} |",
+            case.name,
+            if nova_valid { "valid" } else { "invalid" },
+            if strict_valid { "valid" } else { "invalid" },
+            strict_msg
+        ));
     }
-    println!("| case | nova = cursive | strict | strict's reason |\n|---|---|---|---|\n{}", table.join("\n"));
+    println!(
+        "| case | nova = cursive | strict | strict's reason |\n|---|---|---|---|\n{}",
+        table.join("\n")
+    );
 }
 
 #[test]
@@ -198,39 +596,162 @@ fn cycles_and_crashes_end_cleanly_where_cursive_does_not() {
     // X and Y issue each other; the leaf is issued by X. cursive loops forever.
     let x_key = pki::key(KeyAlg::Rsa2048);
     let y_key = pki::key(KeyAlg::Rsa2048);
-    let seed_x = Issued { cert: issue(&Spec::ca("X"), None).cert, key: x_key };
-    let seed_y = Issued { cert: issue(&Spec::ca("Y"), None).cert, key: y_key };
-    let x = cross(&Spec { serial: 30, ..Spec::ca("X") }, &seed_x.key, &seed_y);
-    let y = cross(&Spec { serial: 31, ..Spec::ca("Y") }, &seed_y.key, &seed_x);
-    let leaf = issue(&Spec { serial: 32, ..Spec::leaf("Cycle signer") }, Some(&Issued { cert: x.clone(), key: seed_x.key.clone() }));
+    let seed_x = Issued {
+        cert: issue(&Spec::ca("X"), None).cert,
+        key: x_key,
+    };
+    let seed_y = Issued {
+        cert: issue(&Spec::ca("Y"), None).cert,
+        key: y_key,
+    };
+    let x = cross(
+        &Spec {
+            serial: 30,
+            ..Spec::ca("X")
+        },
+        &seed_x.key,
+        &seed_y,
+    );
+    let y = cross(
+        &Spec {
+            serial: 31,
+            ..Spec::ca("Y")
+        },
+        &seed_y.key,
+        &seed_x,
+    );
+    let leaf = issue(
+        &Spec {
+            serial: 32,
+            ..Spec::leaf("Cycle signer")
+        },
+        Some(&Issued {
+            cert: x.clone(),
+            key: seed_x.key.clone(),
+        }),
+    );
     write_pem(&dir, "x", &x);
     write_pem(&dir, "y", &y);
     write_pem(&dir, "leaf", &leaf.cert);
-    let out = env.run(&["cert", "verify", "leaf", "--cert-dir", dir.to_str().unwrap(), "--policy", "nova", "--trusted-cert-id", "x,y"]).code(1);
-    assert!(out.stdout.contains("issuer cycle among the trusted certificates"), "{}", out.stdout);
+    let out = env
+        .run(&[
+            "cert",
+            "verify",
+            "leaf",
+            "--cert-dir",
+            dir.to_str().unwrap(),
+            "--policy",
+            "nova",
+            "--trusted-cert-id",
+            "x,y",
+        ])
+        .code(1);
+    assert!(
+        out.stdout
+            .contains("issuer cycle among the trusted certificates"),
+        "{}",
+        out.stdout
+    );
     if cursive_python().is_some() {
-        let c = cursive(&["verify-certificate", "--cert-dir", dir.to_str().unwrap(), "--cert-id", "leaf", "--trusted", "x,y", "--timeout", "3"]).unwrap();
+        let c = cursive(&[
+            "verify-certificate",
+            "--cert-dir",
+            dir.to_str().unwrap(),
+            "--cert-id",
+            "leaf",
+            "--trusted",
+            "x,y",
+            "--timeout",
+            "3",
+        ])
+        .unwrap();
         assert_eq!(c.code, 4, "cursive was expected to hang: {}", c.stdout);
     }
-    let out = env.run(&["cert", "verify", "leaf", "--cert-dir", dir.to_str().unwrap(), "--trusted-cert-id", "y"]).code(0);
-    assert!(out.stdout.contains("valid (strict policy)"), "{}", out.stdout);
+    let out = env
+        .run(&[
+            "cert",
+            "verify",
+            "leaf",
+            "--cert-dir",
+            dir.to_str().unwrap(),
+            "--trusted-cert-id",
+            "y",
+        ])
+        .code(0);
+    assert!(
+        out.stdout.contains("valid (strict policy)"),
+        "{}",
+        out.stdout
+    );
 
     // An Ed25519 CA: cursive raises TypeError.
-    let ed_root = issue(&Spec { key: KeyAlg::Ed25519, digest: "none", ..Spec::ca("Ed25519 root") }, None);
-    let ed_leaf = issue(&Spec { digest: "none", serial: 33, ..Spec::leaf("Signer under Ed25519") }, Some(&ed_root));
+    let ed_root = issue(
+        &Spec {
+            key: KeyAlg::Ed25519,
+            digest: "none",
+            ..Spec::ca("Ed25519 root")
+        },
+        None,
+    );
+    let ed_leaf = issue(
+        &Spec {
+            digest: "none",
+            serial: 33,
+            ..Spec::leaf("Signer under Ed25519")
+        },
+        Some(&ed_root),
+    );
     write_pem(&dir, "ed-root", &ed_root.cert);
     write_pem(&dir, "ed-leaf", &ed_leaf.cert);
-    let out = env.run(&["cert", "verify", "ed-leaf", "--cert-dir", dir.to_str().unwrap(), "--policy", "nova", "--trusted-cert-id", "ed-root"]).code(1);
-    assert!(out.stdout.contains("cursive cannot check certificate"), "{}", out.stdout);
+    let out = env
+        .run(&[
+            "cert",
+            "verify",
+            "ed-leaf",
+            "--cert-dir",
+            dir.to_str().unwrap(),
+            "--policy",
+            "nova",
+            "--trusted-cert-id",
+            "ed-root",
+        ])
+        .code(1);
+    assert!(
+        out.stdout.contains("cursive cannot check certificate"),
+        "{}",
+        out.stdout
+    );
     if cursive_python().is_some() {
-        let c = cursive(&["verify-certificate", "--cert-dir", dir.to_str().unwrap(), "--cert-id", "ed-leaf", "--trusted", "ed-root"]).unwrap();
+        let c = cursive(&[
+            "verify-certificate",
+            "--cert-dir",
+            dir.to_str().unwrap(),
+            "--cert-id",
+            "ed-leaf",
+            "--trusted",
+            "ed-root",
+        ])
+        .unwrap();
         assert_eq!(c.code, 3, "cursive was expected to crash: {}", c.stdout);
     }
-    env.run(&["cert", "verify", "ed-leaf", "--cert-dir", dir.to_str().unwrap(), "--trusted-cert-id", "ed-root"]).code(0);
+    env.run(&[
+        "cert",
+        "verify",
+        "ed-leaf",
+        "--cert-dir",
+        dir.to_str().unwrap(),
+        "--trusted-cert-id",
+        "ed-root",
+    ])
+    .code(0);
 }
 
 /// A CA certificate for `spec` with key `key`, issued by `issuer`.
-fn cross(spec: &Spec, key: &openssl::pkey::PKey<openssl::pkey::Private>, issuer: &Issued) -> openssl::x509::X509 {
+fn cross(
+    spec: &Spec,
+    key: &openssl::pkey::PKey<openssl::pkey::Private>,
+    issuer: &Issued,
+) -> openssl::x509::X509 {
     let issued = issue(spec, Some(issuer));
     // Re-issue with the wanted key: build again with the same spec but our key.
     let mut b = openssl::x509::X509::builder().unwrap();
@@ -242,12 +763,21 @@ fn cross(spec: &Spec, key: &openssl::pkey::PKey<openssl::pkey::Private>, issuer:
     b.set_not_after(issued.cert.not_after()).unwrap();
     b.set_pubkey(key).unwrap();
     for ext in [
-        openssl::x509::extension::BasicConstraints::new().critical().ca().build().unwrap(),
-        openssl::x509::extension::KeyUsage::new().critical().key_cert_sign().build().unwrap(),
+        openssl::x509::extension::BasicConstraints::new()
+            .critical()
+            .ca()
+            .build()
+            .unwrap(),
+        openssl::x509::extension::KeyUsage::new()
+            .critical()
+            .key_cert_sign()
+            .build()
+            .unwrap(),
     ] {
         b.append_extension(ext).unwrap();
     }
-    b.sign(&issuer.key, openssl::hash::MessageDigest::sha256()).unwrap();
+    b.sign(&issuer.key, openssl::hash::MessageDigest::sha256())
+        .unwrap();
     b.build()
 }
 
@@ -259,35 +789,109 @@ fn long_chains_and_revocation() {
     // A 60-certificate chain: strict stops at its depth limit, cleanly.
     let mut chain = vec![issue(&Spec::ca("Long root"), None)];
     for i in 1..59 {
-        let next = issue(&Spec { serial: 100 + i, key: KeyAlg::P384, ..Spec::ca(&format!("Long {i}")) }, chain.last());
+        let next = issue(
+            &Spec {
+                serial: 100 + i,
+                key: KeyAlg::P384,
+                ..Spec::ca(&format!("Long {i}"))
+            },
+            chain.last(),
+        );
         chain.push(next);
     }
-    let leaf = issue(&Spec { serial: 99, key: KeyAlg::P384, ..Spec::leaf("Long leaf") }, chain.last());
+    let leaf = issue(
+        &Spec {
+            serial: 99,
+            key: KeyAlg::P384,
+            ..Spec::leaf("Long leaf")
+        },
+        chain.last(),
+    );
     for (i, c) in chain.iter().enumerate() {
         write_pem(&dir, &format!("long{i}"), &c.cert);
     }
     write_pem(&dir, "long-leaf", &leaf.cert);
-    let out = env.run(&["cert", "verify", "long-leaf", "--cert-dir", dir.to_str().unwrap(), "--trusted-cert-id", "long0"]).code(1);
-    assert!(out.stdout.contains("longer than 32 certificates") || out.stdout.contains("too long"), "{}", out.stdout);
+    let out = env
+        .run(&[
+            "cert",
+            "verify",
+            "long-leaf",
+            "--cert-dir",
+            dir.to_str().unwrap(),
+            "--trusted-cert-id",
+            "long0",
+        ])
+        .code(1);
+    assert!(
+        out.stdout.contains("longer than 32 certificates") || out.stdout.contains("too long"),
+        "{}",
+        out.stdout
+    );
     // cursive has no limit: with every CA trusted, the nova policy (like cursive) accepts it.
     let all: Vec<String> = (0..59).map(|i| format!("long{i}")).collect();
-    env.run(&["cert", "verify", "long-leaf", "--cert-dir", dir.to_str().unwrap(), "--policy", "nova", "--trusted-cert-id", &all.join(",")]).code(0);
+    env.run(&[
+        "cert",
+        "verify",
+        "long-leaf",
+        "--cert-dir",
+        dir.to_str().unwrap(),
+        "--policy",
+        "nova",
+        "--trusted-cert-id",
+        &all.join(","),
+    ])
+    .code(0);
 
     // Revocation: a CRL from the intermediate revoking the leaf, and a huge CRL.
     let root = issue(&Spec::ca("CRL root"), None);
-    let int = issue(&Spec { serial: 2, ..Spec::ca("CRL intermediate") }, Some(&root));
-    let good = issue(&Spec { serial: 3, ..Spec::leaf("Good signer") }, Some(&int));
-    let bad = issue(&Spec { serial: 4, ..Spec::leaf("Revoked signer") }, Some(&int));
+    let int = issue(
+        &Spec {
+            serial: 2,
+            ..Spec::ca("CRL intermediate")
+        },
+        Some(&root),
+    );
+    let good = issue(
+        &Spec {
+            serial: 3,
+            ..Spec::leaf("Good signer")
+        },
+        Some(&int),
+    );
+    let bad = issue(
+        &Spec {
+            serial: 4,
+            ..Spec::leaf("Revoked signer")
+        },
+        Some(&int),
+    );
     let rdir = env.path("crl");
     std::fs::create_dir(&rdir).unwrap();
-    for (id, c) in [("root", &root), ("int", &int), ("good", &good), ("bad", &bad)] {
+    for (id, c) in [
+        ("root", &root),
+        ("int", &int),
+        ("good", &good),
+        ("bad", &bad),
+    ] {
         write_pem(&rdir, id, &c.cert);
     }
     let int_crl = crl(&env, &int, &[4], "int.crl");
     let root_crl = crl(&env, &root, &[], "root.crl");
-    let huge_crl = crl(&env, &int, &(1000..60_000).chain([4]).collect::<Vec<u32>>(), "huge.crl");
+    let huge_crl = crl(
+        &env,
+        &int,
+        &(1000..60_000).chain([4]).collect::<Vec<u32>>(),
+        "huge.crl",
+    );
     let d = rdir.to_str().unwrap();
-    let base = ["cert", "verify", "--cert-dir", d, "--trusted-cert-id", "root"];
+    let base = [
+        "cert",
+        "verify",
+        "--cert-dir",
+        d,
+        "--trusted-cert-id",
+        "root",
+    ];
     let with = |id: &str, crls: &[&std::path::PathBuf]| {
         let mut args: Vec<String> = base.iter().map(|s| s.to_string()).collect();
         args.insert(2, id.to_string());
@@ -299,7 +903,11 @@ fn long_chains_and_revocation() {
     };
     with("good", &[&int_crl, &root_crl]).code(0);
     let out = with("bad", &[&int_crl, &root_crl]).code(1);
-    assert!(out.stdout.contains("revoked: \"CN=Revoked signer\""), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("revoked: \"CN=Revoked signer\""),
+        "{}",
+        out.stdout
+    );
     let out = with("bad", &[&huge_crl, &root_crl]).code(1);
     assert!(out.stdout.contains("revoked"), "{}", out.stdout);
     with("good", &[&huge_crl, &root_crl]).code(0);
@@ -307,7 +915,23 @@ fn long_chains_and_revocation() {
     with("bad", &[]).code(0);
     let out = with("good", &[&int_crl]).code(1);
     assert!(out.stdout.contains("no CRL for"), "{}", out.stdout);
-    let json = env.run(&["--json", "cert", "verify", "bad", "--cert-dir", d, "--trusted-cert-id", "root", "--crl", int_crl.to_str().unwrap(), "--crl", root_crl.to_str().unwrap()]).code(1).json();
+    let json = env
+        .run(&[
+            "--json",
+            "cert",
+            "verify",
+            "bad",
+            "--cert-dir",
+            d,
+            "--trusted-cert-id",
+            "root",
+            "--crl",
+            int_crl.to_str().unwrap(),
+            "--crl",
+            root_crl.to_str().unwrap(),
+        ])
+        .code(1)
+        .json();
     assert_eq!(json["revoked"], true);
 }
 
@@ -321,11 +945,17 @@ fn crl(env: &Env, ca: &Issued, serials: &[u32], name: &str) -> std::path::PathBu
         if hex.len() % 2 == 1 {
             hex.insert(0, '0');
         }
-        index.push_str(&format!("R\t300101000000Z\t240101000000Z\t{hex}\tunknown\t/CN=revoked\n"));
+        index.push_str(&format!(
+            "R\t300101000000Z\t240101000000Z\t{hex}\tunknown\t/CN=revoked\n"
+        ));
     }
     std::fs::write(dir.join("index.txt"), index).unwrap();
     std::fs::write(dir.join("ca.pem"), ca.cert.to_pem().unwrap()).unwrap();
-    std::fs::write(dir.join("ca.key"), ca.key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    std::fs::write(
+        dir.join("ca.key"),
+        ca.key.private_key_to_pem_pkcs8().unwrap(),
+    )
+    .unwrap();
     std::fs::write(
         dir.join("ca.conf"),
         format!("[ca]\ndefault_ca = d\n[d]\ndatabase = {0}/index.txt\ncrlnumber = {0}/crlnumber\ndefault_md = sha256\ndefault_crl_days = 30\n", dir.display()),
@@ -334,8 +964,16 @@ fn crl(env: &Env, ca: &Issued, serials: &[u32], name: &str) -> std::path::PathBu
     std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
     let out = env.path(name);
     openssl(&[
-        "ca", "-gencrl", "-config", dir.join("ca.conf").to_str().unwrap(), "-cert", dir.join("ca.pem").to_str().unwrap(),
-        "-keyfile", dir.join("ca.key").to_str().unwrap(), "-out", out.to_str().unwrap(),
+        "ca",
+        "-gencrl",
+        "-config",
+        dir.join("ca.conf").to_str().unwrap(),
+        "-cert",
+        dir.join("ca.pem").to_str().unwrap(),
+        "-keyfile",
+        dir.join("ca.key").to_str().unwrap(),
+        "-out",
+        out.to_str().unwrap(),
     ])
     .ok();
     out

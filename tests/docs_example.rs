@@ -7,105 +7,68 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
+use common::docs_chain::*;
 use common::*;
-
-const CA_CONF: &str = "[ req ]
-prompt = no
-distinguished_name = dn-param
-x509_extensions = ca_cert_extensions
-
-[ ca ]
-default_ca = ca_default
-
-[ dn-param ]
-C = US
-CN = Root CA
-
-[ ca_cert_extensions ]
-keyUsage = keyCertSign, digitalSignature
-basicConstraints = CA:TRUE, pathlen:2
-
-[ ca_default ]
-new_certs_dir = . # Location for new certs after signing
-database = ./index.txt # Database index file
-serial = ./serial.txt # The current serial number
-default_days = 1000
-default_md = sha256
-policy = signing_policy
-email_in_dn = no
-
-[ intermediate_cert_extensions ]
-keyUsage = keyCertSign, digitalSignature
-basicConstraints = CA:TRUE, pathlen:1
-
-[client_cert_extensions]
-keyUsage = keyCertSign, digitalSignature
-basicConstraints = CA:FALSE
-
-[ signing_policy ]
-countryName = optional
-stateOrProvinceName = optional
-localityName = optional
-organizationName = optional
-organizationalUnitName = optional
-commonName = supplied
-emailAddress = optional
-";
-
-// The docs' uuids from Barbican.
-const CA: &str = "8fbcce5d-d646-4295-ba8a-269fc9451eeb";
-const INT_A: &str = "0b5d2c72-12cc-4ba6-a8d7-3ff5cc1d8cb8";
-const INT_B: &str = "674736e3-f25c-405c-8362-bbf991e0ce0a";
-const CLIENT: &str = "125e6199-2de4-46e3-b091-8e2401ef0d63";
-
-fn sh(dir: &Path, args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).current_dir(dir).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// The docs' chain, in `dir`, and a key-manager directory holding it by uuid.
-fn build_chain(dir: &Path) {
-    std::fs::write(dir.join("ca.conf"), CA_CONF).unwrap();
-    std::fs::write(dir.join("index.txt"), "").unwrap();
-    std::fs::write(dir.join("serial.txt"), "01\n").unwrap();
-    sh(dir, &["openssl", "req", "-x509", "-nodes", "-newkey", "rsa:2048", "-config", "ca.conf", "-keyout", "key_ca.pem", "-out", "cert_ca.pem"]);
-    for (name, cn) in [("intermediate_a", "First Intermediate Certificate"), ("intermediate_b", "Second Intermediate Certificate")] {
-        sh(dir, &["openssl", "req", "-nodes", "-newkey", "rsa:2048", "-subj", &format!("/CN={cn}"), "-keyout", &format!("key_{name}.pem"), "-out", &format!("cert_{name}.csr")]);
-    }
-    sh(dir, &["openssl", "ca", "-batch", "-config", "ca.conf", "-extensions", "intermediate_cert_extensions", "-cert", "cert_ca.pem", "-keyfile", "key_ca.pem", "-out", "cert_intermediate_a.pem", "-infiles", "cert_intermediate_a.csr"]);
-    sh(dir, &["openssl", "ca", "-batch", "-config", "ca.conf", "-extensions", "intermediate_cert_extensions", "-cert", "cert_intermediate_a.pem", "-keyfile", "key_intermediate_a.pem", "-out", "cert_intermediate_b.pem", "-infiles", "cert_intermediate_b.csr"]);
-    let km = dir.join("km");
-    std::fs::create_dir_all(&km).unwrap();
-    for (file, id) in [("cert_ca.pem", CA), ("cert_intermediate_a.pem", INT_A), ("cert_intermediate_b.pem", INT_B)] {
-        std::fs::copy(dir.join(file), km.join(format!("{id}.pem"))).unwrap();
-    }
-}
 
 fn nova_conf(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("nova.conf");
-    std::fs::write(&path, "[glance]\nverify_glance_signatures = True\nenable_certificate_validation = True\n").unwrap();
+    std::fs::write(
+        &path,
+        "[glance]\nverify_glance_signatures = True\nenable_certificate_validation = True\n",
+    )
+    .unwrap();
     path
 }
 
 /// The boots the docs describe, for both policies, and cursive agreeing.
 fn check_boots(env: &Env, dir: &Path, props: &Path, image: &Path) {
     let km = dir.join("km");
-    let (km_s, props_s, image_s) = (km.to_str().unwrap(), props.to_str().unwrap(), image.to_str().unwrap());
+    let (km_s, props_s, image_s) = (
+        km.to_str().unwrap(),
+        props.to_str().unwrap(),
+        image.to_str().unwrap(),
+    );
     for policy in ["nova", "strict"] {
         // "The instance should successfully boot": both --trusted-cert-id forms of the docs.
         let out = env.run(&[
-            "verify", "--props", props_s, "--cert-dir", km_s, "--policy", policy,
-            "--trusted-cert-id", &format!("{CA},{INT_A}"), "--trusted-cert-id", INT_B, image_s,
+            "verify",
+            "--props",
+            props_s,
+            "--cert-dir",
+            km_s,
+            "--policy",
+            policy,
+            "--trusted-cert-id",
+            &format!("{CA},{INT_A}"),
+            "--trusted-cert-id",
+            INT_B,
+            image_s,
         ]);
         assert_eq!(out.code, 0, "{policy}: {}{}", out.stdout, out.stderr);
-        assert!(out.stdout.contains("trusted ids from --trusted-cert-id"), "{}", out.stdout);
+        assert!(
+            out.stdout.contains("trusted ids from --trusted-cert-id"),
+            "{}",
+            out.stdout
+        );
         // The same ids from the environment.
         let out = Run::from_output(
             env.command()
-                .env("OS_TRUSTED_IMAGE_CERTIFICATE_IDS", format!("{CA},{INT_A},{INT_B}"))
-                .args(["--json", "verify", "--props", props_s, "--cert-dir", km_s, "--policy", policy, image_s])
+                .env(
+                    "OS_TRUSTED_IMAGE_CERTIFICATE_IDS",
+                    format!("{CA},{INT_A},{INT_B}"),
+                )
+                .args([
+                    "--json",
+                    "verify",
+                    "--props",
+                    props_s,
+                    "--cert-dir",
+                    km_s,
+                    "--policy",
+                    policy,
+                    image_s,
+                ])
                 .output()
                 .unwrap(),
         );
@@ -114,23 +77,110 @@ fn check_boots(env: &Env, dir: &Path, props: &Path, image: &Path) {
     }
     // "The instance should fail to boot … Certificate chain building failed."
     let conf = nova_conf(dir);
-    let out = env.run(&["verify", "--props", props_s, "--cert-dir", km_s, "--policy", "nova", "--nova-conf", conf.to_str().unwrap(), image_s]).code(1);
-    assert!(out.stdout.contains("Certificate chain building failed"), "{}", out.stdout);
+    let out = env
+        .run(&[
+            "verify",
+            "--props",
+            props_s,
+            "--cert-dir",
+            km_s,
+            "--policy",
+            "nova",
+            "--nova-conf",
+            conf.to_str().unwrap(),
+            image_s,
+        ])
+        .code(1);
+    assert!(
+        out.stdout.contains("Certificate chain building failed"),
+        "{}",
+        out.stdout
+    );
     // Strict fails too, and says why.
-    let out = env.run(&["verify", "--props", props_s, "--cert-dir", km_s, "--nova-conf", conf.to_str().unwrap(), image_s]).code(1);
-    assert!(out.stdout.contains("no trusted certificates"), "{}", out.stdout);
+    let out = env
+        .run(&[
+            "verify",
+            "--props",
+            props_s,
+            "--cert-dir",
+            km_s,
+            "--nova-conf",
+            conf.to_str().unwrap(),
+            image_s,
+        ])
+        .code(1);
+    assert!(
+        out.stdout.contains("no trusted certificates"),
+        "{}",
+        out.stdout
+    );
     // Where strict is better: the root alone is enough (intermediates come from the store).
-    env.run(&["verify", "--props", props_s, "--cert-dir", km_s, "--trusted-cert-id", CA, image_s]).ok();
-    let out = env.run(&["verify", "--props", props_s, "--cert-dir", km_s, "--policy", "nova", "--trusted-cert-id", CA, image_s]).code(1);
-    assert!(out.stdout.contains("Certificate chain building failed"), "{}", out.stdout);
+    env.run(&[
+        "verify",
+        "--props",
+        props_s,
+        "--cert-dir",
+        km_s,
+        "--trusted-cert-id",
+        CA,
+        image_s,
+    ])
+    .ok();
+    let out = env
+        .run(&[
+            "verify",
+            "--props",
+            props_s,
+            "--cert-dir",
+            km_s,
+            "--policy",
+            "nova",
+            "--trusted-cert-id",
+            CA,
+            image_s,
+        ])
+        .code(1);
+    assert!(
+        out.stdout.contains("Certificate chain building failed"),
+        "{}",
+        out.stdout
+    );
 
     if cursive_python().is_some() {
         let all = format!("{CA},{INT_A},{INT_B}");
-        let good = cursive(&["verify-certificate", "--cert-dir", km_s, "--cert-id", CLIENT, "--trusted", &all]).unwrap();
+        let good = cursive(&[
+            "verify-certificate",
+            "--cert-dir",
+            km_s,
+            "--cert-id",
+            CLIENT,
+            "--trusted",
+            &all,
+        ])
+        .unwrap();
         assert_eq!(good.code, 0, "{}", good.stdout);
-        let none = cursive(&["verify-certificate", "--cert-dir", km_s, "--cert-id", CLIENT]).unwrap();
-        assert!(none.stdout.contains("Certificate chain building failed"), "{}", none.stdout);
-        let sig = cursive(&["verify-signature", "--cert-dir", km_s, "--props", props_s, image_s]).unwrap();
+        let none = cursive(&[
+            "verify-certificate",
+            "--cert-dir",
+            km_s,
+            "--cert-id",
+            CLIENT,
+        ])
+        .unwrap();
+        assert!(
+            none.stdout.contains("Certificate chain building failed"),
+            "{}",
+            none.stdout
+        );
+        let sig = cursive(&[
+            "verify-signature",
+            "--cert-dir",
+            km_s,
+            "--props",
+            props_s,
+            image_s,
+        ])
+        .unwrap();
         assert_eq!(sig.code, 0, "{}", sig.stdout);
     }
 }
@@ -141,18 +191,50 @@ fn docs_example_with_openssl_keys() {
     let dir = env.path("docs");
     std::fs::create_dir(&dir).unwrap();
     build_chain(&dir);
-    sh(&dir, &["openssl", "req", "-nodes", "-newkey", "rsa:2048", "-subj", "/CN=Client Certificate", "-keyout", "key_client.pem", "-out", "cert_client.csr"]);
-    sh(&dir, &["openssl", "ca", "-batch", "-config", "ca.conf", "-extensions", "client_cert_extensions", "-cert", "cert_intermediate_b.pem", "-keyfile", "key_intermediate_b.pem", "-out", "cert_client.pem", "-infiles", "cert_client.csr"]);
-    std::fs::copy(dir.join("cert_client.pem"), dir.join("km").join(format!("{CLIENT}.pem"))).unwrap();
+    sh(
+        &dir,
+        &[
+            "openssl",
+            "req",
+            "-nodes",
+            "-newkey",
+            "rsa:2048",
+            "-subj",
+            "/CN=Client Certificate",
+            "-keyout",
+            "key_client.pem",
+            "-out",
+            "cert_client.csr",
+        ],
+    );
+    issue_client(&dir);
     let image = env.image("cirros.tar.gz", 434_333);
-    sh(&dir, &["openssl", "dgst", "-sha256", "-sign", "key_client.pem", "-sigopt", "rsa_padding_mode:pss", "-out", "cirros.self_signed.signature", image.to_str().unwrap()]);
+    sh(
+        &dir,
+        &[
+            "openssl",
+            "dgst",
+            "-sha256",
+            "-sign",
+            "key_client.pem",
+            "-sigopt",
+            "rsa_padding_mode:pss",
+            "-out",
+            "cirros.self_signed.signature",
+            image.to_str().unwrap(),
+        ],
+    );
     let sig = std::fs::read(dir.join("cirros.self_signed.signature")).unwrap();
-    let props = write_props(&env, "props.json", &serde_json::json!({
-        "img_signature": encode_b64(&sig),
-        "img_signature_certificate_uuid": CLIENT,
-        "img_signature_hash_method": "SHA-256",
-        "img_signature_key_type": "RSA-PSS",
-    }));
+    let props = write_props(
+        &env,
+        "props.json",
+        &serde_json::json!({
+            "img_signature": encode_b64(&sig),
+            "img_signature_certificate_uuid": CLIENT,
+            "img_signature_hash_method": "SHA-256",
+            "img_signature_key_type": "RSA-PSS",
+        }),
+    );
     check_boots(&env, &dir, &props, &image);
 }
 
@@ -163,12 +245,33 @@ fn docs_example_with_the_client_key_in_softhsm() {
     std::fs::create_dir(&dir).unwrap();
     build_chain(&dir);
     let uri = env.generate("rsa-pss-2048", "client");
-    env.run(&["key", "csr", "--key", &uri, "--subject", "CN=Client Certificate", "--out", dir.join("cert_client.csr").to_str().unwrap()]).ok();
-    sh(&dir, &["openssl", "ca", "-batch", "-config", "ca.conf", "-extensions", "client_cert_extensions", "-cert", "cert_intermediate_b.pem", "-keyfile", "key_intermediate_b.pem", "-out", "cert_client.pem", "-infiles", "cert_client.csr"]);
-    std::fs::copy(dir.join("cert_client.pem"), dir.join("km").join(format!("{CLIENT}.pem"))).unwrap();
+    env.run(&[
+        "key",
+        "csr",
+        "--key",
+        &uri,
+        "--subject",
+        "CN=Client Certificate",
+        "--out",
+        dir.join("cert_client.csr").to_str().unwrap(),
+    ])
+    .ok();
+    issue_client(&dir);
     let image = env.image("cirros.tar.gz", 434_333);
     let km = dir.join("km");
-    let props = env.run(&["sign", "--key", &uri, "--cert-id", CLIENT, "--cert-dir", km.to_str().unwrap(), image.to_str().unwrap()]).ok().json();
+    let props = env
+        .run(&[
+            "sign",
+            "--key",
+            &uri,
+            "--cert-id",
+            CLIENT,
+            "--cert-dir",
+            km.to_str().unwrap(),
+            image.to_str().unwrap(),
+        ])
+        .ok()
+        .json();
     let props = write_props(&env, "props.json", &props);
     check_boots(&env, &dir, &props, &image);
 }

@@ -107,11 +107,21 @@ fn verify_certificates(
     let mut settings = trust.settings(&config)?;
     // Validating certificates is the whole point here, with whatever ids are in force.
     settings.validate_certificate = true;
+    // TPM-sealed anchors replace the ids, and come from the sealed bundle.
+    let sealed = super::anchors::sealed_for_verification(ctx, trust, &settings)?;
+    if let Some((s, _)) = &sealed {
+        settings = s.trust_settings();
+    }
     let cert_dir = store
         .cert_dir
         .clone()
         .or_else(|| config.validation.cert_dir.clone());
     let find = finder(ctx, cert_dir.as_ref())?;
+    let sealed_find = sealed.as_ref().map(|(s, _)| move |id: &str| s.find(id));
+    let trusted_find: imgseal::verify::CertFinder = match &sealed_find {
+        Some(f) => f,
+        None => &*find,
+    };
     // Read every certificate first: a typo in the last one fails before any work.
     let mut leaves = Vec::new();
     for cert in certs {
@@ -139,7 +149,7 @@ fn verify_certificates(
     let plan = trust.plan(
         &config,
         settings.clone(),
-        &*find,
+        trusted_find,
         contents,
         cert_dir.as_ref(),
     )?;

@@ -1,7 +1,11 @@
 //! Command-line definitions and dispatch.
 
+mod anchors;
+mod attest;
 mod cert;
+mod digest;
 mod key;
+mod seal;
 mod sign;
 mod trust;
 mod verify;
@@ -34,6 +38,12 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// The TPM for sealed trust anchors: swtpm:host=H,port=P, mssim:…,
+    /// device:/dev/tpmrm0, tabrmd. Else $TPM2TOOLS_TCTI, then $TCTI, then the
+    /// embedded swtpm under $IMGSEAL_HOME/swtpm (started on demand).
+    #[arg(long, global = true, value_name = "TCTI")]
+    pub tcti: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -50,19 +60,30 @@ pub enum Command {
     Sign(sign::SignArgs),
     /// Verify an image against its Glance properties, as Glance does on upload.
     Verify(verify::VerifyArgs),
+    /// Print digests: linear (as sha256sum does) or fs-verity (as `fsverity digest` does).
+    Digest(digest::DigestArgs),
+    /// Trust anchors sealed in the TPM: seal, show, add, remove, lock, clear.
+    Anchors(anchors::AnchorsArgs),
+    /// Have the TPM certify the sealed anchors for a nonce; verify; enroll the AK.
+    Attest(attest::AttestArgs),
 }
 
 pub fn init_logging(verbose: u8) {
+    // tss-esapi logs every TPM error it passes on (an index not yet defined is
+    // an expected answer); imgseal reports failures itself, so below -vv it is quiet.
     let default = match verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "warn,tss_esapi=off",
+        1 => "info,tss_esapi=off",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("IMGSEAL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+        .with_target(false)
         .without_time()
         .init();
 }
@@ -71,12 +92,16 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let ctx = Context {
         token: cli.token.clone(),
         json: cli.json,
+        tcti: cli.tcti.clone(),
     };
     match cli.command {
         Command::Key(cmd) => key::run(&ctx, cmd),
         Command::Cert(cmd) => cert::run(&ctx, cmd),
         Command::Sign(args) => sign::run(&ctx, args),
         Command::Verify(args) => verify::run(&ctx, args),
+        Command::Digest(args) => digest::run(&ctx, args),
+        Command::Anchors(args) => anchors::run(&ctx, args),
+        Command::Attest(args) => attest::run(&ctx, args),
     }
 }
 
@@ -99,6 +124,8 @@ fn one_line(s: &str) -> String {
 pub struct Context {
     pub token: Option<String>,
     pub json: bool,
+    /// `--tcti`; the environment fallbacks are applied when a TPM is opened.
+    pub tcti: Option<String>,
 }
 
 impl Context {

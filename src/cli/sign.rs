@@ -31,13 +31,34 @@ pub struct SignArgs {
     /// Check the key against the certificate in this directory (default: the token's certificates).
     #[arg(long, value_name = "DIR")]
     pub cert_dir: Option<PathBuf>,
-    /// The image file, or - for standard input.
-    pub image: String,
+    /// Also write a signed manifest (size, linear and fs-verity digests, the
+    /// Glance properties), computed in the same read pass. With several
+    /// images: a directory, getting <image name>.manifest.json each.
+    #[arg(long, value_name = "OUT")]
+    pub manifest: Option<PathBuf>,
+    /// Also write the fs-verity tree, for block-level checks (`verify --range`).
+    /// With several images: a directory, getting <image name>.tree each.
+    #[arg(long, value_name = "OUT", requires = "manifest")]
+    pub tree: Option<PathBuf>,
+    /// The manifest's fs-verity tree hash: SHA-256 or SHA-512.
+    #[arg(long, default_value = "SHA-256", requires = "manifest")]
+    pub tree_hash: HashMethod,
+    #[command(flatten)]
+    pub tree_args: super::digest::TreeArgs,
+    /// No progress bars.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// The image files, or - for standard input. Several are hashed in
+    /// parallel and signed in one login; one result each is printed.
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
 }
 
 pub fn run(ctx: &Context, args: SignArgs) -> anyhow::Result<i32> {
     let uri = parse_uri(&args.key, "--key")?;
-    let image = ImageSource::parse(&args.image);
+    args.tree_args
+        .only_with("--manifest", args.manifest.is_some())?;
+    let tree_params = args.tree_args.params(args.tree_hash)?;
     let device = ctx.device(Some(&uri), Login::Required)?;
     let key = device.find_key(&uri)?;
     // A signature that no certificate can verify is caught here, before upload.
@@ -52,6 +73,20 @@ pub fn run(ctx: &Context, args: SignArgs) -> anyhow::Result<i32> {
             "certificate not in the local store; not checking that it holds the signing key"
         ),
     }
+    if args.images.len() > 1 || args.manifest.is_some() {
+        let req = super::seal::SealRequest {
+            images: &args.images,
+            cert_id: &args.cert_id,
+            hash: args.hash,
+            format: args.format,
+            manifest: args.manifest.as_deref(),
+            tree: args.tree.as_deref(),
+            tree_params,
+            quiet: args.quiet,
+        };
+        return super::seal::sign_many(ctx, &device, &key, req);
+    }
+    let image = ImageSource::parse(&args.images[0]);
     let (signature, digest) = sign_image(&device, &key, &args.cert_id, args.hash, &image)?;
     if ctx.json {
         let mut obj = json!(property_map(&signature));

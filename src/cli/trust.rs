@@ -47,6 +47,12 @@ pub struct TrustArgs {
     /// Smallest RSA/DSA key accepted in a chain (strict policy; default 2048).
     #[arg(long, value_name = "BITS")]
     pub min_rsa_bits: Option<u32>,
+    /// Trust anchors: `auto` (default: the TPM-sealed set when no ids come
+    /// from --trusted-cert-id, the environment or the configuration, and
+    /// anchors were sealed from this $IMGSEAL_HOME or --tcti is given), `tpm`
+    /// (always the TPM-sealed set), `off` (never). See docs/anchors.md.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub anchors: Option<super::anchors::AnchorsMode>,
 }
 
 pub fn parse_time(s: &str) -> Result<i64, Error> {

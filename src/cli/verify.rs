@@ -17,8 +17,23 @@ use super::trust::TrustArgs;
 pub struct VerifyArgs {
     /// JSON holding the image properties: the properties object, or the whole
     /// `openstack image show -f json` output.
-    #[arg(long, value_name = "FILE")]
-    pub props: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "manifest")]
+    pub props: Option<PathBuf>,
+    /// Verify against a signed manifest (`sign --manifest`) instead of Glance
+    /// properties: its signature, then the image's size and digests.
+    #[arg(long, value_name = "FILE", conflicts_with = "props")]
+    pub manifest: Option<PathBuf>,
+    /// The manifest's tree file (`sign --tree`); default: the one the manifest
+    /// names, beside it. Needed by --range; names the first bad block.
+    #[arg(long, value_name = "FILE", requires = "manifest")]
+    pub tree: Option<PathBuf>,
+    /// Check only bytes OFFSET..OFFSET+LEN, reading just the blocks that
+    /// cover them and their proofs from the tree.
+    #[arg(long, value_name = "OFFSET:LEN", requires = "manifest")]
+    pub range: Option<String>,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
     /// Look certificates up in this directory (default: the token).
     #[arg(long, value_name = "DIR")]
     pub cert_dir: Option<PathBuf>,
@@ -29,23 +44,50 @@ pub struct VerifyArgs {
 }
 
 pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
-    let origin = args.props.display().to_string();
-    let text = std::fs::read(&args.props).map_err(|e| Error::io(&args.props, e))?;
+    if let Some(manifest) = &args.manifest {
+        return super::seal::verify_manifest(
+            ctx,
+            manifest,
+            args.tree.as_deref(),
+            args.range.as_deref(),
+            args.cert_dir.as_ref(),
+            &args.image,
+            args.quiet,
+        );
+    }
+    let props = args
+        .props
+        .clone()
+        .expect("clap requires --props without --manifest");
+    let origin = props.display().to_string();
+    let text = std::fs::read(&props).map_err(|e| Error::io(&props, e))?;
     let text = String::from_utf8(text)
         .map_err(|_| Error::bad_input(format!("{origin}: not UTF-8 text")))?;
     let config = args.trust.config(ctx)?;
     let policy = args.trust.policy(&config);
     let settings = args.trust.settings(&config)?;
+    // TPM-sealed anchors, when in force, replace the trusted ids; they are
+    // looked up in the sealed bundle, never in the key manager.
+    let sealed = super::anchors::sealed_for_verification(ctx, &args.trust, &settings)?;
+    let settings = match &sealed {
+        Some((s, _)) => s.trust_settings(),
+        None => settings,
+    };
     let cert_dir = args
         .cert_dir
         .clone()
         .or_else(|| config.validation.cert_dir.clone());
     let find = finder(ctx, cert_dir.as_ref())?;
+    let sealed_find = sealed.as_ref().map(|(s, _)| move |id: &str| s.find(id));
+    let trusted_find: imgseal::verify::CertFinder = match &sealed_find {
+        Some(f) => f,
+        None => &*find,
+    };
     let plan = if settings.validate_certificate {
         let store = store_contents(ctx, cert_dir.as_ref())?;
         Some(
             args.trust
-                .plan(&config, settings, &*find, store, cert_dir.as_ref())?,
+                .plan(&config, settings, trusted_find, store, cert_dir.as_ref())?,
         )
     } else {
         None
@@ -70,8 +112,18 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
         obj["verdict"] = json!(if verdict.valid { "valid" } else { "invalid" });
         obj["image"] = json!(image.display());
         obj["exit_code"] = json!(code);
-        println!("{obj}");
+        if let Some((s, tcti)) = &sealed {
+            obj["anchors"] = super::anchors::describe_sealed(s, tcti);
+        }
+        super::print_json(&obj);
         return Ok(code);
+    }
+    if let Some((s, tcti)) = &sealed {
+        println!(
+            "trust anchors: version {} sealed in the TPM at {tcti} (sha256 {})",
+            s.bundle.version,
+            hex::encode(s.digest)
+        );
     }
     let cert = verdict.certificate_id.as_deref().unwrap_or("?");
     if verdict.valid {

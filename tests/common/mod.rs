@@ -4,7 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod docs_chain;
 pub mod pki;
+pub mod tpm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -92,6 +94,11 @@ impl Env {
             .env_remove("IMGSEAL_TOKEN")
             .env_remove("IMGSEAL_PKCS11_MODULE")
             .env_remove("SOFTHSM2_CONF")
+            // A TPM is only ever the one a test names with --tcti.
+            .env_remove("TPM2TOOLS_TCTI")
+            .env_remove("TCTI")
+            .env_remove("IMGSEAL_TPM_OWNER_AUTH")
+            .env("TSS2_LOG", "all+none")
             .current_dir(self.work.path())
             .stdin(Stdio::null());
         cmd

@@ -93,7 +93,10 @@ fn name(parts: &[(&str, String)]) -> X509Name {
 }
 
 fn days(d: i64) -> Asn1Time {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     Asn1Time::from_unix(now + d * 86_400).unwrap()
 }
 
@@ -162,7 +165,10 @@ pub fn issue(spec: &Spec, issuer: Option<&Issued>) -> Issued {
     b.sign(signing_key, md).unwrap();
     let cert = b.build();
     match (spec.pss, issuer) {
-        (true, Some(i)) => Issued { cert: resign_pss(&cert, &key, i), key },
+        (true, Some(i)) => Issued {
+            cert: resign_pss(&cert, &key, i),
+            key,
+        },
         _ => Issued { cert, key },
     }
 }
@@ -178,13 +184,50 @@ fn resign_pss(cert: &X509, key: &PKey<Private>, issuer: &Issued) -> X509 {
     std::fs::write(p("ca.pem"), issuer.cert.to_pem().unwrap()).unwrap();
     std::fs::write(p("ca.key"), issuer.key.private_key_to_pem_pkcs8().unwrap()).unwrap();
     let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl").args(args).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
-    run(&["x509", "-x509toreq", "-in", &p("in.pem"), "-signkey", &p("in.key"), "-copy_extensions", "copy", "-out", &p("req.pem")]);
     run(&[
-        "x509", "-req", "-in", &p("req.pem"), "-CA", &p("ca.pem"), "-CAkey", &p("ca.key"), "-copy_extensions", "copy", "-sha256",
-        "-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:digest", "-days", "30", "-set_serial", "77", "-out", &p("out.pem"),
+        "x509",
+        "-x509toreq",
+        "-in",
+        &p("in.pem"),
+        "-signkey",
+        &p("in.key"),
+        "-copy_extensions",
+        "copy",
+        "-out",
+        &p("req.pem"),
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &p("req.pem"),
+        "-CA",
+        &p("ca.pem"),
+        "-CAkey",
+        &p("ca.key"),
+        "-copy_extensions",
+        "copy",
+        "-sha256",
+        "-sigopt",
+        "rsa_padding_mode:pss",
+        "-sigopt",
+        "rsa_pss_saltlen:digest",
+        "-days",
+        "30",
+        "-set_serial",
+        "77",
+        "-out",
+        &p("out.pem"),
     ]);
     X509::from_pem(&std::fs::read(p("out.pem")).unwrap()).unwrap()
 }

@@ -1,0 +1,1140 @@
+//! The sealed trust-anchor set: the certificates a compute host trusts, kept
+//! so that neither a changed file nor an old copy goes unnoticed.
+//!
+//! * The **bundle** is the set itself: a canonical, versioned encoding of
+//!   (id, DER) pairs. It lives on disk under `$IMGSEAL_HOME/anchors/bundle`
+//!   and, when it fits, also whole in the TPM's data index (a spare copy).
+//! * The **record** (256 bytes, NV `0x0181A000`, written in one atomic
+//!   NV_Write) holds the bundle's SHA-256, its length, its certificate count
+//!   and its version.
+//! * The **version** is bound to the TPM's monotonic NV counter
+//!   (`0x0181A001`): a record or bundle older than the counter is a rollback.
+//!
+//! docs/anchors.md gives the formats byte by byte, the seal protocol and why
+//! it survives a crash at any point, and the rollback rule. The TPM work is
+//! the device crate's (`imgseal-tpm`); this module decides what the bytes mean.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use imgseal_tpm::{
+    AnchorLayout, COUNTER_INDEX, DATA_INDEX, NvAccess, NvInfo, NvSpec, RECORD_INDEX, RECORD_SIZE,
+    Tpm, TpmError,
+};
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+use crate::backend::StoredCertificate;
+use crate::config::{TrustSettings, TrustSource};
+use crate::error::{Error, Result};
+use crate::glance::check_cert_id;
+use crate::home::write_output_file;
+use crate::x509::Certificate;
+
+/// First bytes of a bundle.
+pub const BUNDLE_MAGIC: [u8; 8] = *b"IMGSEALB";
+/// First bytes of a record.
+pub const RECORD_MAGIC: [u8; 8] = *b"IMGSEALR";
+/// The bundle and record format described in docs/anchors.md.
+pub const FORMAT_VERSION: u16 = 1;
+/// The largest data index imgseal defines (the usual `TPM2_PT_NV_INDEX_MAX`).
+pub const MAX_DATA_INDEX: u16 = 2048;
+
+/// What every refusal of a sealed set starts with, whatever the detail.
+pub const MISMATCH: &str = "trust anchors do not match the TPM (tampered or rolled back)";
+
+const RECORD_LEN: usize = RECORD_SIZE as usize;
+/// Bytes of the record that carry data; the rest must be zero.
+const RECORD_USED: usize = 60;
+
+fn mismatch(detail: impl std::fmt::Display) -> Error {
+    Error::invalid(format!("{MISMATCH}: {detail}"))
+}
+
+fn short_hex(bytes: &[u8]) -> String {
+    let h = hex::encode(bytes);
+    format!("{}…", &h[..h.len().min(16)])
+}
+
+// ---- the set and its bundle ------------------------------------------------
+
+/// Trusted certificates by id, kept in the bundle's canonical order (ids
+/// sorted bytewise, each once).
+#[derive(Debug, Clone, Default)]
+pub struct AnchorSet {
+    entries: BTreeMap<String, Certificate>,
+}
+
+impl AnchorSet {
+    pub fn new() -> Self {
+        AnchorSet::default()
+    }
+
+    /// Adds a certificate under `id`; an id already present is a usage error
+    /// (rotation removes it first), so a set never silently changes meaning.
+    pub fn insert(&mut self, id: &str, certificate: Certificate) -> Result<()> {
+        check_cert_id(id).map_err(|e| Error::usage(format!("trust anchor id: {e}")))?;
+        if self.entries.contains_key(id) {
+            return Err(Error::usage(format!(
+                "certificate id \"{id}\" is already in the anchor set"
+            )));
+        }
+        self.entries.insert(id.to_string(), certificate);
+        Ok(())
+    }
+
+    pub fn remove(&mut self, id: &str) -> Option<Certificate> {
+        self.entries.remove(id)
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Certificate> {
+        self.entries.get(id)
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.entries.contains_key(id)
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.entries.keys().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Certificate)> {
+        self.entries.iter()
+    }
+}
+
+/// A versioned anchor set, as written to disk and hashed into the record.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    pub version: u64,
+    pub anchors: AnchorSet,
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    origin: &'a str,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|e| *e <= self.bytes.len())
+            .ok_or_else(|| {
+                Error::bad_input(format!(
+                    "{}: anchor bundle truncated at byte {}",
+                    self.origin, self.at
+                ))
+            })?;
+        let out = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+    fn u16(&mut self) -> Result<u16> {
+        Ok(u16::from_be_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_be_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_be_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+}
+
+impl Bundle {
+    /// The canonical encoding (docs/anchors.md, "Bundle"): one set and version
+    /// always give the same bytes, so the digest names the set.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&BUNDLE_MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_be_bytes());
+        out.extend_from_slice(&self.version.to_be_bytes());
+        out.extend_from_slice(&(self.anchors.len() as u32).to_be_bytes());
+        for (id, cert) in self.anchors.iter() {
+            // check_cert_id bounds ids to 255 bytes; DER certificates are far below 4 GiB.
+            out.extend_from_slice(&(id.len() as u16).to_be_bytes());
+            out.extend_from_slice(id.as_bytes());
+            out.extend_from_slice(&(cert.der.len() as u32).to_be_bytes());
+            out.extend_from_slice(&cert.der);
+        }
+        out
+    }
+
+    /// Reads a bundle strictly: the canonical encoding only (ids in order and
+    /// unique, certificates in DER, nothing after the last one), so that two
+    /// different byte strings never mean the same set.
+    pub fn decode(bytes: &[u8], origin: &str) -> Result<Bundle> {
+        let bad = |why: String| Error::bad_input(format!("{origin}: not an anchor bundle: {why}"));
+        let mut r = Reader {
+            bytes,
+            at: 0,
+            origin,
+        };
+        if r.take(8).map_err(|_| bad("too short".into()))? != BUNDLE_MAGIC {
+            return Err(bad("wrong magic (expected \"IMGSEALB\")".into()));
+        }
+        let format = r.u16()?;
+        if format != FORMAT_VERSION {
+            return Err(bad(format!(
+                "format version {format} (this imgseal reads {FORMAT_VERSION})"
+            )));
+        }
+        let version = r.u64()?;
+        let count = r.u32()?;
+        let mut anchors = AnchorSet::new();
+        let mut previous: Option<String> = None;
+        for i in 0..count {
+            let id_len = r.u16()? as usize;
+            let id = std::str::from_utf8(r.take(id_len)?)
+                .map_err(|_| bad(format!("certificate {i}: the id is not UTF-8")))?
+                .to_string();
+            check_cert_id(&id).map_err(|e| bad(format!("certificate {i}: {e}")))?;
+            if previous.as_ref().is_some_and(|p| p.as_str() >= id.as_str()) {
+                return Err(bad(format!(
+                    "certificate \"{id}\" is out of order or repeated (ids must be sorted, once each)"
+                )));
+            }
+            let der_len = r.u32()? as usize;
+            let der = r.take(der_len)?;
+            let cert = Certificate::from_der(der, &format!("{origin}: certificate \"{id}\""))?;
+            if cert.der != der {
+                return Err(bad(format!("certificate \"{id}\" is not in DER")));
+            }
+            anchors.entries.insert(id.clone(), cert);
+            previous = Some(id);
+        }
+        if r.at != bytes.len() {
+            return Err(bad(format!(
+                "{} bytes after the last certificate",
+                bytes.len() - r.at
+            )));
+        }
+        Ok(Bundle { version, anchors })
+    }
+
+    /// SHA-256 of the encoded bundle: what the record holds.
+    pub fn digest(bytes: &[u8]) -> [u8; 32] {
+        Sha256::digest(bytes).into()
+    }
+}
+
+// ---- the record --------------------------------------------------------------
+
+/// The 256-byte record in NV `0x0181A000` (docs/anchors.md, "Record").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Record {
+    pub version: u64,
+    /// Whether the bundle is also kept whole in the data index `0x0181A002`.
+    pub inline: bool,
+    pub count: u32,
+    pub bundle_len: u32,
+    #[serde(serialize_with = "hex_bytes")]
+    pub digest: [u8; 32],
+}
+
+fn hex_bytes<S: serde::Serializer>(b: &[u8; 32], s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&hex::encode(b))
+}
+
+impl Record {
+    pub fn for_bundle(bundle: &Bundle, bytes: &[u8], inline: bool) -> Record {
+        Record {
+            version: bundle.version,
+            inline,
+            count: bundle.anchors.len() as u32,
+            bundle_len: bytes.len() as u32,
+            digest: Bundle::digest(bytes),
+        }
+    }
+
+    pub fn encode(&self) -> [u8; RECORD_LEN] {
+        let mut out = [0u8; RECORD_LEN];
+        out[0..8].copy_from_slice(&RECORD_MAGIC);
+        out[8..10].copy_from_slice(&FORMAT_VERSION.to_be_bytes());
+        out[10] = self.inline as u8;
+        out[11] = 0;
+        out[12..20].copy_from_slice(&self.version.to_be_bytes());
+        out[20..24].copy_from_slice(&self.count.to_be_bytes());
+        out[24..28].copy_from_slice(&self.bundle_len.to_be_bytes());
+        out[28..60].copy_from_slice(&self.digest);
+        out
+    }
+
+    /// Reads a record strictly; anything else in the index is refused as not
+    /// imgseal's (a foreign or forged record never passes for an empty set).
+    pub fn decode(bytes: &[u8]) -> Result<Record> {
+        let bad = |why: &str| {
+            mismatch(format!(
+                "NV index {RECORD_INDEX:#010x} does not hold an imgseal anchor record ({why})"
+            ))
+        };
+        if bytes.len() != RECORD_LEN {
+            return Err(bad(&format!(
+                "{} bytes, expected {RECORD_LEN}",
+                bytes.len()
+            )));
+        }
+        if bytes[0..8] != RECORD_MAGIC {
+            return Err(bad("wrong magic, expected \"IMGSEALR\""));
+        }
+        let format = u16::from_be_bytes([bytes[8], bytes[9]]);
+        if format != FORMAT_VERSION {
+            return Err(bad(&format!("format version {format}")));
+        }
+        if bytes[10] > 1 || bytes[11] != 0 || bytes[RECORD_USED..].iter().any(|b| *b != 0) {
+            return Err(bad("reserved bytes are not zero"));
+        }
+        Ok(Record {
+            version: u64::from_be_bytes(bytes[12..20].try_into().expect("8 bytes")),
+            inline: bytes[10] == 1,
+            count: u32::from_be_bytes(bytes[20..24].try_into().expect("4 bytes")),
+            bundle_len: u32::from_be_bytes(bytes[24..28].try_into().expect("4 bytes")),
+            digest: bytes[28..60].try_into().expect("32 bytes"),
+        })
+    }
+
+    /// The bundle bytes are the ones this record names.
+    pub fn names(&self, bundle: &[u8]) -> bool {
+        bundle.len() == self.bundle_len as usize && Bundle::digest(bundle) == self.digest
+    }
+}
+
+/// How the record's version stands to the counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CounterState {
+    /// version == counter: the last seal completed.
+    Current,
+    /// version == counter + 1: a seal wrote its record (the commit point) and
+    /// stopped before incrementing the counter. The new set is in force; the
+    /// next write (seal, add, remove) increments the counter first.
+    SealPending,
+    /// version < counter: an older record was written back.
+    RolledBack,
+    /// version > counter + 1: no seal writes that; the record was forged.
+    Ahead,
+}
+
+impl CounterState {
+    pub fn of(version: u64, counter: u64) -> CounterState {
+        if version == counter {
+            CounterState::Current
+        } else if Some(version) == counter.checked_add(1) {
+            CounterState::SealPending
+        } else if version < counter {
+            CounterState::RolledBack
+        } else {
+            CounterState::Ahead
+        }
+    }
+
+    pub fn is_acceptable(self) -> bool {
+        matches!(self, CounterState::Current | CounterState::SealPending)
+    }
+}
+
+// ---- where the bundle lives on disk --------------------------------------------
+
+/// `$IMGSEAL_HOME/anchors`: the bundle, a staged bundle during a seal, and a
+/// lock file. Its existence is what makes `verify` use the sealed anchors
+/// automatically (see [`auto_trigger`]).
+#[derive(Debug, Clone)]
+pub struct AnchorStore {
+    pub dir: PathBuf,
+}
+
+impl AnchorStore {
+    pub fn in_home(home: &Path) -> AnchorStore {
+        AnchorStore {
+            dir: home.join("anchors"),
+        }
+    }
+
+    /// The bundle of the set in force.
+    pub fn bundle_path(&self) -> PathBuf {
+        self.dir.join("bundle")
+    }
+
+    /// A seal's new bundle, staged before the record names it.
+    pub fn pending_path(&self) -> PathBuf {
+        self.dir.join("bundle.pending")
+    }
+
+    pub fn exists(&self) -> bool {
+        self.dir.is_dir()
+    }
+
+    /// Serialises writers on this host (two seals at once would race for the
+    /// same counter value).
+    fn lock(&self) -> Result<File> {
+        fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        let path = self.dir.join(".lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        // File::lock is Rust 1.89; the workspace already relies on it (src/home.rs).
+        #[allow(clippy::incompatible_msrv)]
+        let locked = file.lock();
+        locked.map_err(|e| Error::io(&path, e))?;
+        Ok(file)
+    }
+
+    /// Makes renames and new files in the directory durable: the protocol's
+    /// order must hold on disk, not only in the page cache.
+    fn sync_dir(&self) -> Result<()> {
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(&self.dir, e))
+    }
+
+    /// The candidates, in the order that is right during a concurrent seal:
+    /// the staged bundle is the new one if the record already names it.
+    fn candidates(&self) -> [(PathBuf, BundleSource); 2] {
+        [
+            (self.pending_path(), BundleSource::Pending),
+            (self.bundle_path(), BundleSource::Disk),
+        ]
+    }
+}
+
+/// Whether `verify` uses the sealed anchors when no trusted ids are given:
+/// anchors were sealed from this `$IMGSEAL_HOME` (its `anchors` directory
+/// exists) or a TPM was named with `--tcti`. Nothing else (in particular not
+/// `$TPM2TOOLS_TCTI`, often exported host-wide for tpm2-tools) makes a
+/// verification start a swtpm or open a TPM device.
+pub fn auto_trigger(home: &Path, explicit_tcti: bool) -> bool {
+    explicit_tcti || AnchorStore::in_home(home).exists()
+}
+
+// ---- reading what the TPM holds ----------------------------------------------
+
+/// The anchor layout with the data index at its defined size (or the size a
+/// new one gets).
+fn layout(tpm: &mut Tpm) -> Result<AnchorLayout> {
+    let size = match tpm.nv_read_public(DATA_INDEX) {
+        Ok(info) => info.public.size,
+        Err(TpmError::IndexMissing { .. }) => {
+            let max = tpm
+                .nv_index_max()
+                .map_err(Error::tpm("reading TPM2_PT_NV_INDEX_MAX"))?;
+            MAX_DATA_INDEX.min(max.min(u16::MAX as usize) as u16)
+        }
+        Err(e) => return Err(Error::tpm("reading the anchor data index")(e)),
+    };
+    Ok(AnchorLayout::standard(Some(size)))
+}
+
+/// The record and counter as the TPM holds them.
+#[derive(Debug, Clone)]
+pub struct TpmAnchors {
+    pub record: Record,
+    pub record_bytes: Vec<u8>,
+    pub record_info: NvInfo,
+    pub counter: u64,
+    pub counter_state: CounterState,
+    /// Whether the record is write-locked (until the next TPM reset).
+    pub locked: bool,
+}
+
+fn nothing_sealed() -> Error {
+    Error::not_found(format!(
+        "no trust anchors are sealed in this TPM (NV index {RECORD_INDEX:#010x} is not defined): seal some with `imgseal anchors seal`"
+    ))
+}
+
+/// Reads and checks the record and the counter (public reads: no secret).
+/// A missing record is `NotFound`; wrong attributes a device error; a record
+/// that is not imgseal's, or a missing counter, a refusal.
+pub fn read_tpm(tpm: &mut Tpm) -> Result<TpmAnchors> {
+    let layout = AnchorLayout::standard(None);
+    let record_info = match tpm.nv_check(&layout.record) {
+        Ok(info) => info,
+        Err(TpmError::IndexMissing { .. }) => return Err(nothing_sealed()),
+        Err(e) => return Err(Error::tpm("the anchor record is not imgseal's")(e)),
+    };
+    let record_bytes = match tpm.nv_read(RECORD_INDEX, &NvAccess::public(), 0, RECORD_SIZE) {
+        Ok(b) => b,
+        Err(TpmError::NotWritten { .. }) => {
+            return Err(Error::not_found(format!(
+                "no trust anchors are sealed in this TPM (NV index {RECORD_INDEX:#010x} is defined but was never written: the first seal did not finish; run `imgseal anchors seal` again)"
+            )));
+        }
+        Err(e) => return Err(Error::tpm("reading the anchor record")(e)),
+    };
+    let record = Record::decode(&record_bytes)?;
+    match tpm.nv_check(&layout.counter) {
+        Ok(_) => {}
+        Err(TpmError::IndexMissing { .. }) => {
+            return Err(mismatch(format!(
+                "the version counter NV {COUNTER_INDEX:#010x} is missing, so the record's version {} proves nothing",
+                record.version
+            )));
+        }
+        Err(e) => return Err(Error::tpm("the anchor counter is not imgseal's")(e)),
+    }
+    let counter = match tpm.nv_counter_read(COUNTER_INDEX, &NvAccess::public()) {
+        Ok(c) => c,
+        Err(TpmError::NotWritten { .. }) => {
+            return Err(mismatch(format!(
+                "the version counter NV {COUNTER_INDEX:#010x} was never incremented (redefined?) but the record claims version {}",
+                record.version
+            )));
+        }
+        Err(e) => return Err(Error::tpm("reading the anchor counter")(e)),
+    };
+    let locked = record_info.public.attributes.is_write_locked();
+    Ok(TpmAnchors {
+        counter_state: CounterState::of(record.version, counter),
+        record,
+        record_bytes,
+        record_info,
+        counter,
+        locked,
+    })
+}
+
+/// Where the bundle in force was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BundleSource {
+    /// `anchors/bundle`.
+    Disk,
+    /// `anchors/bundle.pending`: a seal committed its record and stopped
+    /// before renaming the staged bundle.
+    Pending,
+    /// The data index `0x0181A002`.
+    Nv,
+}
+
+impl std::fmt::Display for BundleSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BundleSource::Disk => write!(f, "disk"),
+            BundleSource::Pending => write!(f, "disk (staged by an interrupted seal)"),
+            BundleSource::Nv => write!(f, "TPM NV {DATA_INDEX:#010x}"),
+        }
+    }
+}
+
+/// One bundle file as compared with the record.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileCheck {
+    pub path: PathBuf,
+    pub exists: bool,
+    pub matches: bool,
+    /// What it holds, when it is a readable bundle.
+    pub version: Option<u64>,
+    pub digest: Option<String>,
+    /// Why it is not a bundle, when it is not.
+    pub problem: Option<String>,
+}
+
+/// What [`inspect`] found: the TPM's view and every copy of the bundle.
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    pub tpm: TpmAnchors,
+    pub files: Vec<FileCheck>,
+    /// The inline copy was read and matched (None: not inline, or not read
+    /// because a disk copy matched first).
+    pub inline_matches: Option<bool>,
+    /// The bundle the record names, and where it was found.
+    pub found: Option<(Bundle, Vec<u8>, BundleSource)>,
+}
+
+/// Reads the TPM and looks for the bundle the record names: the staged and
+/// installed files, then (only when `bundle` is missing) the inline copy.
+/// Never fails on a mismatch; [`load`] decides.
+pub fn inspect(tpm: &mut Tpm, store: &AnchorStore) -> Result<Inspection> {
+    let state = read_tpm(tpm)?;
+    let mut files = Vec::new();
+    let mut found = None;
+    for (path, source) in store.candidates() {
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if source == BundleSource::Disk {
+                    files.push(FileCheck {
+                        path,
+                        exists: false,
+                        matches: false,
+                        version: None,
+                        digest: None,
+                        problem: None,
+                    });
+                }
+                continue;
+            }
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let matches = state.record.names(&bytes);
+        let origin = path.display().to_string();
+        let (version, problem, bundle) = match Bundle::decode(&bytes, &origin) {
+            Ok(b) => (Some(b.version), None, Some(b)),
+            Err(e) => (None, Some(e.to_string()), None),
+        };
+        files.push(FileCheck {
+            path: path.clone(),
+            exists: true,
+            matches,
+            version,
+            digest: Some(hex::encode(Bundle::digest(&bytes))),
+            problem,
+        });
+        if found.is_none() && matches {
+            if let Some(b) = bundle {
+                found = Some((b, bytes, source));
+            }
+        }
+    }
+    let mut inline_matches = None;
+    // The inline copy stands in for a bundle file that is gone, never for one
+    // that is there and differs: a changed bundle is refused, not papered over.
+    let bundle_present = files
+        .iter()
+        .any(|f| f.exists && f.path == store.bundle_path());
+    if found.is_none() && !bundle_present && state.record.inline {
+        let read = tpm.nv_read(
+            DATA_INDEX,
+            &NvAccess::public(),
+            0,
+            u16::try_from(state.record.bundle_len).unwrap_or(u16::MAX),
+        );
+        let ok = match read {
+            Ok(bytes) if state.record.names(&bytes) => {
+                let b = Bundle::decode(&bytes, &format!("NV {DATA_INDEX:#010x}"))?;
+                found = Some((b, bytes, BundleSource::Nv));
+                true
+            }
+            Ok(_) => false,
+            // A data index that is gone or unreadable is one spare copy less.
+            Err(TpmError::IndexMissing { .. }) | Err(TpmError::NotWritten { .. }) => false,
+            Err(e) => return Err(Error::tpm("reading the inline anchor bundle")(e)),
+        };
+        inline_matches = Some(ok);
+    }
+    Ok(Inspection {
+        tpm: state,
+        files,
+        inline_matches,
+        found,
+    })
+}
+
+/// The sealed set in force, checked against the TPM.
+#[derive(Debug, Clone)]
+pub struct SealedAnchors {
+    pub bundle: Bundle,
+    pub digest: [u8; 32],
+    pub source: BundleSource,
+    pub tpm: TpmAnchors,
+}
+
+impl SealedAnchors {
+    /// Looks a trusted certificate up in the sealed bundle (never in the key
+    /// manager: the bundle is what the TPM vouches for).
+    pub fn find(&self, id: &str) -> Result<Option<StoredCertificate>> {
+        Ok(self
+            .bundle
+            .anchors
+            .get(id)
+            .map(|certificate| StoredCertificate {
+                id: id.to_string(),
+                certificate: certificate.clone(),
+                location: format!("TPM-sealed anchors, version {}", self.bundle.version),
+            }))
+    }
+
+    /// Trust settings for verification: the sealed ids, validation on.
+    pub fn trust_settings(&self) -> TrustSettings {
+        TrustSettings {
+            validate_certificate: true,
+            trusted_ids: self.bundle.anchors.ids(),
+            source: TrustSource::Tpm,
+            nova_verifies_signature: true,
+        }
+    }
+}
+
+/// Why the bundle copies on hand do not make the set the record names.
+fn describe_mismatch(inspection: &Inspection) -> Error {
+    let r = &inspection.tpm.record;
+    let expected = format!(
+        "the TPM's record holds version {} (sha256 {})",
+        r.version,
+        short_hex(&r.digest)
+    );
+    let present: Vec<&FileCheck> = inspection.files.iter().filter(|f| f.exists).collect();
+    if present.is_empty() && inspection.inline_matches != Some(false) {
+        return Error::not_found(format!(
+            "the sealed anchor bundle is missing ({} does not exist and the TPM holds no inline copy); {expected}",
+            inspection
+                .files
+                .first()
+                .map(|f| f.path.display().to_string())
+                .unwrap_or_default()
+        ));
+    }
+    let seen: Vec<String> = present
+        .iter()
+        .map(|f| match (&f.version, &f.problem) {
+            (Some(v), _) => format!(
+                "{} holds version {v} (sha256 {})",
+                f.path.display(),
+                short_hex(&hex::decode(f.digest.as_deref().unwrap_or("")).unwrap_or_default())
+            ),
+            (None, Some(p)) => p.clone(),
+            (None, None) => format!("{} is unreadable", f.path.display()),
+        })
+        .collect();
+    let mut detail = seen.join("; ");
+    if inspection.inline_matches == Some(false) {
+        if !detail.is_empty() {
+            detail.push_str("; ");
+        }
+        detail.push_str(&format!(
+            "the inline copy in NV {DATA_INDEX:#010x} differs too"
+        ));
+    }
+    mismatch(format!("{detail}, but {expected}"))
+}
+
+/// The sealed set: the record, the counter and a bundle that the record
+/// names. Refused, with [`MISMATCH`] in the message, when the record is older
+/// than the counter (rollback), ahead of it by more than an interrupted seal,
+/// or when no copy of the bundle has the record's digest.
+pub fn load(tpm: &mut Tpm, store: &AnchorStore) -> Result<SealedAnchors> {
+    // Twice: a seal that commits and renames between our record read and our
+    // file reads would otherwise make a consistent pair look torn.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let inspection = inspect(tpm, store)?;
+        let state = &inspection.tpm;
+        match state.counter_state {
+            CounterState::RolledBack => {
+                return Err(mismatch(format!(
+                    "the record at NV {RECORD_INDEX:#010x} holds version {} but the TPM counter is at {}: an older record was written back",
+                    state.record.version, state.counter
+                )));
+            }
+            CounterState::Ahead => {
+                return Err(mismatch(format!(
+                    "the record at NV {RECORD_INDEX:#010x} holds version {}, ahead of the TPM counter ({}) by more than an interrupted seal",
+                    state.record.version, state.counter
+                )));
+            }
+            CounterState::Current | CounterState::SealPending => {}
+        }
+        match inspection.found {
+            Some((bundle, bytes, source)) => {
+                if bundle.version != state.record.version
+                    || bundle.anchors.len() as u32 != state.record.count
+                {
+                    // Same digest, other contents: cannot happen with SHA-256;
+                    // refuse rather than trust either.
+                    return Err(mismatch("the bundle's header disagrees with the record"));
+                }
+                return Ok(SealedAnchors {
+                    digest: Bundle::digest(&bytes),
+                    bundle,
+                    source,
+                    tpm: inspection.tpm,
+                });
+            }
+            None if attempt < 2 => continue,
+            None => return Err(describe_mismatch(&inspection)),
+        }
+    }
+}
+
+// ---- sealing -----------------------------------------------------------------
+
+/// The steps of a seal, in order; [`seal`] reports each once it is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SealStep {
+    /// Indices defined or checked, counter initialised, an interrupted
+    /// earlier seal completed.
+    Prepared,
+    /// The new bundle written to the data index (only when it fits).
+    DataWritten,
+    /// The new bundle durable in `anchors/bundle.pending`; the old bundle
+    /// still in `anchors/bundle`.
+    BundleStaged,
+    /// The record written (one atomic NV_Write): the commit point.
+    RecordWritten,
+    /// `bundle.pending` renamed to `bundle`.
+    BundleInstalled,
+    /// The counter incremented to the record's version.
+    CounterIncremented,
+}
+
+/// What a seal did.
+#[derive(Debug, Clone, Serialize)]
+pub struct SealOutcome {
+    pub version: u64,
+    #[serde(serialize_with = "hex_bytes")]
+    pub digest: [u8; 32],
+    pub count: usize,
+    pub inline: bool,
+    /// The 256 bytes written to NV `0x0181A000`.
+    #[serde(serialize_with = "hex_vec")]
+    pub record: Vec<u8>,
+    pub bundle_path: PathBuf,
+    pub bundle_len: usize,
+    /// Whether an interrupted earlier seal was completed first.
+    pub completed_interrupted_seal: bool,
+}
+
+fn hex_vec<S: serde::Serializer>(b: &[u8], s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&hex::encode(b))
+}
+
+/// Renames a staged bundle into place when the committed record names it.
+fn install_pending(store: &AnchorStore, record: &Record) -> Result<bool> {
+    let pending = store.pending_path();
+    match fs::read(&pending) {
+        Ok(bytes) if record.names(&bytes) => {
+            fs::rename(&pending, store.bundle_path()).map_err(|e| Error::io(&pending, e))?;
+            store.sync_dir()?;
+            Ok(true)
+        }
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(&pending, e)),
+    }
+}
+
+/// Defines or checks the indices, initialises the counter, and completes an
+/// interrupted seal. Returns the counter, the data index size and whether a
+/// seal was completed.
+fn prepare(tpm: &mut Tpm, store: &AnchorStore) -> Result<(u64, u16, bool)> {
+    let layout = layout(tpm)?;
+    let data_size = layout.data.as_ref().map(|d| d.size).unwrap_or(0);
+    let infos = match tpm.layout_check(&layout) {
+        Ok(infos) => infos,
+        Err(TpmError::IndexMissing { .. }) => {
+            tpm.layout_ensure(&layout)
+                .map_err(Error::tpm("defining the anchor NV indices"))?;
+            tpm.layout_check(&layout)
+                .map_err(Error::tpm("checking the anchor NV indices"))?
+        }
+        Err(e) => return Err(Error::tpm("checking the anchor NV indices")(e)),
+    };
+    // Refuse before writing anything, even the staged file.
+    if let Some(locked) = infos.iter().find(|i| i.public.attributes.is_write_locked()) {
+        return Err(locked_error(locked.public.index));
+    }
+    let counter = match tpm.nv_counter_read(COUNTER_INDEX, &NvAccess::public()) {
+        Ok(c) => c,
+        // A new counter takes its first value on its first increment.
+        Err(TpmError::NotWritten { .. }) => tpm
+            .nv_counter_increment(COUNTER_INDEX, &NvAccess::Owner)
+            .map_err(Error::tpm("initialising the anchor counter"))?,
+        Err(e) => return Err(Error::tpm("reading the anchor counter")(e)),
+    };
+    let record = match tpm.nv_read(RECORD_INDEX, &NvAccess::public(), 0, RECORD_SIZE) {
+        // A record that is not imgseal's is overwritten: sealing is how it is repaired.
+        Ok(bytes) => Record::decode(&bytes).ok(),
+        Err(TpmError::NotWritten { .. }) => None,
+        Err(e) => return Err(Error::tpm("reading the anchor record")(e)),
+    };
+    match record {
+        Some(r) if CounterState::of(r.version, counter) == CounterState::SealPending => {
+            install_pending(store, &r)?;
+            let c = tpm
+                .nv_counter_increment(COUNTER_INDEX, &NvAccess::Owner)
+                .map_err(Error::tpm(
+                    "incrementing the anchor counter (completing an interrupted seal)",
+                ))?;
+            Ok((c, data_size, true))
+        }
+        _ => Ok((counter, data_size, false)),
+    }
+}
+
+fn locked_error(index: u32) -> Error {
+    Error::TpmState(format!(
+        "the trust anchors are write-locked until the next TPM reset (NV index {index:#010x}, `imgseal anchors lock`); nothing was changed"
+    ))
+}
+
+/// Seals `set` as the new version. The protocol (docs/anchors.md): stage the
+/// new bundle beside the old one, commit with one atomic write of the record,
+/// install the bundle, then increment the counter. Interrupted anywhere, the
+/// TPM's record names either the old bundle (still in `bundle`) or the new one
+/// (in `bundle.pending` or `bundle`), never anything else. `observe` is told
+/// each step as it completes.
+pub fn seal(
+    tpm: &mut Tpm,
+    store: &AnchorStore,
+    set: &AnchorSet,
+    observe: &mut dyn FnMut(SealStep),
+) -> Result<SealOutcome> {
+    let _lock = store.lock()?;
+    let (counter, data_size, completed) = prepare(tpm, store)?;
+    observe(SealStep::Prepared);
+
+    let version = counter
+        .checked_add(1)
+        .ok_or_else(|| Error::TpmState("the anchor counter is exhausted".into()))?;
+    let bundle = Bundle {
+        version,
+        anchors: set.clone(),
+    };
+    let bytes = bundle.encode();
+    let inline = bytes.len() <= data_size as usize;
+    if inline {
+        // Chunked and not atomic: a torn copy fails the digest and is ignored.
+        tpm.nv_write(DATA_INDEX, &NvAccess::Owner, 0, &bytes)
+            .map_err(Error::tpm("writing the inline anchor bundle"))?;
+        observe(SealStep::DataWritten);
+    }
+
+    write_output_file(&store.pending_path(), &bytes)?;
+    store.sync_dir()?;
+    observe(SealStep::BundleStaged);
+
+    let record = Record::for_bundle(&bundle, &bytes, inline);
+    let record_bytes = record.encode();
+    tpm.nv_write_atomic(RECORD_INDEX, &NvAccess::Owner, 0, &record_bytes)
+        .map_err(Error::tpm("writing the anchor record"))?;
+    observe(SealStep::RecordWritten);
+
+    fs::rename(store.pending_path(), store.bundle_path())
+        .map_err(|e| Error::io(store.pending_path(), e))?;
+    store.sync_dir()?;
+    observe(SealStep::BundleInstalled);
+
+    let now = tpm
+        .nv_counter_increment(COUNTER_INDEX, &NvAccess::Owner)
+        .map_err(Error::tpm("incrementing the anchor counter"))?;
+    if now != version {
+        return Err(Error::TpmState(format!(
+            "the anchor counter moved to {now} during the seal of version {version} (another writer with owner authorization?); seal again"
+        )));
+    }
+    observe(SealStep::CounterIncremented);
+
+    Ok(SealOutcome {
+        version,
+        digest: record.digest,
+        count: set.len(),
+        inline,
+        record: record_bytes.to_vec(),
+        bundle_path: store.bundle_path(),
+        bundle_len: bytes.len(),
+        completed_interrupted_seal: completed,
+    })
+}
+
+/// Write-locks the record, the counter and the data index until the next TPM
+/// reset (owner authorization). Locking again is harmless.
+pub fn lock(tpm: &mut Tpm) -> Result<()> {
+    read_tpm(tpm)?;
+    let layout = layout(tpm)?;
+    tpm.layout_lock(&layout)
+        .map_err(Error::tpm("write-locking the anchor NV indices"))
+}
+
+/// Whether every anchor index is write-locked.
+pub fn is_locked(tpm: &mut Tpm) -> Result<bool> {
+    let layout = layout(tpm)?;
+    match tpm.layout_is_locked(&layout) {
+        Ok(l) => Ok(l),
+        Err(TpmError::IndexMissing { .. }) => Ok(false),
+        Err(e) => Err(Error::tpm("reading the anchor NV indices")(e)),
+    }
+}
+
+/// Removes the anchor indices and then `$IMGSEAL_HOME/anchors` (in that
+/// order: a host left with a bundle and no record refuses to verify, rather
+/// than silently verifying without anchors). Refused while locked.
+pub fn clear(tpm: &mut Tpm, store: &AnchorStore) -> Result<bool> {
+    let layout = layout(tpm)?;
+    let mut any = false;
+    for spec in layout.specs() {
+        match tpm.nv_read_public(spec.index) {
+            Ok(info) if info.public.attributes.is_write_locked() => {
+                return Err(locked_error(spec.index));
+            }
+            Ok(_) => any = true,
+            Err(TpmError::IndexMissing { .. }) => {}
+            Err(e) => return Err(Error::tpm("reading the anchor NV indices")(e)),
+        }
+    }
+    tpm.layout_remove(&layout)
+        .map_err(Error::tpm("removing the anchor NV indices"))?;
+    if store.exists() {
+        fs::remove_dir_all(&store.dir).map_err(|e| Error::io(&store.dir, e))?;
+        any = true;
+    }
+    Ok(any)
+}
+
+/// The documented public area of an anchor index, as a verifier expects it
+/// after the first write, locked or not; for recomputing names.
+pub fn expected_public(index: u32, locked: bool) -> Option<NvSpec> {
+    let layout = AnchorLayout::standard(None);
+    let mut spec = match index {
+        RECORD_INDEX => layout.record,
+        COUNTER_INDEX => layout.counter,
+        _ => return None,
+    };
+    spec.attributes = spec.attributes | imgseal_tpm::NvAttributes::WRITTEN;
+    if locked {
+        spec.attributes = spec.attributes | imgseal_tpm::NvAttributes::WRITELOCKED;
+    }
+    Some(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(cn: &str) -> Certificate {
+        use openssl::asn1::Asn1Time;
+        use openssl::hash::MessageDigest;
+        use openssl::pkey::PKey;
+        use openssl::x509::{X509, X509NameBuilder};
+        let key = PKey::from_ec_key(
+            openssl::ec::EcKey::generate(
+                &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1)
+                    .unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", cn).unwrap();
+        let name = name.build();
+        let mut b = X509::builder().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(&name).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+            .unwrap();
+        b.sign(&key, MessageDigest::sha256()).unwrap();
+        Certificate::from_der(&b.build().to_der().unwrap(), cn).unwrap()
+    }
+
+    fn sample() -> Bundle {
+        let mut set = AnchorSet::new();
+        set.insert("zeta", cert("Z")).unwrap();
+        set.insert("alpha", cert("A")).unwrap();
+        Bundle {
+            version: 42,
+            anchors: set,
+        }
+    }
+
+    #[test]
+    fn bundles_are_canonical_and_round_trip() {
+        let b = sample();
+        let bytes = b.encode();
+        assert_eq!(&bytes[..8], b"IMGSEALB");
+        assert_eq!(&bytes[8..10], &[0, 1]);
+        assert_eq!(u64::from_be_bytes(bytes[10..18].try_into().unwrap()), 42);
+        assert_eq!(&bytes[18..22], &[0, 0, 0, 2]);
+        // Sorted by id whatever the insertion order.
+        assert_eq!(&bytes[22..24], &[0, 5]);
+        assert_eq!(&bytes[24..29], b"alpha");
+        let back = Bundle::decode(&bytes, "t").unwrap();
+        assert_eq!(back.version, 42);
+        assert_eq!(back.anchors.ids(), ["alpha", "zeta"]);
+        assert_eq!(back.encode(), bytes);
+        // Trailing bytes, truncation, another magic: refused.
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(Bundle::decode(&longer, "t").is_err());
+        assert!(Bundle::decode(&bytes[..bytes.len() - 1], "t").is_err());
+        let mut magic = bytes.clone();
+        magic[0] ^= 1;
+        assert!(Bundle::decode(&magic, "t").is_err());
+    }
+
+    #[test]
+    fn bundles_out_of_order_or_with_repeated_ids_are_refused() {
+        let b = sample();
+        // Swap the two entries by hand: same content, not canonical.
+        let bytes = b.encode();
+        let first_len = 2 + 5 + 4 + b.anchors.get("alpha").unwrap().der.len();
+        let mut swapped = bytes[..22].to_vec();
+        swapped.extend_from_slice(&bytes[22 + first_len..]);
+        swapped.extend_from_slice(&bytes[22..22 + first_len]);
+        let e = Bundle::decode(&swapped, "t").unwrap_err().to_string();
+        assert!(e.contains("out of order or repeated"), "{e}");
+        let mut set = AnchorSet::new();
+        set.insert("a", cert("A")).unwrap();
+        assert!(set.insert("a", cert("B")).is_err());
+        assert!(set.insert("a/b", cert("B")).is_err());
+    }
+
+    #[test]
+    fn records_have_the_documented_layout() {
+        let b = sample();
+        let bytes = b.encode();
+        let r = Record::for_bundle(&b, &bytes, true);
+        let enc = r.encode();
+        assert_eq!(enc.len(), 256);
+        assert_eq!(&enc[..8], b"IMGSEALR");
+        assert_eq!(&enc[8..12], &[0, 1, 1, 0]);
+        assert_eq!(u64::from_be_bytes(enc[12..20].try_into().unwrap()), 42);
+        assert_eq!(&enc[20..24], &[0, 0, 0, 2]);
+        assert_eq!(
+            u32::from_be_bytes(enc[24..28].try_into().unwrap()) as usize,
+            bytes.len()
+        );
+        assert_eq!(&enc[28..60], Sha256::digest(&bytes).as_slice());
+        assert!(enc[60..].iter().all(|b| *b == 0));
+        assert_eq!(Record::decode(&enc).unwrap(), r);
+        assert!(r.names(&bytes));
+        let mut other = enc;
+        other[255] = 1;
+        let e = Record::decode(&other).unwrap_err().to_string();
+        assert!(e.starts_with(MISMATCH), "{e}");
+        assert!(Record::decode(&[0u8; 256]).is_err());
+    }
+
+    #[test]
+    fn the_rollback_rule() {
+        assert_eq!(CounterState::of(7, 7), CounterState::Current);
+        assert_eq!(CounterState::of(8, 7), CounterState::SealPending);
+        assert_eq!(CounterState::of(6, 7), CounterState::RolledBack);
+        assert_eq!(CounterState::of(9, 7), CounterState::Ahead);
+        assert_eq!(CounterState::of(0, u64::MAX), CounterState::RolledBack);
+        assert!(CounterState::of(8, 7).is_acceptable());
+        assert!(!CounterState::of(6, 7).is_acceptable());
+    }
+
+    #[test]
+    fn expected_names_cover_written_and_locked() {
+        let unlocked = expected_public(RECORD_INDEX, false).unwrap();
+        let locked = expected_public(RECORD_INDEX, true).unwrap();
+        assert_ne!(unlocked.name(), locked.name());
+        assert!(unlocked.attributes.is_written() && !unlocked.attributes.is_write_locked());
+        assert!(expected_public(DATA_INDEX, false).is_none());
+    }
+}

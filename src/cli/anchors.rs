@@ -1,0 +1,480 @@
+//! `imgseal anchors …`: the trust anchors sealed in the TPM; and how `verify`
+//! and `cert verify` pick them up (`--anchors`).
+
+use std::path::{Path, PathBuf};
+
+use clap::{ArgGroup, Args, Subcommand, ValueEnum};
+use imgseal::anchors::{
+    self, AnchorSet, AnchorStore, BundleSource, CounterState, Inspection, SealedAnchors,
+};
+use imgseal::config::TrustSettings;
+use imgseal::error::{Error, ErrorKind};
+use imgseal::x509::Certificate;
+use imgseal_tpm::{COUNTER_INDEX, DATA_INDEX, RECORD_INDEX, Tcti, TctiOrigin, Tpm};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use super::cert::finder;
+use super::trust::TrustArgs;
+use super::{Context, print_json, read_input_file};
+
+/// Where trusted certificates come from, for `verify` and `cert verify`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AnchorsMode {
+    /// The TPM-sealed set when no trusted ids come from the flag, the
+    /// environment or the configuration, and anchors were sealed from this
+    /// $IMGSEAL_HOME (or --tcti names a TPM).
+    Auto,
+    /// Always the TPM-sealed set (fails when none is sealed).
+    Tpm,
+    /// Never the TPM: trusted ids only.
+    Off,
+}
+
+/// `--owner-auth-file`, shared by the commands that write to the TPM.
+#[derive(Debug, Args, Clone, Default)]
+pub struct OwnerAuthArgs {
+    /// A file holding the TPM owner authorization (one trailing newline is
+    /// ignored; "hex:…" for binary values). Default: $IMGSEAL_TPM_OWNER_AUTH,
+    /// else empty. Never printed.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub owner_auth_file: Option<PathBuf>,
+}
+
+/// The largest TPM2B_AUTH (the size of a SHA-512 digest).
+const MAX_AUTH: usize = 64;
+
+impl OwnerAuthArgs {
+    pub fn read(&self) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let (raw, origin) = match &self.owner_auth_file {
+            Some(path) => (
+                Zeroizing::new(read_input_file(path)?),
+                format!("--owner-auth-file {}", path.display()),
+            ),
+            None => match std::env::var_os("IMGSEAL_TPM_OWNER_AUTH") {
+                Some(v) => (
+                    Zeroizing::new(v.into_encoded_bytes()),
+                    "$IMGSEAL_TPM_OWNER_AUTH".to_string(),
+                ),
+                None => return Ok(Zeroizing::new(Vec::new())),
+            },
+        };
+        let mut value: &[u8] = &raw;
+        // Files written with `echo` end in a newline that is not part of the secret.
+        value = value
+            .strip_suffix(b"\n")
+            .map(|v| v.strip_suffix(b"\r").unwrap_or(v))
+            .unwrap_or(value);
+        let value = match value.strip_prefix(b"hex:") {
+            Some(h) => Zeroizing::new(hex::decode(h).map_err(|_| {
+                // Never echo the value: it is a secret.
+                Error::usage(format!("{origin}: the \"hex:\" value is not hex"))
+            })?),
+            None => Zeroizing::new(value.to_vec()),
+        };
+        if value.len() > MAX_AUTH {
+            return Err(Error::usage(format!(
+                "{origin}: the owner authorization is {} bytes; a TPM takes at most {MAX_AUTH}",
+                value.len()
+            )));
+        }
+        Ok(value)
+    }
+}
+
+/// The TPM named by `--tcti`, $TPM2TOOLS_TCTI or $TCTI, else the embedded
+/// swtpm under $IMGSEAL_HOME/swtpm (started if it is not running).
+pub fn open_tpm(
+    ctx: &Context,
+    auth: Option<&OwnerAuthArgs>,
+) -> Result<(Tpm, Tcti, TctiOrigin), Error> {
+    let home = ctx.home()?;
+    let (tcti, origin) = Tcti::select(ctx.tcti.as_deref(), || {
+        imgseal_tpm::ensure_running(&home.dir.join("swtpm"))
+    })
+    .map_err(Error::tpm("choosing the TPM"))?;
+    let mut tpm = Tpm::open(&tcti).map_err(Error::tpm(format!("opening the TPM ({origin})")))?;
+    if let Some(auth) = auth {
+        tpm.set_owner_auth(&auth.read()?);
+    }
+    Ok((tpm, tcti, origin))
+}
+
+fn store(ctx: &Context) -> Result<AnchorStore, Error> {
+    Ok(AnchorStore::in_home(&ctx.home()?.dir))
+}
+
+/// The sealed anchors verification uses, if any: with `--anchors tpm`
+/// always; with `auto` (the default) when no trusted ids came from the flag,
+/// the environment or the configuration and [`anchors::auto_trigger`] holds.
+pub fn sealed_for_verification(
+    ctx: &Context,
+    trust: &TrustArgs,
+    settings: &TrustSettings,
+) -> Result<Option<(SealedAnchors, Tcti)>, Error> {
+    let use_tpm = match trust.anchors.unwrap_or(AnchorsMode::Auto) {
+        AnchorsMode::Off => false,
+        AnchorsMode::Tpm => {
+            if !trust.trusted.is_empty() {
+                return Err(Error::usage(
+                    "--anchors tpm and --trusted-cert-id both name the trusted certificates: give one",
+                ));
+            }
+            true
+        }
+        AnchorsMode::Auto => {
+            settings.trusted_ids.is_empty()
+                && anchors::auto_trigger(&ctx.home()?.dir, ctx.tcti.is_some())
+        }
+    };
+    if !use_tpm {
+        return Ok(None);
+    }
+    let (mut tpm, tcti, _) = open_tpm(ctx, None)?;
+    let sealed = anchors::load(&mut tpm, &store(ctx)?)?;
+    Ok(Some((sealed, tcti)))
+}
+
+/// What `verify --json` adds about the sealed anchors.
+pub fn describe_sealed(sealed: &SealedAnchors, tcti: &Tcti) -> serde_json::Value {
+    json!({
+        "version": sealed.bundle.version,
+        "digest": hex::encode(sealed.digest),
+        "certificates": sealed.bundle.anchors.len(),
+        "source": sealed.source.to_string(),
+        "counter_state": sealed.tpm.counter_state,
+        "locked": sealed.tpm.locked,
+        "tcti": tcti.to_string(),
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct AnchorsArgs {
+    #[command(flatten)]
+    pub auth: OwnerAuthArgs,
+    #[command(subcommand)]
+    pub command: AnchorsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AnchorsCommand {
+    /// Seal these certificates as the trust anchors (a new version replacing the sealed set).
+    Seal(CertSources),
+    /// Show what the TPM holds and whether the bundle on disk matches it.
+    Show,
+    /// Seal a new version with these certificates added.
+    Add(CertSources),
+    /// Seal a new version without these certificate ids.
+    Remove {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+    },
+    /// Write-lock the sealed anchors until the next TPM reset.
+    Lock,
+    /// Remove the anchors from the TPM and from $IMGSEAL_HOME.
+    Clear,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("sources").required(true).multiple(true).args(["cert_ids", "certs"])))]
+pub struct CertSources {
+    /// Certificate ids, looked up in --cert-dir or the token; repeatable, each
+    /// may be a comma-separated list.
+    #[arg(long = "cert-id", value_name = "ID[,ID…]")]
+    pub cert_ids: Vec<String>,
+    /// Certificate files (PEM or DER), each sealed under its file name
+    /// without the extension; repeatable.
+    #[arg(long = "cert", value_name = "FILE")]
+    pub certs: Vec<PathBuf>,
+    /// Look --cert-id up in this directory of <id>.pem/.der (default: the token).
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+}
+
+impl CertSources {
+    fn add_to(&self, ctx: &Context, set: &mut AnchorSet) -> Result<(), Error> {
+        let ids: Vec<String> = self
+            .cert_ids
+            .iter()
+            .flat_map(|s| imgseal::config::split_ids(s))
+            .collect();
+        if !ids.is_empty() {
+            let find = finder(ctx, self.cert_dir.as_ref())?;
+            for id in ids {
+                let found = find(&id)?
+                    .ok_or_else(|| Error::not_found(format!("certificate \"{id}\" not found")))?;
+                set.insert(&id, found.certificate)?;
+            }
+        }
+        for path in &self.certs {
+            let cert = Certificate::parse(&read_input_file(path)?, &path.display().to_string())?;
+            let id = file_id(path)?;
+            set.insert(&id, cert)?;
+        }
+        Ok(())
+    }
+}
+
+fn file_id(path: &Path) -> Result<String, Error> {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .map(str::to_string)
+        .ok_or_else(|| Error::usage(format!("{}: no file name to use as an id", path.display())))
+}
+
+pub fn run(ctx: &Context, args: AnchorsArgs) -> anyhow::Result<i32> {
+    Ok(run_command(ctx, args).map_err(owner_auth_hint)?)
+}
+
+/// Says where the owner authorization comes from when the TPM refused it.
+pub fn owner_auth_hint(e: Error) -> Error {
+    match e {
+        Error::Tpm {
+            context,
+            source: source @ imgseal_tpm::TpmError::AuthFailed { .. },
+        } => Error::Tpm {
+            context: format!(
+                "{context} (the owner authorization comes from --owner-auth-file or $IMGSEAL_TPM_OWNER_AUTH)"
+            ),
+            source,
+        },
+        other => other,
+    }
+}
+
+fn run_command(ctx: &Context, args: AnchorsArgs) -> Result<i32, Error> {
+    let store = store(ctx)?;
+    match args.command {
+        AnchorsCommand::Seal(sources) => {
+            let mut set = AnchorSet::new();
+            sources.add_to(ctx, &mut set)?;
+            let (mut tpm, tcti, _) = open_tpm(ctx, Some(&args.auth))?;
+            seal_and_report(ctx, &mut tpm, &tcti, &store, &set, "sealed")
+        }
+        AnchorsCommand::Add(sources) => {
+            let (mut tpm, tcti, _) = open_tpm(ctx, Some(&args.auth))?;
+            let mut set = anchors::load(&mut tpm, &store)?.bundle.anchors;
+            sources.add_to(ctx, &mut set)?;
+            seal_and_report(ctx, &mut tpm, &tcti, &store, &set, "added; sealed")
+        }
+        AnchorsCommand::Remove { ids } => {
+            let (mut tpm, tcti, _) = open_tpm(ctx, Some(&args.auth))?;
+            let mut set = anchors::load(&mut tpm, &store)?.bundle.anchors;
+            for id in ids.iter().flat_map(|s| imgseal::config::split_ids(s)) {
+                if set.remove(&id).is_none() {
+                    return Err(Error::not_found(format!(
+                        "certificate id \"{id}\" is not among the sealed anchors"
+                    )));
+                }
+            }
+            seal_and_report(ctx, &mut tpm, &tcti, &store, &set, "removed; sealed")
+        }
+        AnchorsCommand::Show => show(ctx, &store),
+        AnchorsCommand::Lock => {
+            let (mut tpm, tcti, _) = open_tpm(ctx, Some(&args.auth))?;
+            anchors::lock(&mut tpm)?;
+            let locked = anchors::is_locked(&mut tpm)?;
+            if ctx.json {
+                print_json(&json!({"locked": locked, "tcti": tcti.to_string()}));
+            } else {
+                println!(
+                    "trust anchors write-locked until the next TPM reset (NV {RECORD_INDEX:#010x}, {COUNTER_INDEX:#010x}, {DATA_INDEX:#010x})"
+                );
+            }
+            Ok(0)
+        }
+        AnchorsCommand::Clear => {
+            let (mut tpm, tcti, _) = open_tpm(ctx, Some(&args.auth))?;
+            let any = anchors::clear(&mut tpm, &store)?;
+            if ctx.json {
+                print_json(&json!({"cleared": any, "tcti": tcti.to_string()}));
+            } else if any {
+                println!(
+                    "trust anchors removed from the TPM and {}",
+                    store.dir.display()
+                );
+            } else {
+                println!("no trust anchors were sealed");
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn seal_and_report(
+    ctx: &Context,
+    tpm: &mut Tpm,
+    tcti: &Tcti,
+    store: &AnchorStore,
+    set: &AnchorSet,
+    verb: &str,
+) -> Result<i32, Error> {
+    let outcome = anchors::seal(tpm, store, set, &mut |_| {})?;
+    if ctx.json {
+        let mut obj = json!(outcome);
+        obj["ids"] = json!(set.ids());
+        obj["tcti"] = json!(tcti.to_string());
+        print_json(&obj);
+    } else {
+        if outcome.completed_interrupted_seal {
+            println!("completed an interrupted earlier seal first");
+        }
+        println!(
+            "{verb} {} trust anchor{} as version {} (sha256 {}) in NV {RECORD_INDEX:#010x}; bundle {} ({} bytes{})",
+            outcome.count,
+            if outcome.count == 1 { "" } else { "s" },
+            outcome.version,
+            hex::encode(outcome.digest),
+            outcome.bundle_path.display(),
+            outcome.bundle_len,
+            if outcome.inline {
+                format!(", also kept in NV {DATA_INDEX:#010x}")
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(0)
+}
+
+fn counter_text(state: CounterState) -> &'static str {
+    match state {
+        CounterState::Current => "current",
+        CounterState::SealPending => {
+            "one behind the record: a seal stopped after its commit; the new set is in force and the next write completes it"
+        }
+        CounterState::RolledBack => "ahead of the record: the record was rolled back",
+        CounterState::Ahead => "behind the record by more than one: the record is forged",
+    }
+}
+
+fn show(ctx: &Context, store: &AnchorStore) -> Result<i32, Error> {
+    let (mut tpm, tcti, origin) = open_tpm(ctx, None)?;
+    let inspection = anchors::inspect(&mut tpm, store)?;
+    // The verdict is the one verification would reach.
+    let verdict = anchors::load(&mut tpm, store);
+    let Inspection {
+        tpm: state,
+        files,
+        inline_matches,
+        found,
+    } = &inspection;
+    let (valid, reason) = match &verdict {
+        Ok(_) => (true, None),
+        Err(e) => (false, Some(e.to_string())),
+    };
+    let code = match &verdict {
+        Ok(_) => 0,
+        Err(e) => e.kind().exit_code(),
+    };
+    let anchors_list: Vec<serde_json::Value> = found
+        .iter()
+        .flat_map(|(b, _, _)| b.anchors.iter())
+        .map(|(id, c)| {
+            json!({"id": id, "subject": c.subject(), "sha256_fingerprint": c.sha256_fingerprint()})
+        })
+        .collect();
+    if ctx.json {
+        print_json(&json!({
+            "tcti": tcti.to_string(),
+            "tcti_source": origin.to_string(),
+            "record": {
+                "index": format!("{RECORD_INDEX:#010x}"),
+                "version": state.record.version,
+                "certificates": state.record.count,
+                "bundle_len": state.record.bundle_len,
+                "digest": hex::encode(state.record.digest),
+                "inline": state.record.inline,
+                "bytes": hex::encode(&state.record_bytes),
+                "name": hex::encode(&state.record_info.name),
+            },
+            "counter": {
+                "index": format!("{COUNTER_INDEX:#010x}"),
+                "value": state.counter,
+                "state": state.counter_state,
+            },
+            "locked": state.locked,
+            "bundle": {
+                "source": found.as_ref().map(|(_, _, s)| s.to_string()),
+                "files": files,
+                "inline_matches": inline_matches,
+            },
+            "anchors": anchors_list,
+            "verdict": if valid { "intact" } else { "refused" },
+            "reason": reason,
+            "exit_code": code,
+        }));
+        return Ok(code);
+    }
+    println!("TPM:      {tcti} (from {origin})");
+    println!(
+        "record:   NV {RECORD_INDEX:#010x}: version {}, {} certificate{}, bundle {} bytes, sha256 {}{}",
+        state.record.version,
+        state.record.count,
+        if state.record.count == 1 { "" } else { "s" },
+        state.record.bundle_len,
+        hex::encode(state.record.digest),
+        if state.record.inline {
+            format!(", also inline in NV {DATA_INDEX:#010x}")
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "counter:  NV {COUNTER_INDEX:#010x} = {} ({})",
+        state.counter,
+        counter_text(state.counter_state)
+    );
+    println!(
+        "locked:   {}",
+        if state.locked {
+            "yes, until the next TPM reset"
+        } else {
+            "no"
+        }
+    );
+    for f in files {
+        let what = if !f.exists {
+            "missing".to_string()
+        } else if f.matches {
+            "matches the record".to_string()
+        } else {
+            match (&f.version, &f.problem) {
+                (Some(v), _) => format!("does NOT match the record (holds version {v})"),
+                (None, Some(p)) => format!("does NOT match the record ({p})"),
+                _ => "does NOT match the record".to_string(),
+            }
+        };
+        println!("bundle:   {}: {what}", f.path.display());
+    }
+    match inline_matches {
+        Some(true) => println!("bundle:   NV {DATA_INDEX:#010x}: matches the record"),
+        Some(false) => println!("bundle:   NV {DATA_INDEX:#010x}: does NOT match the record"),
+        None => {}
+    }
+    if let Some((bundle, _, source)) = found {
+        if *source != BundleSource::Disk {
+            println!("in force: the copy on {source}");
+        }
+        if bundle.anchors.is_empty() {
+            println!("anchors:  none (nothing is trusted)");
+        } else {
+            println!("anchors:");
+        }
+        for (id, c) in bundle.anchors.iter() {
+            println!("  {id}  {}  sha256:{}", c.subject(), c.sha256_fingerprint());
+        }
+    }
+    match verdict {
+        Ok(_) => println!("verdict:  the sealed anchors are intact"),
+        Err(e) => {
+            println!("verdict:  refused: {e}");
+            // A refusal is this command's answer (exit 1); anything else
+            // (a missing bundle, a device fault) is an error as well.
+            if e.kind() != ErrorKind::Invalid {
+                return Err(e);
+            }
+        }
+    }
+    Ok(code)
+}

@@ -1,0 +1,268 @@
+//! `imgseal digest`: the linear digest in `sha256sum` format, or the fs-verity
+//! digest in `fsverity digest` format, so it can stand in for either.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use imgseal::algorithms::HashMethod;
+use imgseal::digest::ImageSource;
+use imgseal::error::{Error, ErrorKind};
+use imgseal::fsverity::pass::{MAX_CONCURRENT_IMAGES, PassOutput, map_bounded, source_len};
+use imgseal::fsverity::{PassSpec, TreeHash, TreeParams, run_pass};
+use imgseal::home::write_output_file;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+
+use super::Context;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TreeFormat {
+    /// The fs-verity file digest (the kernel's and `fsverity digest`'s).
+    Fsverity,
+}
+
+/// How a tree is built, shared by `digest` and `sign`.
+#[derive(Debug, Args)]
+pub struct TreeArgs {
+    /// Merkle tree block size: a power of two from 1024 to 65536 [default: 4096].
+    #[arg(long, value_name = "BYTES")]
+    pub block_size: Option<usize>,
+    /// Salt for the tree, in hex (at most 32 bytes).
+    #[arg(long, value_name = "HEX")]
+    pub salt: Option<String>,
+}
+
+impl TreeArgs {
+    pub fn params(&self, hash: HashMethod) -> Result<TreeParams, Error> {
+        let tree_hash = TreeHash::from_hash_method(hash).ok_or_else(|| {
+            Error::usage(format!(
+                "fs-verity trees use SHA-256 or SHA-512, not {hash}"
+            ))
+        })?;
+        let salt = match &self.salt {
+            Some(s) => TreeParams::parse_salt(s)?,
+            None => Vec::new(),
+        };
+        let block_size = self
+            .block_size
+            .unwrap_or(imgseal::fsverity::DEFAULT_BLOCK_SIZE);
+        TreeParams::new(tree_hash, block_size, salt)
+    }
+
+    /// Refuses tree options where no tree is built, rather than ignore them.
+    pub fn only_with(&self, flag: &str, building: bool) -> Result<(), Error> {
+        if !building && (self.block_size.is_some() || self.salt.is_some()) {
+            return Err(Error::usage(format!(
+                "--block-size and --salt shape a tree: they go with {flag}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DigestArgs {
+    /// Print a tree digest, in `fsverity digest` format, instead of the linear
+    /// digest in `sha256sum` format.
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub tree: Option<TreeFormat>,
+    /// The hash: SHA-224, SHA-256, SHA-384 or SHA-512 for the linear digest;
+    /// SHA-256 or SHA-512 for a tree.
+    #[arg(long, default_value = "SHA-256")]
+    pub hash: HashMethod,
+    #[command(flatten)]
+    pub tree_args: TreeArgs,
+    /// With --tree, also compute the linear digest in the same read pass and
+    /// print it after the tree digest.
+    #[arg(long, requires = "tree")]
+    pub with_linear: bool,
+    /// Write the Merkle tree here, as `fsverity digest --out-merkle-tree`
+    /// does (one image only).
+    #[arg(long, value_name = "FILE", requires = "tree")]
+    pub out_merkle_tree: Option<PathBuf>,
+    /// Write the 256-byte fs-verity descriptor here (one image only).
+    #[arg(long, value_name = "FILE", requires = "tree")]
+    pub out_descriptor: Option<PathBuf>,
+    /// Print only the hex digest, as `fsverity digest --compact` does.
+    #[arg(long)]
+    pub compact: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Image files; - for standard input.
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+}
+
+pub fn run(ctx: &Context, args: DigestArgs) -> anyhow::Result<i32> {
+    args.tree_args.only_with("--tree", args.tree.is_some())?;
+    let params = match args.tree {
+        Some(TreeFormat::Fsverity) => Some(args.tree_args.params(args.hash)?),
+        None => None,
+    };
+    if args.images.len() > 1 && (args.out_merkle_tree.is_some() || args.out_descriptor.is_some()) {
+        return Err(Error::usage("--out-merkle-tree and --out-descriptor take one image").into());
+    }
+    if args.images.iter().filter(|i| *i == "-").count() > 1 {
+        return Err(Error::usage("standard input (-) can be read only once").into());
+    }
+    let sources: Vec<ImageSource> = args.images.iter().map(|i| ImageSource::parse(i)).collect();
+    let linear = (params.is_none() || args.with_linear).then_some(args.hash);
+    let bars = Bars::new(args.quiet);
+    let threads = rayon::current_num_threads().min(MAX_CONCURRENT_IMAGES);
+    let results = map_bounded(&sources, threads, |source| {
+        let bar = bars.bar(source);
+        let spec = PassSpec {
+            linear,
+            tree: params.as_ref(),
+            tree_out: args.out_merkle_tree.as_deref(),
+            compare: None,
+        };
+        let out = run_pass(source, spec, &|n| bar.inc(n));
+        bar.finish_and_clear();
+        out
+    });
+    let mut code = 0;
+    for (name, result) in args.images.iter().zip(results) {
+        match result.and_then(|out| finish_outputs(&args, out)) {
+            Ok(out) => print_result(ctx, &args, name, &out),
+            Err(err) => {
+                let kind = err.kind();
+                if code == 0 {
+                    code = kind.exit_code();
+                }
+                report_error(ctx, name, &err);
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// Puts the tree and descriptor files under their names.
+fn finish_outputs(args: &DigestArgs, mut out: PassOutput) -> Result<PassOutput, Error> {
+    if let (Some(path), Some(d)) = (&args.out_descriptor, &out.fsverity) {
+        write_output_file(path, &d.descriptor())?;
+    }
+    if let (Some(path), Some(tmp)) = (&args.out_merkle_tree, out.tree_file.take()) {
+        tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    }
+    Ok(out)
+}
+
+fn print_result(ctx: &Context, args: &DigestArgs, name: &str, out: &PassOutput) {
+    if ctx.json {
+        let mut obj = json!({ "image": name, "size": out.size });
+        if let Some(l) = &out.linear {
+            obj["linear"] = json!({
+                "hash_method": l.hash.glance_name(),
+                "digest": hex::encode(&l.digest),
+            });
+        }
+        if let Some(f) = &out.fsverity {
+            obj["fsverity"] = json!({
+                "digest": f.to_string(),
+                "hash_algorithm": f.params.hash().name(),
+                "block_size": f.params.block_size(),
+                "salt": hex::encode(f.params.salt()),
+                "root_hash": hex::encode(&f.root_hash),
+            });
+        }
+        println!("{obj}");
+        return;
+    }
+    if let Some(f) = &out.fsverity {
+        if args.compact {
+            println!("{}", f.hex());
+        } else {
+            println!("{f} {name}");
+        }
+    }
+    if let Some(l) = &out.linear {
+        let hex = hex::encode(&l.digest);
+        if args.compact {
+            println!("{hex}");
+        } else {
+            println!("{}", sum_line(&hex, name));
+        }
+    }
+}
+
+/// A `sha256sum` line: names holding a backslash or a newline are escaped,
+/// and the line then starts with a backslash, as coreutils does.
+pub fn sum_line(hex: &str, name: &str) -> String {
+    if name.contains(['\\', '\n']) {
+        let escaped = name.replace('\\', "\\\\").replace('\n', "\\n");
+        format!("\\{hex}  {escaped}")
+    } else {
+        format!("{hex}  {name}")
+    }
+}
+
+fn report_error(ctx: &Context, name: &str, err: &Error) {
+    let kind: ErrorKind = err.kind();
+    let reason = err.to_string().replace(['\n', '\r'], " ");
+    if ctx.json {
+        println!(
+            "{}",
+            json!({
+                "image": name,
+                "verdict": "error",
+                "error": kind.name(),
+                "reason": reason,
+                "exit_code": kind.exit_code(),
+            })
+        );
+    }
+    eprintln!("imgseal: {}: {reason}", kind.name());
+}
+
+/// Progress bars on stderr, one per image being read; drawn only on a terminal.
+pub struct Bars {
+    multi: MultiProgress,
+}
+
+impl Bars {
+    pub fn new(quiet: bool) -> Self {
+        let target = if quiet || !std::io::stderr().is_terminal() {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        };
+        Bars {
+            multi: MultiProgress::with_draw_target(target),
+        }
+    }
+
+    /// A counter of `n` steps, such as signatures made in the device.
+    pub fn steps(&self, n: u64, message: &str) -> ProgressBar {
+        let bar = self.multi.add(
+            ProgressBar::new(n).with_style(
+                ProgressStyle::with_template("{msg:20!} [{bar:30}] {pos}/{len}")
+                    .expect("the template is valid")
+                    .progress_chars("=> "),
+            ),
+        );
+        bar.set_message(message.to_string());
+        bar
+    }
+
+    pub fn bar(&self, source: &ImageSource) -> ProgressBar {
+        let bar = match source_len(source) {
+            Some(len) => ProgressBar::new(len).with_style(
+                ProgressStyle::with_template(
+                    "{msg:20!} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {eta}",
+                )
+                .expect("the template is valid")
+                .progress_chars("=> "),
+            ),
+            None => ProgressBar::new_spinner().with_style(
+                ProgressStyle::with_template("{msg:20!} {spinner} {binary_bytes} {binary_bytes_per_sec}")
+                    .expect("the template is valid"),
+            ),
+        };
+        let bar = self.multi.add(bar);
+        bar.set_message(source.display());
+        bar
+    }
+}

@@ -1,0 +1,330 @@
+//! The manifest and batch halves of `imgseal sign` and `imgseal verify`:
+//! one read pass per image for the linear and fs-verity digests, images hashed
+//! in parallel, every signature made in the one logged-in session.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use imgseal::algorithms::HashMethod;
+use imgseal::backend::software::SoftwareVerifier;
+use imgseal::backend::{KeyHandle, SigningDevice};
+use imgseal::digest::ImageSource;
+use imgseal::error::{Error, ErrorKind};
+use imgseal::fsverity::pass::{MAX_CONCURRENT_IMAGES, PassOutput, map_bounded};
+use imgseal::fsverity::{PassSpec, TreeParams, run_pass};
+use imgseal::glance::{OutputFormat, property_map, render};
+use imgseal::home::write_output_file;
+use imgseal::manifest::{
+    Manifest, build_body, check_manifest, default_tree_path, glance_signature, parse_range,
+    sign_manifest, verify_image_full, verify_image_range,
+};
+use serde_json::json;
+
+use super::Context;
+use super::cert::finder;
+use super::digest::Bars;
+
+/// What `sign` was asked for, beyond the key.
+pub struct SealRequest<'a> {
+    pub images: &'a [String],
+    pub cert_id: &'a str,
+    pub hash: HashMethod,
+    pub format: OutputFormat,
+    pub manifest: Option<&'a Path>,
+    pub tree: Option<&'a Path>,
+    pub tree_params: TreeParams,
+    pub quiet: bool,
+}
+
+struct Outputs {
+    manifest: Option<PathBuf>,
+    tree: Option<PathBuf>,
+}
+
+/// Where each image's manifest and tree go: the paths given for one image, or
+/// `<dir>/<image name>.manifest.json` and `<dir>/<image name>.tree` for several.
+fn output_paths(req: &SealRequest<'_>) -> Result<Vec<Outputs>, Error> {
+    if req.images.len() == 1 {
+        return Ok(vec![Outputs {
+            manifest: req.manifest.map(Path::to_path_buf),
+            tree: req.tree.map(Path::to_path_buf),
+        }]);
+    }
+    for (flag, dir) in [("--manifest", req.manifest), ("--tree", req.tree)] {
+        if let Some(d) = dir.filter(|d| !d.is_dir()) {
+            return Err(Error::usage(format!(
+                "{flag} must name an existing directory when signing several images ({} is not one)",
+                d.display()
+            )));
+        }
+    }
+    let mut seen = HashSet::new();
+    req.images
+        .iter()
+        .map(|image| {
+            let name = match ImageSource::parse(image) {
+                ImageSource::Stdin => "stdin".to_string(),
+                ImageSource::Path(p) => p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .ok_or_else(|| Error::usage(format!("{image}: not a file name")))?,
+            };
+            if (req.manifest.is_some() || req.tree.is_some()) && !seen.insert(name.clone()) {
+                return Err(Error::usage(format!(
+                    "two images are named {name}; their manifests would collide"
+                )));
+            }
+            Ok(Outputs {
+                manifest: req
+                    .manifest
+                    .map(|d| d.join(format!("{name}.manifest.json"))),
+                tree: req.tree.map(|d| d.join(format!("{name}.tree"))),
+            })
+        })
+        .collect()
+}
+
+/// Hashes every image (in parallel, each in one read pass), then signs them
+/// one after another with `key`, writing manifests and trees as asked.
+pub fn sign_many(
+    ctx: &Context,
+    device: &dyn SigningDevice,
+    key: &KeyHandle,
+    req: SealRequest<'_>,
+) -> anyhow::Result<i32> {
+    if req.images.iter().filter(|i| *i == "-").count() > 1 {
+        return Err(Error::usage("standard input (-) can be read only once").into());
+    }
+    if req.tree.is_some() && req.manifest.is_none() {
+        return Err(Error::usage("--tree goes with --manifest").into());
+    }
+    let outputs = output_paths(&req)?;
+    let sources: Vec<ImageSource> = req.images.iter().map(|i| ImageSource::parse(i)).collect();
+    let bars = Bars::new(req.quiet);
+    let threads = rayon::current_num_threads().min(MAX_CONCURRENT_IMAGES);
+    let jobs: Vec<(&ImageSource, &Outputs)> = sources.iter().zip(&outputs).collect();
+    let passes = map_bounded(&jobs, threads, |(source, out)| {
+        let bar = bars.bar(source);
+        let result = run_pass(
+            source,
+            PassSpec {
+                linear: Some(req.hash),
+                tree: out.manifest.as_ref().map(|_| &req.tree_params),
+                tree_out: out.tree.as_deref(),
+                compare: None,
+            },
+            &|n| bar.inc(n),
+        );
+        bar.finish_and_clear();
+        result
+    });
+    let single = req.images.len() == 1;
+    let signing = bars.steps(req.images.len() as u64, "signing");
+    let mut code = 0;
+    for ((name, source), (pass, out)) in req
+        .images
+        .iter()
+        .zip(&sources)
+        .zip(passes.into_iter().zip(&outputs))
+    {
+        let sealed = pass.and_then(|p| seal_one(device, key, &req, source, p, out));
+        signing.inc(1);
+        match sealed {
+            Ok(obj) => signing.suspend(|| print_sealed(ctx, name, obj, single)),
+            Err(err) if single => {
+                signing.finish_and_clear();
+                return Err(err.into());
+            }
+            Err(err) => {
+                if code == 0 {
+                    code = err.kind().exit_code();
+                }
+                signing.suspend(|| report_error(ctx, name, &err));
+            }
+        }
+    }
+    signing.finish_and_clear();
+    Ok(code)
+}
+
+struct Sealed {
+    json: serde_json::Value,
+    rendered: String,
+}
+
+fn seal_one(
+    device: &dyn SigningDevice,
+    key: &KeyHandle,
+    req: &SealRequest<'_>,
+    source: &ImageSource,
+    mut pass: PassOutput,
+    out: &Outputs,
+) -> Result<Sealed, Error> {
+    let linear = pass.linear.take().expect("the pass hashed linearly");
+    let signature = glance_signature(device, key, req.cert_id, &linear)?;
+    let mut obj = json!(property_map(&signature));
+    obj["image"] = json!(source.display());
+    obj["image_size"] = json!(linear.size);
+    obj["digest"] = json!(hex::encode(&linear.digest));
+    obj["key"] = json!(key.uri.redacted());
+    if let Some(manifest_path) = &out.manifest {
+        let fsverity = pass.fsverity.as_ref().expect("the pass built a tree");
+        let tree_name = out
+            .tree
+            .as_ref()
+            .and_then(|t| t.file_name())
+            .map(|n| n.to_string_lossy().into_owned());
+        let image_name = match source {
+            ImageSource::Path(p) => p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            ImageSource::Stdin => "-".into(),
+        };
+        let body = build_body(&image_name, &linear, fsverity, &signature, tree_name);
+        let manifest = sign_manifest(device, key, body)?;
+        write_output_file(manifest_path, manifest.to_json_pretty().as_bytes())?;
+        // The tree goes under its name only once its manifest is there.
+        if let (Some(path), Some(tmp)) = (&out.tree, pass.tree_file.take()) {
+            tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+            obj["tree"] = json!(path.display().to_string());
+        }
+        obj["manifest"] = json!(manifest_path.display().to_string());
+        obj["fsverity_digest"] = json!(fsverity.to_string());
+    }
+    Ok(Sealed {
+        json: obj,
+        rendered: render(&signature, req.format),
+    })
+}
+
+fn print_sealed(ctx: &Context, name: &str, sealed: Sealed, single: bool) {
+    match (ctx.json, single) {
+        (true, true) => super::print_json(&sealed.json),
+        (true, false) => println!("{}", sealed.json),
+        (false, true) => println!("{}", sealed.rendered),
+        (false, false) => println!("# {name}\n{}", sealed.rendered),
+    }
+}
+
+fn report_error(ctx: &Context, name: &str, err: &Error) {
+    let kind: ErrorKind = err.kind();
+    let reason = err.to_string().replace(['\n', '\r'], " ");
+    if ctx.json {
+        println!(
+            "{}",
+            json!({
+                "image": name,
+                "verdict": "error",
+                "error": kind.name(),
+                "reason": reason,
+                "exit_code": kind.exit_code(),
+            })
+        );
+    }
+    eprintln!("imgseal: {}: {name}: {reason}", kind.name());
+}
+
+/// `imgseal verify --manifest`: the manifest's signature, then the whole
+/// image in one pass, or with `--range` only the blocks covering the range.
+pub fn verify_manifest(
+    ctx: &Context,
+    manifest_path: &Path,
+    tree: Option<&Path>,
+    range: Option<&str>,
+    cert_dir: Option<&PathBuf>,
+    image: &str,
+    quiet: bool,
+) -> anyhow::Result<i32> {
+    let range = range.map(parse_range).transpose()?;
+    let origin = manifest_path.display().to_string();
+    let bytes = std::fs::read(manifest_path).map_err(|e| Error::io(manifest_path, e))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::bad_input(format!("{origin}: not UTF-8 text")))?;
+    let manifest = Manifest::parse(&text, &origin)?;
+    let source = ImageSource::parse(image);
+    let tree = tree
+        .map(Path::to_path_buf)
+        .or_else(|| default_tree_path(&manifest, manifest_path));
+    let range_image = match (&range, &source) {
+        (Some(_), ImageSource::Stdin) => {
+            return Err(Error::usage("--range needs an image file, not standard input").into());
+        }
+        (Some(_), ImageSource::Path(p)) => {
+            if tree.is_none() {
+                return Err(Error::usage(
+                    "--range needs the tree file (--tree, or the one the manifest names beside it)",
+                )
+                .into());
+            }
+            Some(p.clone())
+        }
+        (None, _) => None,
+    };
+    let find = finder(ctx, cert_dir)?;
+    let mut verdict = check_manifest(&manifest, &*find, &SoftwareVerifier)?;
+    if verdict.valid {
+        match (range, range_image) {
+            (Some((offset, len)), Some(path)) => verify_image_range(
+                &manifest,
+                &mut verdict,
+                &path,
+                tree.as_deref().expect("checked above"),
+                offset,
+                len,
+            )?,
+            _ => {
+                let bars = Bars::new(quiet);
+                let bar = bars.bar(&source);
+                let result =
+                    verify_image_full(&manifest, &mut verdict, &source, tree.as_deref(), &|n| {
+                        bar.inc(n)
+                    });
+                bar.finish_and_clear();
+                result?;
+            }
+        }
+    }
+    let code = if verdict.valid {
+        0
+    } else {
+        ErrorKind::Invalid.exit_code()
+    };
+    if ctx.json {
+        let mut obj = json!(verdict);
+        obj["verdict"] = json!(if verdict.valid { "valid" } else { "invalid" });
+        obj["image"] = json!(source.display());
+        obj["manifest"] = json!(origin);
+        if let Some((offset, len)) = range {
+            obj["range"] = json!({ "offset": offset, "length": len });
+        }
+        obj["exit_code"] = json!(code);
+        println!("{obj}");
+    } else if verdict.valid {
+        let what = match range {
+            Some((offset, len)) => {
+                let blocks = verdict.blocks_checked.unwrap_or(0);
+                format!(
+                    "bytes {offset}..{} of {} ({blocks} block{} read)",
+                    offset + len,
+                    source.display(),
+                    if blocks == 1 { "" } else { "s" }
+                )
+            }
+            None => format!("{} ({} bytes)", source.display(), verdict.image_size),
+        };
+        println!(
+            "valid: {what} verified against manifest {origin} ({}), signed by certificate \"{}\" ({})",
+            verdict.fsverity_digest, verdict.certificate_id, verdict.certificate_subject
+        );
+    } else {
+        println!(
+            "invalid: {}",
+            verdict
+                .reason
+                .as_deref()
+                .unwrap_or("the image does not match")
+        );
+    }
+    Ok(code)
+}

@@ -1,0 +1,1074 @@
+//! Trust anchors sealed in a real swtpm (one per test): the record read back
+//! byte for byte with tpm2_nvread, rollbacks and tampering refused, the docs'
+//! chain verified from the sealed set, write locks until a TPM reset, device
+//! faults, and seals interrupted by a killed swtpm.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::docs_chain::*;
+use common::pki::{self, KeyAlg, Spec};
+use common::tpm::TestTpm;
+use common::*;
+use imgseal::anchors::{self, AnchorSet, AnchorStore, Bundle, MISMATCH, SealStep};
+use imgseal::x509::Certificate;
+use imgseal_tpm::{NvAccess, RECORD_INDEX, Tpm};
+use sha2::{Digest, Sha256};
+
+/// A small self-signed certificate written as `<dir>/<id>.pem`.
+fn cert_file(dir: &Path, id: &str) -> PathBuf {
+    let issued = pki::issue(
+        &Spec {
+            key: KeyAlg::P384,
+            ..Spec::ca(&format!("anchor {id}"))
+        },
+        None,
+    );
+    pki::write_pem(dir, id, &issued.cert);
+    dir.join(format!("{id}.pem"))
+}
+
+fn der_of(pem: &Path) -> Vec<u8> {
+    Certificate::parse(&std::fs::read(pem).unwrap(), "test")
+        .unwrap()
+        .der
+}
+
+fn bundle_path(env: &Env) -> PathBuf {
+    env.home.path().join("anchors/bundle")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The record exactly as docs/anchors.md lays it out, built independently of imgseal.
+fn documented_record(bundle: &[u8], version: u64, count: u32, inline: bool) -> Vec<u8> {
+    let mut r = Vec::new();
+    r.extend_from_slice(b"IMGSEALR");
+    r.extend_from_slice(&[0, 1, inline as u8, 0]);
+    r.extend_from_slice(&version.to_be_bytes());
+    r.extend_from_slice(&count.to_be_bytes());
+    r.extend_from_slice(&(bundle.len() as u32).to_be_bytes());
+    r.extend_from_slice(&Sha256::digest(bundle));
+    r.resize(256, 0);
+    r
+}
+
+#[test]
+fn seal_writes_the_documented_record_and_tpm2_nvread_reads_it_back() {
+    let env = Env::new();
+    let tpm = TestTpm::start();
+    env.key_with_certificate("ecc-secp384r1", "signer", "signer-id");
+    let root = cert_file(env.work.path(), "root");
+    let out = env
+        .tpm_run(
+            &tpm,
+            &[
+                "--json",
+                "anchors",
+                "seal",
+                "--cert-id",
+                "signer-id",
+                "--cert",
+                s(&root),
+            ],
+        )
+        .ok()
+        .json();
+    let version = out["version"].as_u64().unwrap();
+    let said = hex::decode(out["record"].as_str().unwrap()).unwrap();
+    assert_eq!(out["ids"], serde_json::json!(["root", "signer-id"]));
+
+    // The peer reads the record with the index's empty authorization.
+    let rec_file = tpm.path("record.bin");
+    tpm.tool_ok(
+        "tpm2_nvread",
+        &[
+            "-C",
+            "0x0181a000",
+            "0x0181a000",
+            "-s",
+            "256",
+            "-o",
+            s(&rec_file),
+        ],
+    );
+    let read_back = std::fs::read(&rec_file).unwrap();
+    assert_eq!(
+        read_back, said,
+        "the TPM holds the bytes imgseal says it wrote"
+    );
+
+    // The bundle, byte by byte as documented: ids sorted, DER as issued.
+    let bundle = std::fs::read(bundle_path(&env)).unwrap();
+    assert_eq!(&bundle[..8], b"IMGSEALB");
+    assert_eq!(&bundle[8..10], &[0, 1]);
+    assert_eq!(&bundle[10..18], &version.to_be_bytes());
+    assert_eq!(&bundle[18..22], &[0, 0, 0, 2]);
+    let signer_pem = env.path("signer.crt");
+    let mut expected = bundle[..22].to_vec();
+    for (id, der) in [("root", der_of(&root)), ("signer-id", der_of(&signer_pem))] {
+        expected.extend_from_slice(&(id.len() as u16).to_be_bytes());
+        expected.extend_from_slice(id.as_bytes());
+        expected.extend_from_slice(&(der.len() as u32).to_be_bytes());
+        expected.extend_from_slice(&der);
+    }
+    assert_eq!(bundle, expected);
+    let inline = bundle.len() <= 2048;
+    assert_eq!(read_back, documented_record(&bundle, version, 2, inline));
+    assert_eq!(out["digest"], hex::encode(Sha256::digest(&bundle)));
+
+    // The version is the counter's value.
+    let counter = tpm.tool_ok("tpm2_nvread", &["-C", "0x0181a001", "0x0181a001"]);
+    assert_eq!(counter, version.to_be_bytes());
+    // The inline copy is the bundle.
+    if inline {
+        let len = bundle.len().to_string();
+        let data = tpm.tool_ok(
+            "tpm2_nvread",
+            &["-C", "0x0181a002", "0x0181a002", "-s", &len],
+        );
+        assert_eq!(data, bundle);
+    }
+    // The documented attributes, as tpm2-tools spells them.
+    let public = String::from_utf8(tpm.tool_ok("tpm2_nvreadpublic", &["0x0181a000"])).unwrap();
+    for attr in [
+        "ownerwrite",
+        "ownerread",
+        "authread",
+        "no_da",
+        "write_stclear",
+        "writeall",
+        "written",
+    ] {
+        assert!(public.contains(attr), "{attr} missing: {public}");
+    }
+
+    let shown = env
+        .tpm_run(&tpm, &["--json", "anchors", "show"])
+        .ok()
+        .json();
+    assert_eq!(shown["verdict"], "intact");
+    assert_eq!(shown["record"]["bytes"], hex::encode(&read_back));
+    assert_eq!(shown["counter"]["state"], "current");
+    assert_eq!(shown["anchors"][1]["id"], "signer-id");
+}
+
+#[test]
+fn an_older_bundle_a_grown_bundle_and_an_older_record_are_refused() {
+    let env = Env::new();
+    let tpm = TestTpm::start();
+    let (a, b, c) = (
+        cert_file(env.work.path(), "a"),
+        cert_file(env.work.path(), "b"),
+        cert_file(env.work.path(), "c"),
+    );
+    env.tpm_run(&tpm, &["anchors", "seal", "--cert", s(&a)])
+        .ok();
+    let bundle_v1 = std::fs::read(bundle_path(&env)).unwrap();
+    let record_v1 = tpm.path("record-v1.bin");
+    tpm.tool_ok(
+        "tpm2_nvread",
+        &[
+            "-C",
+            "0x0181a000",
+            "0x0181a000",
+            "-s",
+            "256",
+            "-o",
+            s(&record_v1),
+        ],
+    );
+    let out = env.tpm_run(&tpm, &["anchors", "add", "--cert", s(&b)]).ok();
+    assert!(out.stdout.contains("2 trust anchors"), "{}", out.stdout);
+    let bundle_v2 = std::fs::read(bundle_path(&env)).unwrap();
+    env.tpm_run(&tpm, &["anchors", "show"]).ok();
+
+    let refused = |what: &str, needle: &str| {
+        let out = env.tpm_run(&tpm, &["anchors", "show"]).code(1);
+        assert!(out.stdout.contains(MISMATCH), "{what}: {}", out.stdout);
+        assert!(out.stdout.contains(needle), "{what}: {}", out.stdout);
+        // Writes start from the sealed set, so they are refused too.
+        let out = env
+            .tpm_run(&tpm, &["anchors", "add", "--cert", s(&c)])
+            .code(1);
+        assert!(out.stderr.contains(MISMATCH), "{what}: {}", out.stderr);
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    };
+
+    // 1. The older bundle put back on disk (the TPM's inline copy does not paper over it).
+    std::fs::write(bundle_path(&env), &bundle_v1).unwrap();
+    refused("older bundle", "holds version");
+
+    // 2. The current bundle with one certificate added, same version.
+    let mut grown = Bundle::decode(&bundle_v2, "v2").unwrap();
+    grown
+        .anchors
+        .insert(
+            "c",
+            Certificate::parse(&std::fs::read(&c).unwrap(), "c").unwrap(),
+        )
+        .unwrap();
+    std::fs::write(bundle_path(&env), grown.encode()).unwrap();
+    refused("grown bundle", "holds version");
+    std::fs::write(bundle_path(&env), &bundle_v2).unwrap();
+    env.tpm_run(&tpm, &["anchors", "show"]).ok();
+
+    // 3. The older record written back by someone with owner authorization,
+    //    with or without the older bundle: the counter is ahead of it.
+    tpm.tool_ok(
+        "tpm2_nvwrite",
+        &["-C", "o", "-i", s(&record_v1), "0x0181a000"],
+    );
+    refused("older record", "an older record was written back");
+    std::fs::write(bundle_path(&env), &bundle_v1).unwrap();
+    refused(
+        "older record and bundle",
+        "an older record was written back",
+    );
+
+    // Verification refuses the same way (exit 1, one line).
+    let props = write_props(&env, "p.json", &serde_json::json!({}));
+    let out = env
+        .tpm_run(
+            &tpm,
+            &[
+                "verify",
+                "--props",
+                s(&props),
+                "--anchors",
+                "tpm",
+                "--cert-dir",
+                s(env.work.path()),
+                "img",
+            ],
+        )
+        .code(1);
+    assert!(out.stderr.contains(MISMATCH), "{}", out.stderr);
+
+    // A new seal is the repair.
+    env.tpm_run(&tpm, &["anchors", "seal", "--cert", s(&a), "--cert", s(&c)])
+        .ok();
+    let shown = env
+        .tpm_run(&tpm, &["--json", "anchors", "show"])
+        .ok()
+        .json();
+    assert_eq!(shown["anchors"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_missing_bundle_falls_back_to_the_inline_copy_only_when_there_is_one() {
+    let env = Env::new();
+    let tpm = TestTpm::start();
+    let a = cert_file(env.work.path(), "a");
+    env.tpm_run(&tpm, &["anchors", "seal", "--cert", s(&a)])
+        .ok();
+    std::fs::remove_file(bundle_path(&env)).unwrap();
+    let shown = env
+        .tpm_run(&tpm, &["--json", "anchors", "show"])
+        .ok()
+        .json();
+    assert_eq!(shown["bundle"]["source"], "TPM NV 0x0181a002");
+    assert_eq!(shown["anchors"][0]["id"], "a");
+    // Too large to be kept inline: a missing bundle is then "not found".
+    let many: Vec<PathBuf> = (0..6)
+        .map(|i| cert_file(env.work.path(), &format!("m{i}")))
+        .collect();
+    let mut args = vec!["--json", "anchors", "seal"];
+    for p in &many {
+        args.extend(["--cert", s(p)]);
+    }
+    let out = env.tpm_run(&tpm, &args).ok().json();
+    assert_eq!(out["inline"], false, "{out}");
+    std::fs::remove_file(bundle_path(&env)).unwrap();
+    let out = env.tpm_run(&tpm, &["anchors", "show"]).code(4);
+    assert!(
+        out.stderr.contains("the sealed anchor bundle is missing"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// Signs the docs' cirros image with the docs' client key (openssl), as in tests/docs_example.rs.
+fn docs_setup(env: &Env) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = env.path("docs");
+    std::fs::create_dir(&dir).unwrap();
+    build_chain(&dir);
+    sh(
+        &dir,
+        &[
+            "openssl",
+            "req",
+            "-nodes",
+            "-newkey",
+            "rsa:2048",
+            "-subj",
+            "/CN=Client Certificate",
+            "-keyout",
+            "key_client.pem",
+            "-out",
+            "cert_client.csr",
+        ],
+    );
+    issue_client(&dir);
+    let image = env.image("cirros.tar.gz", 434_333);
+    sh(
+        &dir,
+        &[
+            "openssl",
+            "dgst",
+            "-sha256",
+            "-sign",
+            "key_client.pem",
+            "-sigopt",
+            "rsa_padding_mode:pss",
+            "-out",
+            "sig.bin",
+            s(&image),
+        ],
+    );
+    let sig = std::fs::read(dir.join("sig.bin")).unwrap();
+    let props = write_props(
+        env,
+        "props.json",
+        &serde_json::json!({
+            "img_signature": encode_b64(&sig),
+            "img_signature_certificate_uuid": CLIENT,
+            "img_signature_hash_method": "SHA-256",
+            "img_signature_key_type": "RSA-PSS",
+        }),
+    );
+    (dir, props, image)
+}
+
+#[test]
+fn the_docs_chain_sealed_as_anchors_verifies_without_trusted_ids() {
+    let env = Env::new();
+    let tpm = TestTpm::start();
+    let (dir, props, image) = docs_setup(&env);
+    let km = dir.join("km");
+    let verify = |policy: &str| {
+        env.tpm_run(
+            &tpm,
+            &[
+                "--json",
+                "verify",
+                "--props",
+                s(&props),
+                "--cert-dir",
+                s(&km),
+                "--policy",
+                policy,
+                s(&image),
+            ],
+        )
+    };
+
+    // Nova needs the whole chain trusted: seal the three CA certificates.
+    let all = format!("{CA},{INT_A},{INT_B}");
+    env.tpm_run(
+        &tpm,
+        &["anchors", "seal", "--cert-dir", s(&km), "--cert-id", &all],
+    )
+    .ok();
+    for policy in ["nova", "strict"] {
+        let out = verify(policy).ok().json();
+        assert_eq!(out["verdict"], "valid", "{policy}: {out}");
+        assert_eq!(out["trust"]["source"]["kind"], "tpm", "{out}");
+        assert_eq!(out["anchors"]["certificates"], 3, "{out}");
+        assert_eq!(out["certificate_validation"]["valid"], true);
+    }
+    let text = env
+        .tpm_run(
+            &tpm,
+            &[
+                "verify",
+                "--props",
+                s(&props),
+                "--cert-dir",
+                s(&km),
+                s(&image),
+            ],
+        )
+        .ok()
+        .stdout;
+    assert!(
+        text.contains("trusted ids from the TPM-sealed anchors"),
+        "{text}"
+    );
+    // The trusted certificates come from the sealed bundle, not the key
+    // manager: replacing the root there changes nothing.
+    let impostor = cert_file(env.work.path(), "impostor");
+    std::fs::copy(&impostor, km.join(format!("{CA}.pem"))).unwrap();
+    assert_eq!(verify("nova").ok().json()["verdict"], "valid");
+    std::fs::copy(dir.join("cert_ca.pem"), km.join(format!("{CA}.pem"))).unwrap();
+    // `cert verify` takes them too.
+    let out = env
+        .tpm_run(
+            &tpm,
+            &[
+                "cert",
+                "verify",
+                CLIENT,
+                "--cert-dir",
+                s(&km),
+                "--anchors",
+                "tpm",
+                "--policy",
+                "nova",
+            ],
+        )
+        .ok();
+    assert!(
+        out.stdout
+            .contains("trusted ids from the TPM-sealed anchors"),
+        "{}",
+        out.stdout
+    );
+    // Ids given explicitly still win over the automatic use.
+    let out = env
+        .tpm_run(
+            &tpm,
+            &[
+                "--json",
+                "verify",
+                "--props",
+                s(&props),
+                "--cert-dir",
+                s(&km),
+                "--trusted-cert-id",
+                CA,
+                s(&image),
+            ],
+        )
+        .ok()
+        .json();
+    assert_eq!(out["trust"]["source"]["kind"], "command_line");
+    assert!(out.get("anchors").is_none(), "{out}");
+    // Both at once is a usage error.
+    env.tpm_run(
+        &tpm,
+        &[
+            "verify",
+            "--props",
+            s(&props),
+            "--cert-dir",
+            s(&km),
+            "--trusted-cert-id",
+            CA,
+            "--anchors",
+            "tpm",
+            s(&image),
+        ],
+    )
+    .code(2);
+
+    // Without the root, Nova cannot build the chain (cursive's message names
+    // the last certificate it reached).
+    env.tpm_run(&tpm, &["anchors", "remove", CA]).ok();
+    let out = verify("nova").code(1).json();
+    assert!(
+        out["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Image signature certificate validation failed"),
+        "{out}"
+    );
+    assert_eq!(
+        out["trust"]["trusted_ids"],
+        serde_json::json!([INT_A, INT_B])
+    );
+
+    // Strict builds from the root through the store's intermediates: seal only
+    // the root, then remove it, so that no intermediate stays trusted.
+    env.tpm_run(
+        &tpm,
+        &["anchors", "seal", "--cert-dir", s(&km), "--cert-id", CA],
+    )
+    .ok();
+    assert_eq!(verify("strict").ok().json()["verdict"], "valid");
+    env.tpm_run(&tpm, &["anchors", "remove", CA]).ok();
+    let shown = env.tpm_run(&tpm, &["anchors", "show"]).ok();
+    assert!(
+        shown.stdout.contains("none (nothing is trusted)"),
+        "{}",
+        shown.stdout
+    );
+    let out = verify("strict").code(1).json();
+    assert_eq!(out["trust"]["source"]["kind"], "tpm");
+    assert!(
+        out["reason"].as_str().unwrap().contains("not trusted"),
+        "{out}"
+    );
+    let out = verify("nova").code(1).json();
+    assert!(
+        out["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Certificate chain building failed"),
+        "{out}"
+    );
+    // --anchors off: the TPM is not consulted and nothing is validated.
+    let out = env
+        .tpm_run(
+            &tpm,
+            &[
+                "--json",
+                "verify",
+                "--props",
+                s(&props),
+                "--cert-dir",
+                s(&km),
+                "--anchors",
+                "off",
+                s(&image),
+            ],
+        )
+        .ok()
+        .json();
+    assert!(
+        out["trust"].is_null() && out["certificate_validation"].is_null(),
+        "{out}"
+    );
+}
+
+#[test]
+fn lock_blocks_writes_until_a_tpm_reset_and_locks_again() {
+    let env = Env::new();
+    let tpm = TestTpm::start();
+    let (a, b) = (
+        cert_file(env.work.path(), "a"),
+        cert_file(env.work.path(), "b"),
+    );
+    env.tpm_run(&tpm, &["anchors", "seal", "--cert", s(&a)])
+        .ok();
+    let before = std::fs::read(bundle_path(&env)).unwrap();
+    env.tpm_run(&tpm, &["anchors", "lock"]).ok();
+    let shown = env
+        .tpm_run(&tpm, &["--json", "anchors", "show"])
+        .ok()
+        .json();
+    assert_eq!(shown["locked"], true);
+    for args in [
+        vec!["anchors", "seal", "--cert", s(&b)],
+        vec!["anchors", "add", "--cert", s(&b)],
+        vec!["anchors", "remove", "a"],
+        vec!["anchors", "clear"],
+    ] {
+        let out = env.tpm_run(&tpm, &args).code(5);
+        assert!(
+            out.stderr.contains("write-locked until the next TPM reset"),
+            "{args:?}: {}",
+            out.stderr
+        );
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    }
+    // Nothing changed, not even a staged file; reads and verification go on.
+    assert_eq!(std::fs::read(bundle_path(&env)).unwrap(), before);
+    assert!(!env.home.path().join("anchors/bundle.pending").exists());
+    // tpm2-tools are refused by the TPM itself.
+    let data = tpm.path("x.bin");
+    std::fs::write(&data, [0u8; 256]).unwrap();
+    let out = tpm.tool("tpm2_nvwrite", &["-C", "o", "-i", s(&data), "0x0181a000"]);
+    assert!(!out.status.success());
+    // Locking again is harmless.
+    env.tpm_run(&tpm, &["anchors", "lock"]).ok();
+
+    tpm.reset_with_tools();
+    let shown = env
+        .tpm_run(&tpm, &["--json", "anchors", "show"])
+        .ok()
+        .json();
+    assert_eq!(shown["locked"], false);
+    env.tpm_run(&tpm, &["anchors", "add", "--cert", s(&b)]).ok();
+    env.tpm_run(&tpm, &["anchors", "lock"]).ok();
+    env.tpm_run(&tpm, &["anchors", "remove", "a"]).code(5);
+    let shown = env
+        .tpm_run(&tpm, &["--json", "anchors", "show"])
+        .ok()
+        .json();
+    assert_eq!(shown["locked"], true);
+    assert_eq!(shown["anchors"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn missing_indices_wrong_attributes_owner_auth_and_lockout_give_clear_errors() {
+    let env = Env::new();
+    let tpm = TestTpm::start();
+    let a = cert_file(env.work.path(), "a");
+
+    // Nothing sealed: not found (4), one line.
+    let out = env.tpm_run(&tpm, &["anchors", "show"]).code(4);
+    assert!(
+        out.stderr
+            .contains("no trust anchors are sealed in this TPM"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.lines().count(), 1);
+    let props = write_props(&env, "p.json", &serde_json::json!({}));
+    let out = env
+        .tpm_run(
+            &tpm,
+            &["verify", "--anchors", "tpm", "--props", s(&props), "img"],
+        )
+        .code(4);
+    assert!(
+        out.stderr
+            .contains("no trust anchors are sealed in this TPM"),
+        "{}",
+        out.stderr
+    );
+
+    // An owner password: without it, writes fail with an auth error (6) that
+    // never shows the secret; with it (file or environment), they work.
+    let secret = "s3cret-owner-pw";
+    tpm.tool_ok("tpm2_changeauth", &["-c", "owner", secret]);
+    let out = env
+        .tpm_run(&tpm, &["anchors", "seal", "--cert", s(&a)])
+        .code(6);
+    assert!(out.stderr.contains("owner authorization"), "{}", out.stderr);
+    let auth = env.path("owner.auth");
+    std::fs::write(&auth, format!("{secret}\n")).unwrap();
+    let out = env
+        .tpm_run(
+            &tpm,
+            &[
+                "anchors",
+                "seal",
+                "--owner-auth-file",
+                s(&auth),
+                "--cert",
+                s(&a),
+            ],
+        )
+        .ok();
+    assert!(!out.stdout.contains(secret) && !out.stderr.contains(secret));
+    std::fs::write(&auth, "wrong").unwrap();
+    let out = env
+        .tpm_run(
+            &tpm,
+            &["anchors", "--owner-auth-file", s(&auth), "remove", "a"],
+        )
+        .code(6);
+    assert!(
+        !out.stderr.contains(secret) && !out.stderr.contains("wrong\""),
+        "{}",
+        out.stderr
+    );
+    let hex_secret = format!("hex:{}", hex::encode(secret));
+    let out = Run::from_output(
+        env.command()
+            .env("IMGSEAL_TPM_OWNER_AUTH", &hex_secret)
+            .args([
+                "--tcti",
+                &tpm.tcti(),
+                "anchors",
+                "add",
+                "--cert",
+                s(&cert_file(env.work.path(), "b")),
+            ])
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    assert!(!out.stdout.contains(secret));
+    // Reads need no secret.
+    env.tpm_run(&tpm, &["anchors", "show"]).ok();
+
+    // Dictionary-attack lockout: the anchors are no_da, so a locked-out TPM
+    // still serves them and the owner still writes them.
+    let lockout = env.path("lockout.auth");
+    tpm.tool_ok(
+        "tpm2_dictionarylockout",
+        &["-s", "-n", "1", "-t", "1000", "-l", "1000"],
+    );
+    tpm.tool_ok(
+        "tpm2_nvdefine",
+        &[
+            "0x0181a010",
+            "-C",
+            "o",
+            "-P",
+            secret,
+            "-s",
+            "8",
+            "-a",
+            "authread|authwrite",
+            "-p",
+            "pin",
+        ],
+    );
+    assert!(
+        !tpm.tool(
+            "tpm2_nvread",
+            &["0x0181a010", "-C", "0x0181a010", "-P", "nope", "-s", "8"]
+        )
+        .status
+        .success()
+    );
+    let locked_out =
+        String::from_utf8(tpm.tool_ok("tpm2_getcap", &["properties-variable"])).unwrap();
+    assert!(
+        locked_out.contains("inLockout:                 1"),
+        "{locked_out}"
+    );
+    let shown = env
+        .tpm_run(&tpm, &["--json", "anchors", "show"])
+        .ok()
+        .json();
+    assert_eq!(shown["verdict"], "intact");
+    std::fs::write(&lockout, secret).unwrap();
+    env.tpm_run(
+        &tpm,
+        &["anchors", "remove", "b", "--owner-auth-file", s(&lockout)],
+    )
+    .ok();
+
+    // The record index redefined with other attributes: refused as not imgseal's (5).
+    tpm.tool_ok("tpm2_nvundefine", &["-C", "o", "-P", secret, "0x0181a000"]);
+    tpm.tool_ok(
+        "tpm2_nvdefine",
+        &[
+            "0x0181a000",
+            "-C",
+            "o",
+            "-P",
+            secret,
+            "-s",
+            "256",
+            "-a",
+            "ownerwrite|ownerread|authread|authwrite",
+        ],
+    );
+    let out = env.tpm_run(&tpm, &["anchors", "show"]).code(5);
+    assert!(
+        out.stderr.contains("the anchor record is not imgseal's"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("expected"), "{}", out.stderr);
+    let out = env
+        .tpm_run(
+            &tpm,
+            &[
+                "anchors",
+                "seal",
+                "--owner-auth-file",
+                s(&lockout),
+                "--cert",
+                s(&a),
+            ],
+        )
+        .code(5);
+    assert!(out.stderr.contains("0x0181a000"), "{}", out.stderr);
+    // clear removes what is there (it checks nothing but the locks), and a
+    // new seal defines the documented indices again.
+    env.tpm_run(
+        &tpm,
+        &["anchors", "clear", "--owner-auth-file", s(&lockout)],
+    )
+    .ok();
+    assert!(!env.home.path().join("anchors").exists());
+    env.tpm_run(&tpm, &["anchors", "show"]).code(4);
+    env.tpm_run(
+        &tpm,
+        &[
+            "anchors",
+            "seal",
+            "--owner-auth-file",
+            s(&lockout),
+            "--cert",
+            s(&a),
+        ],
+    )
+    .ok();
+
+    // The counter undefined behind imgseal's back: the version proves nothing.
+    tpm.tool_ok("tpm2_nvundefine", &["-C", "o", "-P", secret, "0x0181a001"]);
+    let out = env.tpm_run(&tpm, &["anchors", "show"]).code(1);
+    assert!(
+        out.stderr
+            .contains("the version counter NV 0x0181a001 is missing"),
+        "{}",
+        out.stderr
+    );
+
+    // An unreachable TPM: a device error naming it, promptly.
+    let dead = format!("swtpm:host=127.0.0.1,port={}", tpm.swtpm.port());
+    drop(tpm);
+    let out = env.run(&["--tcti", &dead, "anchors", "show"]).code(5);
+    assert!(out.stderr.contains(&dead), "{}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    // A TCTI that cannot be parsed is a usage error.
+    env.run(&["--tcti", "swtpm:path=/x", "anchors", "show"])
+        .code(2);
+}
+
+fn set_of(dir: &Path, ids: &[&str]) -> AnchorSet {
+    let mut set = AnchorSet::new();
+    for id in ids {
+        let path = cert_file(dir, id);
+        set.insert(
+            id,
+            Certificate::parse(&std::fs::read(path).unwrap(), id).unwrap(),
+        )
+        .unwrap();
+    }
+    set
+}
+
+/// How a seal is interrupted.
+#[derive(Debug, Clone, Copy)]
+enum Crash {
+    /// swtpm is killed (SIGKILL): the next TPM command fails.
+    TpmDies,
+    /// imgseal itself stops (a panic unwinds out of the seal): no further
+    /// step runs, not even the file renames.
+    ProcessDies,
+}
+
+#[test]
+fn a_seal_interrupted_after_any_step_leaves_the_old_set_or_the_new_one() {
+    let work = tempfile::tempdir().unwrap();
+    let old = set_of(work.path(), &["old"]);
+    let new = set_of(work.path(), &["new-1", "new-2"]);
+    let steps = [
+        SealStep::Prepared,
+        SealStep::DataWritten,
+        SealStep::BundleStaged,
+        SealStep::RecordWritten,
+        SealStep::BundleInstalled,
+        SealStep::CounterIncremented,
+    ];
+    for crash in [Crash::TpmDies, Crash::ProcessDies] {
+        for stop in steps {
+            let case = format!("{crash:?} after {stop:?}");
+            let mut t = TestTpm::start();
+            let store = AnchorStore {
+                dir: work.path().join(format!("home-{crash:?}-{stop:?}/anchors")),
+            };
+            let mut tpm = Tpm::open(&t.swtpm.tcti()).unwrap();
+            let first = anchors::seal(&mut tpm, &store, &old, &mut |_| {}).unwrap();
+
+            let mut seen = Vec::new();
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                anchors::seal(&mut tpm, &store, &new, &mut |step| {
+                    seen.push(step);
+                    if step == stop {
+                        match crash {
+                            Crash::TpmDies => t.swtpm.kill(),
+                            Crash::ProcessDies => panic!("simulated crash after {step:?}"),
+                        }
+                    }
+                })
+            }));
+            assert!(seen.contains(&stop), "{case}: reached only {seen:?}");
+            match (crash, result) {
+                (Crash::ProcessDies, Err(_)) => {}
+                (Crash::TpmDies, Ok(r)) if stop == SealStep::CounterIncremented => {
+                    r.unwrap();
+                }
+                (Crash::TpmDies, Ok(Err(e))) => {
+                    assert_eq!(e.kind(), imgseal::ErrorKind::Device, "{case}: {e}");
+                }
+                (_, other) => panic!(
+                    "{case}: unexpected outcome {:?}",
+                    other.map(|r| r.map(|_| ()))
+                ),
+            }
+            if matches!(crash, Crash::TpmDies) {
+                t.restart();
+            }
+            let mut tpm = Tpm::open(&t.swtpm.tcti()).unwrap();
+            let loaded = anchors::load(&mut tpm, &store)
+                .unwrap_or_else(|e| panic!("{case}: no whole set after the crash: {e}"));
+            let committed = stop >= SealStep::RecordWritten;
+            let want = if committed { &new } else { &old };
+            assert_eq!(loaded.bundle.anchors.ids(), want.ids(), "{case}");
+            assert_eq!(
+                loaded.bundle.version,
+                if committed {
+                    first.version + 1
+                } else {
+                    first.version
+                },
+                "{case}"
+            );
+            // A crash right after the commit leaves the new bundle staged, and
+            // verification takes it from there.
+            if matches!(crash, Crash::ProcessDies) && stop == SealStep::RecordWritten {
+                assert_eq!(loaded.source, anchors::BundleSource::Pending, "{case}");
+            }
+            // The record is exactly one ahead of the counter while a committed
+            // seal is unfinished, and the next seal completes it first.
+            let pending = committed && stop < SealStep::CounterIncremented;
+            assert_eq!(
+                loaded.tpm.counter_state,
+                if pending {
+                    anchors::CounterState::SealPending
+                } else {
+                    anchors::CounterState::Current
+                },
+                "{case}"
+            );
+            let next = anchors::seal(&mut tpm, &store, &old, &mut |_| {}).unwrap();
+            assert_eq!(next.completed_interrupted_seal, pending, "{case}");
+            let loaded = anchors::load(&mut tpm, &store).unwrap();
+            assert_eq!(
+                loaded.tpm.counter_state,
+                anchors::CounterState::Current,
+                "{case}"
+            );
+            assert_eq!(loaded.bundle.version, next.version, "{case}");
+            assert_eq!(loaded.source, anchors::BundleSource::Disk, "{case}");
+            assert!(!store.pending_path().exists(), "{case}");
+            // The record is whole and readable by anyone.
+            let record = tpm.nv_read_all(RECORD_INDEX, &NvAccess::public()).unwrap();
+            assert_eq!(record, next.record, "{case}");
+        }
+    }
+}
+
+#[test]
+fn swtpm_killed_while_the_cli_seals_leaves_a_whole_set() {
+    let env = Env::new();
+    let mut tpm = TestTpm::start();
+    let sets: Vec<PathBuf> = (0..3)
+        .map(|i| cert_file(env.work.path(), &format!("c{i}")))
+        .collect();
+    env.tpm_run(&tpm, &["anchors", "seal", "--cert", s(&sets[0])])
+        .ok();
+    let mut previous = vec!["c0".to_string()];
+    for round in 0..5u64 {
+        let next = format!("c{}", (round + 1) % 3);
+        let child = env
+            .command()
+            .args(["--tcti", &tpm.tcti(), "anchors", "seal", "--cert"])
+            .arg(&sets[((round + 1) % 3) as usize])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Pull the plug at a different moment each round (behaviour, not timing,
+        // is asserted: any moment must leave a whole set).
+        std::thread::sleep(Duration::from_millis(2 + 12 * round));
+        tpm.swtpm.kill();
+        let out = child.wait_with_output().unwrap();
+        let code = out.status.code().unwrap();
+        eprintln!(
+            "round {round}: exit {code}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        assert!(
+            code == 0 || code == 5,
+            "round {round}: exit {code}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tpm.restart();
+        let shown = env
+            .tpm_run(&tpm, &["--json", "anchors", "show"])
+            .ok()
+            .json();
+        let ids: Vec<String> = shown["anchors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_string())
+            .collect();
+        assert!(
+            ids == previous || ids == std::slice::from_ref(&next),
+            "round {round}: {ids:?}"
+        );
+        if code == 0 {
+            assert_eq!(
+                ids,
+                std::slice::from_ref(&next),
+                "round {round}: the seal reported success"
+            );
+        }
+        previous = ids;
+    }
+}
+
+#[test]
+fn verify_never_touches_a_tpm_for_a_home_without_anchors_and_the_default_is_the_embedded_swtpm() {
+    common::tpm::quiet();
+    let env = Env::new();
+    let uri = env.key_with_certificate("ecc-secp384r1", "k", "k-id");
+    let image = env.image("img", 4096);
+    let props = env
+        .run(&["sign", "--key", &uri, "--cert-id", "k-id", s(&image)])
+        .ok()
+        .json();
+    let props = write_props(&env, "p.json", &props);
+    // TPM2TOOLS_TCTI alone does not make verify use a TPM: no anchors were sealed here.
+    let out = Run::from_output(
+        env.command()
+            .env("TPM2TOOLS_TCTI", "swtpm:host=127.0.0.1,port=9")
+            .args(["--json", "verify", "--props", s(&props), s(&image)])
+            .output()
+            .unwrap(),
+    )
+    .ok();
+    assert!(out.json()["trust"].is_null(), "{}", out.stdout);
+    assert!(
+        !env.home.path().join("swtpm").exists(),
+        "no swtpm was started"
+    );
+
+    // The embedded swtpm under $IMGSEAL_HOME/swtpm, started on demand.
+    struct StopDaemon(PathBuf);
+    impl Drop for StopDaemon {
+        fn drop(&mut self) {
+            let _ = imgseal_tpm::stop_daemon(&self.0);
+        }
+    }
+    let _stop = StopDaemon(env.home.path().join("swtpm"));
+    let ca = test_ca().dir.join("ca.crt");
+    let out = env
+        .run(&["--json", "anchors", "seal", "--cert", s(&ca)])
+        .ok()
+        .json();
+    assert!(
+        out["tcti"]
+            .as_str()
+            .unwrap()
+            .starts_with("swtpm:host=127.0.0.1"),
+        "{out}"
+    );
+    assert!(imgseal_tpm::swtpm::daemon_pid(&env.home.path().join("swtpm")).is_some());
+    // Now the anchors are used automatically (no --tcti, no trusted ids).
+    let out = env
+        .run(&["--json", "verify", "--props", s(&props), s(&image)])
+        .ok()
+        .json();
+    assert_eq!(out["trust"]["source"]["kind"], "tpm", "{out}");
+    assert_eq!(out["certificate_validation"]["valid"], true, "{out}");
+    // The environment's TCTI is taken over the default (here: a dead one).
+    let out = Run::from_output(
+        env.command()
+            .env("TPM2TOOLS_TCTI", "swtpm:host=127.0.0.1,port=9")
+            .args(["anchors", "show"])
+            .output()
+            .unwrap(),
+    )
+    .code(5);
+    assert!(
+        out.stderr.contains("port=9") && out.stderr.contains("$TPM2TOOLS_TCTI"),
+        "{}",
+        out.stderr
+    );
+    let out = Run::from_output(
+        env.command()
+            .env("TCTI", "swtpm:host=127.0.0.1,port=9")
+            .args(["anchors", "show"])
+            .output()
+            .unwrap(),
+    )
+    .code(5);
+    assert!(out.stderr.contains("$TCTI"), "{}", out.stderr);
+}

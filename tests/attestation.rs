@@ -1,0 +1,533 @@
+//! Attestation of the sealed anchors (a real swtpm per test): imgseal's
+//! offline check and, independently, `openssl dgst -verify` over the signed
+//! TPMS_ATTEST bytes; wrong nonces, changed records, rollbacks and another
+//! TPM's key fail. Enrollment ties the AK to the EK, checked with openssl and
+//! tpm2-tools' own MakeCredential/ActivateCredential.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::pki::{self, KeyAlg, Spec};
+use common::tpm::TestTpm;
+use common::*;
+use imgseal::anchors::MISMATCH;
+use serde_json::Value;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn cert_file(dir: &Path, id: &str) -> PathBuf {
+    let issued = pki::issue(
+        &Spec {
+            key: KeyAlg::P384,
+            ..Spec::ca(&format!("anchor {id}"))
+        },
+        None,
+    );
+    pki::write_pem(dir, id, &issued.cert);
+    dir.join(format!("{id}.pem"))
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn write_hex(path: &Path, hex_text: &Value) {
+    std::fs::write(path, hex::decode(hex_text.as_str().unwrap()).unwrap()).unwrap();
+}
+
+/// `openssl dgst -sha256 -verify AK -signature SIG DATA`: the peer's verdict.
+fn openssl_verifies(ak: &Path, sig: &Path, data: &Path) -> bool {
+    let out = openssl(&[
+        "dgst",
+        "-sha256",
+        "-verify",
+        s(ak),
+        "-signature",
+        s(sig),
+        s(data),
+    ]);
+    assert_eq!(
+        out.code == 0,
+        out.stdout.contains("Verified OK"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    out.code == 0
+}
+
+const NONCE: &str = "5a1c0ffee0ddba11c0de0123456789ab";
+
+#[test]
+fn attestation_verifies_with_imgseal_and_openssl_and_binds_nonce_record_and_ak() {
+    let env = Env::new();
+    let tpm = TestTpm::start();
+    let (a, b) = (
+        cert_file(env.work.path(), "a"),
+        cert_file(env.work.path(), "b"),
+    );
+    env.tpm_run(&tpm, &["anchors", "seal", "--cert", s(&a), "--cert", s(&b)])
+        .ok();
+    let bundle = env.home.path().join("anchors/bundle");
+    let doc_path = env.path("attest.json");
+    env.tpm_run(&tpm, &["attest", "--nonce", NONCE, "--out", s(&doc_path)])
+        .ok();
+    let doc = read_json(&doc_path);
+    assert_eq!(doc["format"], "imgseal-anchor-attestation");
+    assert_eq!(doc["version"], 1);
+    assert_eq!(doc["nonce"], NONCE);
+
+    // The AK's public key, the signed bytes and the signature, as files.
+    let ak = env.path("ak.pem");
+    std::fs::write(&ak, doc["ak"]["public_key_pem"].as_str().unwrap()).unwrap();
+    let (attest, sig) = (env.path("attest.bin"), env.path("sig.der"));
+    write_hex(&attest, &doc["record"]["attest"]);
+    write_hex(&sig, &doc["record"]["signature"]);
+    assert!(
+        openssl_verifies(&ak, &sig, &attest),
+        "openssl verifies the TPM's signature"
+    );
+    let (cattest, csig) = (env.path("counter-attest.bin"), env.path("counter-sig.der"));
+    write_hex(&cattest, &doc["counter"]["attest"]);
+    write_hex(&csig, &doc["counter"]["signature"]);
+    assert!(openssl_verifies(&ak, &csig, &cattest));
+    // The signed TPMS_ATTEST starts with TPM_GENERATED_VALUE and ends with the
+    // record exactly as tpm2_nvread reads it.
+    let attest_bytes = std::fs::read(&attest).unwrap();
+    assert_eq!(&attest_bytes[..6], &[0xff, 0x54, 0x43, 0x47, 0x80, 0x14]);
+    let record = tpm.tool_ok(
+        "tpm2_nvread",
+        &["-C", "0x0181a000", "0x0181a000", "-s", "256"],
+    );
+    assert!(attest_bytes.ends_with(&record));
+    assert!(
+        attest_bytes
+            .windows(NONCE.len() / 2)
+            .any(|w| w == hex::decode(NONCE).unwrap())
+    );
+
+    // imgseal's offline check, with the AK pinned.
+    let verify = |doc: &Path, nonce: &str, extra: &[&str]| {
+        let mut args = vec!["--json", "attest", "verify", s(doc), "--nonce", nonce];
+        args.extend_from_slice(extra);
+        env.run(&args)
+    };
+    let out = verify(
+        &doc_path,
+        NONCE,
+        &["--expected-anchors", s(&bundle), "--ak", s(&ak)],
+    )
+    .ok()
+    .json();
+    assert_eq!(out["verdict"], "valid", "{out}");
+    assert_eq!(out["ak_pinned"], true);
+    assert_eq!(out["certificates"], 2);
+    assert_eq!(out["counter_state"], "current");
+    assert_eq!(out["record_locked"], false);
+    let digest = hex::encode(sha2_digest(&std::fs::read(&bundle).unwrap()));
+    assert_eq!(out["digest"], digest);
+    verify(
+        &doc_path,
+        NONCE,
+        &["--expected-digest", &digest, "--ak", s(&ak)],
+    )
+    .ok();
+    // Without --ak the document's own key is used, and the output says so.
+    let out = env
+        .run(&[
+            "attest",
+            "verify",
+            s(&doc_path),
+            "--nonce",
+            NONCE,
+            "--expected-digest",
+            &digest,
+        ])
+        .ok();
+    assert!(
+        out.stdout
+            .contains("the AK was taken from the document itself"),
+        "{}",
+        out.stdout
+    );
+
+    // A wrong nonce.
+    let out = verify(
+        &doc_path,
+        "00112233",
+        &["--expected-anchors", s(&bundle), "--ak", s(&ak)],
+    )
+    .code(1)
+    .json();
+    assert!(
+        out["reason"].as_str().unwrap().contains("another nonce"),
+        "{out}"
+    );
+    // Another digest expected.
+    verify(
+        &doc_path,
+        NONCE,
+        &["--expected-digest", &"00".repeat(32), "--ak", s(&ak)],
+    )
+    .code(1);
+
+    // A changed record: in the document's copy, or in the signed bytes.
+    let mut changed = doc.clone();
+    let mut rec = hex::decode(doc["record"]["contents"].as_str().unwrap()).unwrap();
+    rec[40] ^= 1;
+    changed["record"]["contents"] = Value::String(hex::encode(&rec));
+    let changed_path = env.path("changed.json");
+    std::fs::write(&changed_path, serde_json::to_vec(&changed).unwrap()).unwrap();
+    let out = verify(
+        &changed_path,
+        NONCE,
+        &["--expected-anchors", s(&bundle), "--ak", s(&ak)],
+    )
+    .code(1)
+    .json();
+    assert!(
+        out["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not the one the TPM certified"),
+        "{out}"
+    );
+    let mut forged = doc.clone();
+    let mut att = attest_bytes.clone();
+    let n = att.len();
+    att[n - 256 + 40] ^= 1;
+    forged["record"]["attest"] = Value::String(hex::encode(&att));
+    forged["record"]["contents"] = Value::String(hex::encode(&att[n - 256..]));
+    std::fs::write(&changed_path, serde_json::to_vec(&forged).unwrap()).unwrap();
+    let out = verify(
+        &changed_path,
+        NONCE,
+        &["--expected-digest", &digest, "--ak", s(&ak)],
+    )
+    .code(1)
+    .json();
+    assert!(
+        out["reason"].as_str().unwrap().contains("does not verify"),
+        "{out}"
+    );
+    write_hex(&attest, &forged["record"]["attest"]);
+    assert!(
+        !openssl_verifies(&ak, &sig, &attest),
+        "openssl refuses the changed bytes too"
+    );
+
+    // Another TPM's AK: its signature is not this one's, either way round.
+    let other = TestTpm::start();
+    let other_env = Env::new();
+    other_env
+        .tpm_run(
+            &other,
+            &["anchors", "seal", "--cert", s(&a), "--cert", s(&b)],
+        )
+        .ok();
+    let other_doc = env.path("other.json");
+    other_env
+        .tpm_run(
+            &other,
+            &["attest", "--nonce", NONCE, "--out", s(&other_doc)],
+        )
+        .ok();
+    let other_ak = env.path("other-ak.pem");
+    std::fs::write(
+        &other_ak,
+        read_json(&other_doc)["ak"]["public_key_pem"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let out = verify(
+        &doc_path,
+        NONCE,
+        &["--expected-digest", &digest, "--ak", s(&other_ak)],
+    )
+    .code(1)
+    .json();
+    assert!(
+        out["reason"].as_str().unwrap().contains("does not verify"),
+        "{out}"
+    );
+    verify(
+        &other_doc,
+        NONCE,
+        &[
+            "--expected-digest",
+            read_json(&other_doc)["anchors"]["digest"].as_str().unwrap(),
+            "--ak",
+            s(&ak),
+        ],
+    )
+    .code(1);
+    assert!(!openssl_verifies(&other_ak, &sig, &attest));
+    // Swapping in the other TPM's AK as the document's own key does not help:
+    // the signature is checked with it and fails.
+    let mut swapped = doc.clone();
+    swapped["ak"] = read_json(&other_doc)["ak"].clone();
+    std::fs::write(&changed_path, serde_json::to_vec(&swapped).unwrap()).unwrap();
+    verify(&changed_path, NONCE, &["--expected-digest", &digest]).code(1);
+    // The AK's public area must hold the pinned key.
+    let mut mixed = doc.clone();
+    mixed["ak"]["public_area"] = read_json(&other_doc)["ak"]["public_area"].clone();
+    std::fs::write(&changed_path, serde_json::to_vec(&mixed).unwrap()).unwrap();
+    let out = verify(
+        &changed_path,
+        NONCE,
+        &["--expected-digest", &digest, "--ak", s(&ak)],
+    )
+    .code(1)
+    .json();
+    assert!(
+        out["reason"].as_str().unwrap().contains("another key"),
+        "{out}"
+    );
+
+    // A rolled-back record is certified as it is, and the verifier refuses it.
+    let old_record = env.path("old-record.bin");
+    tpm.tool_ok(
+        "tpm2_nvread",
+        &[
+            "-C",
+            "0x0181a000",
+            "0x0181a000",
+            "-s",
+            "256",
+            "-o",
+            s(&old_record),
+        ],
+    );
+    let old_bundle = env.path("old-bundle");
+    std::fs::copy(&bundle, &old_bundle).unwrap();
+    env.tpm_run(&tpm, &["anchors", "remove", "b"]).ok();
+    tpm.tool_ok(
+        "tpm2_nvwrite",
+        &["-C", "o", "-i", s(&old_record), "0x0181a000"],
+    );
+    let rolled = env.path("rolled.json");
+    env.tpm_run(&tpm, &["attest", "--nonce", NONCE, "--out", s(&rolled)])
+        .ok();
+    let out = verify(
+        &rolled,
+        NONCE,
+        &["--expected-anchors", s(&old_bundle), "--ak", s(&ak)],
+    )
+    .code(1)
+    .json();
+    assert!(out["reason"].as_str().unwrap().contains(MISMATCH), "{out}");
+    assert_eq!(out["counter_state"], "rolled-back");
+
+    // Locked: the index name changes, and the verifier learns it.
+    env.tpm_run(&tpm, &["anchors", "seal", "--cert", s(&a)])
+        .ok();
+    verify(
+        &doc_path,
+        NONCE,
+        &[
+            "--expected-digest",
+            &digest,
+            "--ak",
+            s(&ak),
+            "--require-locked",
+        ],
+    )
+    .code(1);
+    env.tpm_run(&tpm, &["anchors", "lock"]).ok();
+    let locked = env.path("locked.json");
+    env.tpm_run(&tpm, &["attest", "--nonce", NONCE, "--out", s(&locked)])
+        .ok();
+    let out = verify(
+        &locked,
+        NONCE,
+        &[
+            "--expected-anchors",
+            s(&bundle),
+            "--ak",
+            s(&ak),
+            "--require-locked",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(out["record_locked"], true, "{out}");
+    assert_eq!(out["counter_locked"], true, "{out}");
+
+    // Usage errors: no expectation, a nonce that is not hex or too long.
+    env.run(&["attest", "verify", s(&doc_path), "--nonce", NONCE])
+        .code(2);
+    env.tpm_run(&tpm, &["attest", "--nonce", "xyz", "--out", s(&locked)])
+        .code(2);
+    env.tpm_run(
+        &tpm,
+        &["attest", "--nonce", &"00".repeat(65), "--out", s(&locked)],
+    )
+    .code(2);
+}
+
+fn sha2_digest(bytes: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).to_vec()
+}
+
+#[test]
+fn enrollment_ties_the_ak_to_the_ek_and_pins_it_for_verification() {
+    let env = Env::new();
+    // A bare TPM has no EK certificate: not found.
+    let bare = TestTpm::start();
+    let out = env
+        .tpm_run(
+            &bare,
+            &["attest", "enroll", "--out", s(&env.path("x.json"))],
+        )
+        .code(4);
+    assert!(out.stderr.contains("no EK certificate"), "{}", out.stderr);
+    drop(bare);
+
+    let tpm = TestTpm::start_manufactured();
+    let localca = Path::new("/var/lib/swtpm-localca");
+    let (issuer, root) = (
+        localca.join("issuercert.pem"),
+        localca.join("swtpm-localca-rootca-cert.pem"),
+    );
+    let enrollment = env.path("enroll.json");
+    env.tpm_run(
+        &tpm,
+        &[
+            "attest",
+            "enroll",
+            "--out",
+            s(&enrollment),
+            "--ek-ca",
+            s(&issuer),
+            "--ek-ca",
+            s(&root),
+        ],
+    )
+    .ok();
+    let doc = read_json(&enrollment);
+    assert_eq!(doc["format"], "imgseal-ak-enrollment");
+    assert_eq!(doc["activation"]["activated"], true);
+    assert_eq!(doc["activation"]["ek_certificate_verified"], true);
+
+    // openssl: the EK certificate chains to swtpm's local CA and holds the EK's key.
+    let ek_cert = env.path("ek.pem");
+    std::fs::write(&ek_cert, doc["ek"]["certificate_pem"].as_str().unwrap()).unwrap();
+    openssl(&[
+        "verify",
+        "-CAfile",
+        s(&root),
+        "-untrusted",
+        s(&issuer),
+        s(&ek_cert),
+    ])
+    .ok();
+    let cert_key = openssl(&["x509", "-in", s(&ek_cert), "-noout", "-pubkey"])
+        .ok()
+        .stdout;
+    assert_eq!(
+        cert_key.trim(),
+        doc["ek"]["public_key_pem"].as_str().unwrap().trim()
+    );
+    // A CA that did not issue it is refused.
+    let stranger = cert_file(env.work.path(), "stranger");
+    let out = env
+        .tpm_run(
+            &tpm,
+            &[
+                "attest",
+                "enroll",
+                "--out",
+                s(&env.path("y.json")),
+                "--ek-ca",
+                s(&stranger),
+            ],
+        )
+        .code(1);
+    assert!(out.stderr.contains("does not chain"), "{}", out.stderr);
+
+    // tpm2-tools, independently: a credential made in software for the
+    // document's EK and AK name is released by this TPM's AK and EK.
+    let ek_area = hex::decode(doc["ek"]["public_area"].as_str().unwrap()).unwrap();
+    let mut tpm2b = (ek_area.len() as u16).to_be_bytes().to_vec();
+    tpm2b.extend_from_slice(&ek_area);
+    let (ek_pub, secret, cred, released, session) = (
+        env.path("ek.pub"),
+        env.path("secret.bin"),
+        env.path("cred.bin"),
+        env.path("released.bin"),
+        env.path("session.ctx"),
+    );
+    std::fs::write(&ek_pub, tpm2b).unwrap();
+    std::fs::write(&secret, b"enrollment round trip 42").unwrap();
+    tpm.tool_ok(
+        "tpm2_makecredential",
+        &[
+            "-T",
+            "none",
+            "-u",
+            s(&ek_pub),
+            "-s",
+            s(&secret),
+            "-n",
+            doc["ak"]["name"].as_str().unwrap(),
+            "-o",
+            s(&cred),
+        ],
+    );
+    tpm.tool_ok(
+        "tpm2_startauthsession",
+        &["--policy-session", "-S", s(&session)],
+    );
+    tpm.tool_ok("tpm2_policysecret", &["-S", s(&session), "-c", "e"]);
+    tpm.tool_ok(
+        "tpm2_activatecredential",
+        &[
+            "-c",
+            "0x81018000",
+            "-C",
+            "0x81010001",
+            "-i",
+            s(&cred),
+            "-o",
+            s(&released),
+            "-P",
+            &format!("session:{}", s(&session)),
+        ],
+    );
+    tpm.tool_ok("tpm2_flushcontext", &[s(&session)]);
+    assert_eq!(
+        std::fs::read(&released).unwrap(),
+        b"enrollment round trip 42"
+    );
+
+    // The enrolled AK is the one that signs attestations, and pins them.
+    let a = cert_file(env.work.path(), "a");
+    env.tpm_run(&tpm, &["anchors", "seal", "--cert", s(&a)])
+        .ok();
+    let att = env.path("att.json");
+    env.tpm_run(&tpm, &["attest", "--nonce", NONCE, "--out", s(&att)])
+        .ok();
+    assert_eq!(read_json(&att)["ak"], doc["ak"]);
+    let bundle = env.home.path().join("anchors/bundle");
+    let out = env
+        .run(&[
+            "--json",
+            "attest",
+            "verify",
+            s(&att),
+            "--nonce",
+            NONCE,
+            "--expected-anchors",
+            s(&bundle),
+            "--ak",
+            s(&enrollment),
+        ])
+        .ok()
+        .json();
+    assert_eq!(out["ak_pinned"], true);
+}
