@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target in fuzz/ for a set time each (default 600 s):
+#   scripts/fuzz.sh [SECONDS] [TARGET…]
+# Needs cargo-fuzz (installed here if missing). The machine's stable toolchain
+# builds the sanitizer runtime with RUSTC_BOOTSTRAP=1, as nightly would.
+# A crash stops the run and leaves its input in fuzz/artifacts/<target>/.
+set -euo pipefail
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+ensure_packages "${BUILD_PACKAGES[@]}"
+command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+seconds="${1:-600}"
+shift || true
+cd "$REPO/fuzz"
+mapfile -t targets < <(if (($#)); then printf '%s\n' "$@"; else cargo fuzz list; fi)
+export RUSTC_BOOTSTRAP=1
+for t in "${targets[@]}"; do
+    log "fuzzing $t for $seconds s"
+    mkdir -p "corpus/$t"
+    cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$seconds" -rss_limit_mb=2048 2>&1 | tail -n 3
+done
+log "no crash in ${#targets[@]} targets × $seconds s"
