@@ -149,28 +149,23 @@ fn generate_pin() -> Zeroizing<String> {
 
 /// Writes `bytes` to `path` with mode 0600, atomically (temp file + rename).
 pub fn write_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".imgseal-")
-        .permissions(fs::Permissions::from_mode(0o600))
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
-    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+    write_atomically(path, bytes, 0o600)
 }
 
 /// Writes a public output file atomically: a crash or a full disk never leaves
 /// half a file under the final name.
 pub fn write_output_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomically(path, bytes, 0o644)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     let mut tmp = tempfile::Builder::new()
         .prefix(".imgseal-")
-        .permissions(fs::Permissions::from_mode(0o644))
+        .permissions(fs::Permissions::from_mode(mode))
         .tempfile_in(dir)
         .map_err(|e| Error::io(dir, e))?;
     tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;

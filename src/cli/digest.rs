@@ -199,7 +199,9 @@ pub fn sum_line(hex: &str, name: &str) -> String {
     }
 }
 
-fn report_error(ctx: &Context, name: &str, err: &Error) {
+/// One image of several failed: a JSON line for it (with --json) and one line
+/// on stderr naming the image, while the others go on.
+pub(super) fn report_error(ctx: &Context, name: &str, err: &Error) {
     let kind: ErrorKind = err.kind();
     let reason = err.to_string().replace(['\n', '\r'], " ");
     if ctx.json {
@@ -214,7 +216,7 @@ fn report_error(ctx: &Context, name: &str, err: &Error) {
             })
         );
     }
-    eprintln!("imgseal: {}: {reason}", kind.name());
+    eprintln!("imgseal: {}: {name}: {reason}", kind.name());
 }
 
 /// Progress bars on stderr, one per image being read; drawn only on a terminal.

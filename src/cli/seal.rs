@@ -139,7 +139,7 @@ pub fn sign_many(
                 if code == 0 {
                     code = err.kind().exit_code();
                 }
-                signing.suspend(|| report_error(ctx, name, &err));
+                signing.suspend(|| super::digest::report_error(ctx, name, &err));
             }
         }
     }
@@ -207,23 +207,6 @@ fn print_sealed(ctx: &Context, name: &str, sealed: Sealed, single: bool) {
     }
 }
 
-fn report_error(ctx: &Context, name: &str, err: &Error) {
-    let kind: ErrorKind = err.kind();
-    let reason = err.to_string().replace(['\n', '\r'], " ");
-    if ctx.json {
-        println!(
-            "{}",
-            json!({
-                "image": name,
-                "verdict": "error",
-                "error": kind.name(),
-                "reason": reason,
-                "exit_code": kind.exit_code(),
-            })
-        );
-    }
-    eprintln!("imgseal: {}: {name}: {reason}", kind.name());
-}
 
 /// `imgseal verify --manifest`: the manifest's signature, then the whole
 /// image in one pass, or with `--range` only the blocks covering the range.
