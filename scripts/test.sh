@@ -22,7 +22,7 @@ output="$(mktemp)"
 trap 'rm -f "$output"' EXIT
 # Library, binary and integration tests; the crates have no doc tests.
 set +e
-cargo test --workspace --locked --lib --bins --tests "$@" 2>&1 | tee "$output"
+cargo test --workspace --locked --no-fail-fast --lib --bins --tests "$@" 2>&1 | tee "$output"
 status=${PIPESTATUS[0]}
 set -e
 passed=$(grep -oE '^test result: [a-zA-Z]+\. [0-9]+ passed' "$output" | awk '{s += $4} END {print s + 0}')

@@ -619,18 +619,20 @@ pub fn inspect(tpm: &mut Tpm, store: &AnchorStore) -> Result<Inspection> {
             0,
             u16::try_from(state.record.bundle_len).unwrap_or(u16::MAX),
         );
-        let ok = match read {
+        inline_matches = match read {
             Ok(bytes) if state.record.names(&bytes) => {
                 let b = Bundle::decode(&bytes, &format!("NV {DATA_INDEX:#010x}"))?;
                 found = Some((b, bytes, BundleSource::Nv));
-                true
+                Some(true)
             }
-            Ok(_) => false,
-            // A data index that is gone or unreadable is one spare copy less.
-            Err(TpmError::IndexMissing { .. }) | Err(TpmError::NotWritten { .. }) => false,
+            Ok(_) => Some(false),
+            // A data index that is gone or never written is one spare copy
+            // less, not a copy that differs: with the bundle file gone too,
+            // the set is missing (exit 4, as docs/anchors.md says), which
+            // `anchors show` reported as "the inline copy differs" before.
+            Err(TpmError::IndexMissing { .. }) | Err(TpmError::NotWritten { .. }) => None,
             Err(e) => return Err(Error::tpm("reading the inline anchor bundle")(e)),
         };
-        inline_matches = Some(ok);
     }
     Ok(Inspection {
         tpm: state,

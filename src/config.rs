@@ -78,8 +78,7 @@ pub fn split_ids(s: &str) -> Vec<String> {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Self::from_toml(&text, path)
+        Self::from_toml(&read_text(path)?, path)
     }
 
     /// Parses imgseal's TOML; `path` names the file in errors.
@@ -127,8 +126,16 @@ impl Config {
 
 /// Reads the `[glance]` section of a nova.conf (oslo.config INI syntax).
 pub fn read_nova_conf(path: &Path) -> Result<GlanceOptions> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    parse_nova_conf(&text, path)
+    parse_nova_conf(&read_text(path)?, path)
+}
+
+/// A configuration file's text. A file that is not UTF-8 is malformed input
+/// (exit 3), not an I/O failure: `read_to_string` reports it as an
+/// `InvalidData` I/O error, which read "io: stream did not contain valid UTF-8".
+fn read_text(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    String::from_utf8(bytes)
+        .map_err(|_| Error::bad_input(format!("{}: not UTF-8 text", path.display())))
 }
 
 /// Parses a nova.conf's text; `path` names the file in errors.

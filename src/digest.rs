@@ -5,8 +5,9 @@
 //! so `imgseal sign` keeps pace with `openssl dgst`. Memory is constant: one
 //! buffer, whatever the image size.
 
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use openssl::hash::Hasher;
@@ -60,9 +61,82 @@ pub fn digest_image(source: &ImageSource, hash: HashMethod) -> Result<ImageDiges
                     path.display()
                 )));
             }
-            digest_reader(file, hash, path)
+            let stamp = FileStamp::of(&file, path)?;
+            let digest = digest_reader(&file, hash, path)?;
+            if let Some(stamp) = stamp {
+                stamp.check_unchanged(&file, path, digest.size, false)?;
+            }
+            Ok(digest)
         }
         ImageSource::Stdin => digest_reader(io::stdin().lock(), hash, Path::new("<stdin>")),
+    }
+}
+
+/// What a regular file was when a read pass began: which file, its size and
+/// its modification time. Compared again after the pass, so that an image
+/// written, truncated, extended or replaced while it was hashed is reported
+/// (exit 7, `io`) instead of being signed, judged or printed from bytes that
+/// were never one image. Standard input and other streams cannot be checked.
+///
+/// The modification time is the kernel's: since Linux 6.13 a change made
+/// after a `stat` always gets a newer timestamp; older kernels keep the clock
+/// tick (a few ms), so a write in the same tick as the pass's first `stat`
+/// could go unnoticed there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+}
+
+impl FileStamp {
+    fn from_meta(m: &Metadata) -> Self {
+        FileStamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+        }
+    }
+
+    /// `None` for anything but a regular file of some length: a pipe's
+    /// times change as it is written, a device's size is not its length,
+    /// and procfs and sysfs files say 0 bytes and still have content.
+    pub(crate) fn of(file: &File, path: &Path) -> Result<Option<Self>> {
+        let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+        Ok((meta.is_file() && meta.len() > 0).then(|| Self::from_meta(&meta)))
+    }
+
+    /// Once the pass has read `read` bytes from `file` (opened at `path`):
+    /// an error naming the change, if any. `truncated` says that pages of a
+    /// memory map vanished during the pass.
+    pub(crate) fn check_unchanged(
+        &self,
+        file: &File,
+        path: &Path,
+        read: u64,
+        truncated: bool,
+    ) -> Result<()> {
+        let now = Self::from_meta(&file.metadata().map_err(|e| Error::io(path, e))?);
+        let how = if truncated || now.len < self.len {
+            format!("it was truncated from {} to {} bytes", self.len, now.len)
+        } else if now.len != self.len {
+            format!("its size changed from {} to {} bytes", self.len, now.len)
+        } else if now.mtime != self.mtime || read != self.len {
+            "it was written to".to_string()
+        } else if std::fs::metadata(path).is_ok_and(|m| (m.dev(), m.ino()) != (self.dev, self.ino))
+        {
+            "another file was put in its place".to_string()
+        } else {
+            return Ok(());
+        };
+        Err(Error::io(
+            path,
+            io::Error::other(format!(
+                "the image changed while it was being read ({how}); hash it again once nothing writes to it"
+            )),
+        ))
     }
 }
 

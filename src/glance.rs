@@ -182,7 +182,16 @@ pub fn decode_signature_strict(text: &str) -> std::result::Result<Vec<u8>, Strin
     }
     base64::engine::general_purpose::STANDARD
         .decode(text)
-        .map_err(|e| format!("not valid base64: {e}"))
+        .map_err(|e| match e {
+            // Only '=' gets here (other characters are refused above). The
+            // crate says "Invalid symbol 61, offset 4."; say which and where
+            // as for any other stray character.
+            base64::DecodeError::InvalidByte(pos, b) => format!(
+                "not valid base64: character {} at offset {pos} (padding goes only at the end)",
+                describe_char(b as char)
+            ),
+            e => format!("not valid base64: {e}"),
+        })
 }
 
 pub fn encode_signature(sig: &[u8]) -> String {

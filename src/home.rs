@@ -106,6 +106,14 @@ impl Home {
     /// A lock held while the embedded token is being created, so that two
     /// first runs at once do not both initialise it.
     pub fn lock(&self) -> Result<File> {
+        // The lock file lives in the home, which a first run has not made yet:
+        // make it first, or the open fails and two first runs race unlocked
+        // (each initialised its own token "imgseal"; tests/concurrency.rs).
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(|e| Error::io(&self.dir, e))?;
         let path = self.dir.join(".lock");
         let file = OpenOptions::new()
             .create(true)
@@ -167,7 +175,13 @@ fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         .prefix(".imgseal-")
         .permissions(fs::Permissions::from_mode(mode))
         .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
+        .map_err(|e| {
+            // tempfile's message ends "at path \"<dir>/.imgseal-x3Fq\"": a
+            // random name the user never gave. Keep the OS error, on `dir`.
+            let text = e.to_string();
+            let text = text.rsplit_once(" at path \"").map_or(&*text, |(t, _)| t);
+            Error::io(dir, std::io::Error::new(e.kind(), text))
+        })?;
     tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
     tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;

@@ -17,6 +17,15 @@ pub struct DirStore {
 impl DirStore {
     pub fn new(dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
+        // A file given where the directory goes is a wrong command line, not
+        // a missing directory: saying "does not exist" of a file that exists
+        // sends the user looking in the wrong place.
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::usage(format!(
+                "certificate directory {} is not a directory",
+                dir.display()
+            )));
+        }
         if !dir.is_dir() {
             return Err(Error::not_found(format!(
                 "certificate directory {} does not exist",

@@ -128,6 +128,24 @@ impl Certificate {
     }
 }
 
+/// Reads a CRL as users hand it over (`--crl`): PEM when the bytes hold a
+/// `-----BEGIN` line, else DER. `origin` names the input in the error. Kept
+/// in the library, not the CLI, so the fuzz target exercises this exact code.
+pub fn parse_crl(bytes: &[u8], origin: &str) -> Result<openssl::x509::X509Crl> {
+    use openssl::x509::X509Crl;
+    let parsed = if bytes.windows(10).any(|w| w == b"-----BEGIN") {
+        X509Crl::from_pem(bytes)
+    } else {
+        X509Crl::from_der(bytes)
+    };
+    parsed.map_err(|e| {
+        Error::bad_input(format!(
+            "{origin}: not a CRL: {}",
+            crate::error::openssl_reason(&e)
+        ))
+    })
+}
+
 /// "CN=x,O=y" in RFC 4514 order (most specific first).
 pub fn name_to_string(name: &openssl::x509::X509NameRef) -> String {
     name.to_der()

@@ -97,7 +97,9 @@ impl Module {
             path: path.to_path_buf(),
             reason: match e {
                 CkError::LibraryLoading(e) => e.to_string(),
-                other => other.to_string(),
+                // "PKCS#11 C_GetInterface failed: CKR_DEVICE_ERROR", not
+                // cryptoki's paragraph of PKCS#11 prose.
+                other => HsmError::from_cryptoki(other).to_string(),
             },
         })?;
         match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
@@ -213,13 +215,22 @@ impl Module {
         } else {
             self.pkcs11.open_ro_session(slot)?
         };
-        let label = self
-            .pkcs11
-            .get_token_info(slot)
+        let info = self.pkcs11.get_token_info(slot).ok();
+        let label = info
+            .as_ref()
             .map(|i| i.label().trim_end().to_string())
             .unwrap_or_default();
         let mut logged_in = false;
         if let Some(pin) = pin {
+            // A token that says its user PIN is locked cannot log the user in
+            // (PKCS#11 CKF_USER_PIN_LOCKED); say so rather than spend a try.
+            // SoftHSM 2.6.1 never locks a PIN itself (no retry counter) and
+            // still accepts logins when the flag is set in its token file,
+            // so this check is also how tests/device_faults.rs reaches the
+            // locked-PIN path with a real module.
+            if info.as_ref().is_some_and(|i| i.user_pin_locked()) {
+                return Err(HsmError::PinLocked { token: label });
+            }
             let auth = AuthPin::from(SecretString::from(pin.to_string()));
             match session.login(UserType::User, Some(&auth)) {
                 // Login is per application and token: another session of ours may hold it.

@@ -1,8 +1,9 @@
 //! The PKCS#11 backend: keys, signatures and certificates in a token, named by
 //! RFC 7512 URIs. With no module named, it is the embedded SoftHSM token.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use imgseal_hsm::uri::{ObjectType, Pkcs11Uri};
 use imgseal_hsm::{
@@ -26,6 +27,8 @@ pub struct Pkcs11Device {
     /// Whether this is the embedded token (its URIs then need no module-path).
     embedded: bool,
     module_path: PathBuf,
+    /// Serialises SoftHSM calls with other processes (see [`TokenDirLock`]).
+    lock: TokenDirLock,
 }
 
 impl std::fmt::Debug for Pkcs11Device {
@@ -66,21 +69,29 @@ impl Pkcs11Device {
             model: uri.and_then(|u| u.model.clone()),
             slot_id: uri.and_then(|u| u.slot_id),
         };
-        let (module, embedded) = match explicit {
-            Some(path) => (
-                Module::load(&path).map_err(Error::device("loading the PKCS#11 module"))?,
-                false,
-            ),
+        let (module, embedded, lock) = match explicit {
+            Some(path) => {
+                let lock = TokenDirLock::for_module(&path, None);
+                let module = {
+                    let _held = lock.exclusive()?;
+                    Module::load(&path).map_err(Error::device("loading the PKCS#11 module"))?
+                };
+                (module, false, lock)
+            }
             None => {
                 if selector.label.is_none() {
                     selector.label = Some(EMBEDDED_TOKEN_LABEL.into());
                 }
-                (open_embedded(home, login)?, true)
+                let (module, lock) = open_embedded(home, login)?;
+                (module, true, lock)
             }
         };
-        let slot = module
-            .find_slot(&selector)
-            .map_err(Error::device("finding the token"))?;
+        let slot = {
+            let _held = lock.exclusive()?;
+            module
+                .find_slot(&selector)
+                .map_err(Error::device("finding the token"))?
+        };
         let token_label = selector.label.clone().unwrap_or_default();
         let pin = match login {
             Login::Required => {
@@ -93,13 +104,24 @@ impl Pkcs11Device {
             }
             Login::NotNeeded => None,
         };
-        let token = module
-            .open(slot, pin.as_ref().map(|p| p.as_str()), true)
-            .map_err(Error::device("opening the token"))?;
+        // Not held while the PIN is asked for: a prompt may wait for long.
+        let token = {
+            let _held = lock.exclusive()?;
+            module
+                .open(slot, pin.as_ref().map(|p| p.as_str()), true)
+                .map_err(Error::device("opening the token"))?
+        };
+        // A module that uses OpenSSL in this process (SoftHSM tries to load
+        // an engine at C_Initialize) can leave errors on the thread's OpenSSL
+        // queue. The next unrelated OpenSSL failure would then report them:
+        // a garbage --crl read "not a CRL: could not load the shared library".
+        // Drop them here.
+        drop(openssl::error::ErrorStack::get());
         Ok(Pkcs11Device {
             token,
             embedded,
             module_path: module.path().to_path_buf(),
+            lock,
         })
     }
 
@@ -145,8 +167,97 @@ impl Pkcs11Device {
     }
 }
 
+/// SoftHSM 2.6.1 is not safe for several processes using one token at once.
+/// Every `C_Login` rewrites the token's `token.object` (its PIN-count flags),
+/// and SoftHSM opens that file with `O_TRUNC` *before* taking its own file
+/// lock; a process reading the token at that moment (`C_Initialize`,
+/// `C_GetTokenInfo`, any object access, which re-reads the token) finds it
+/// empty: "no PKCS#11 token matches" or `CKR_GENERAL_ERROR`. Ten rounds of
+/// eight `imgseal sign` at once failed that way 7 times in 80 on the embedded
+/// token and 37 in 80 on an operator's (tests/concurrency.rs); none since.
+/// imgseal therefore serialises its own calls into a
+/// SoftHSM token directory with `flock` on that directory: exclusive for what
+/// writes (loading the module, login, key generation, certificate import),
+/// shared for the rest, so signatures still run in parallel. Released
+/// between calls: no lock is held while an image is hashed. Other modules
+/// (real HSMs) are not locked.
+pub(crate) struct TokenDirLock {
+    dir: Option<(PathBuf, Mutex<File>)>,
+}
+
+struct DirGuard<'a>(Option<MutexGuard<'a, File>>);
+
+impl Drop for DirGuard<'_> {
+    // File::lock and friends are Rust 1.89; the workspace already relies on
+    // them (src/home.rs, tpm/src/swtpm.rs).
+    #[allow(clippy::incompatible_msrv)]
+    fn drop(&mut self) {
+        if let Some(f) = &self.0 {
+            let _ = f.unlock();
+        }
+    }
+}
+
+impl TokenDirLock {
+    /// The token directory of a SoftHSM module: `embedded_dir` for the
+    /// embedded token, else `directories.tokendir` of `$SOFTHSM2_CONF` (or
+    /// SoftHSM's default configuration). No lock for other modules, or when
+    /// the directory cannot be opened (as before this lock existed).
+    fn for_module(module: &Path, embedded_dir: Option<PathBuf>) -> TokenDirLock {
+        // By the library's real name: distributions link libsofthsm2.so from
+        // several places.
+        let real = std::fs::canonicalize(module).unwrap_or_else(|_| module.to_path_buf());
+        let is_softhsm = real
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().contains("softhsm"));
+        let dir = match embedded_dir {
+            Some(d) => Some(d),
+            None if is_softhsm => softhsm_token_dir(),
+            None => None,
+        };
+        TokenDirLock {
+            dir: dir.and_then(|d| {
+                let f = File::open(&d).ok()?;
+                Some((d, Mutex::new(f)))
+            }),
+        }
+    }
+
+    #[allow(clippy::incompatible_msrv)]
+    fn take(&self, exclusive: bool) -> Result<DirGuard<'_>> {
+        let Some((dir, file)) = &self.dir else {
+            return Ok(DirGuard(None));
+        };
+        let f = file.lock().unwrap_or_else(|e| e.into_inner());
+        let locked = if exclusive { f.lock() } else { f.lock_shared() };
+        locked.map_err(|e| Error::io(dir, e))?;
+        Ok(DirGuard(Some(f)))
+    }
+
+    fn exclusive(&self) -> Result<DirGuard<'_>> {
+        self.take(true)
+    }
+
+    fn shared(&self) -> Result<DirGuard<'_>> {
+        self.take(false)
+    }
+}
+
+/// `directories.tokendir` from the SoftHSM configuration the module will read.
+fn softhsm_token_dir() -> Option<PathBuf> {
+    let conf = std::env::var_os("SOFTHSM2_CONF")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/etc/softhsm/softhsm2.conf"));
+    let text = std::fs::read_to_string(conf).ok()?;
+    text.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        (key.trim() == "directories.tokendir").then(|| PathBuf::from(value.trim()))
+    })
+}
+
 /// Prepares, and on first use creates, the embedded token, then loads SoftHSM.
-fn open_embedded(home: &Home, login: Login) -> Result<Arc<Module>> {
+fn open_embedded(home: &Home, login: Login) -> Result<(Arc<Module>, TokenDirLock)> {
     // Reading certificates must not create a token as a side effect.
     if login == Login::NotNeeded && !home.user_pin_file().exists() {
         return Err(Error::not_found(format!(
@@ -155,8 +266,12 @@ fn open_embedded(home: &Home, login: Login) -> Result<Arc<Module>> {
         )));
     }
     let module_path = home::softhsm_module()?;
-    let _lock = home.lock();
+    // Held until the token exists and the module has read it; a failure to
+    // lock is an error, never a silent unlocked first run.
+    let _lock = home.lock()?;
     let needs_init = home.prepare_embedded()?;
+    let lock = TokenDirLock::for_module(&module_path, Some(home.token_dir()));
+    let held = lock.exclusive()?;
     // SoftHSM reads its configuration at C_Initialize. This runs before the
     // module is loaded and before imgseal starts any thread.
     unsafe { std::env::set_var("SOFTHSM2_CONF", home.softhsm_conf()) };
@@ -171,7 +286,8 @@ fn open_embedded(home: &Home, login: Login) -> Result<Arc<Module>> {
         }
         tracing::info!(home = %home.dir.display(), "created the embedded SoftHSM token");
     }
-    Ok(module)
+    drop(held);
+    Ok((module, lock))
 }
 
 fn digest_mechanism(scheme: &SignatureScheme) -> DigestMechanism {
@@ -184,6 +300,7 @@ impl SigningDevice for Pkcs11Device {
     }
 
     fn list_keys(&self) -> Result<Vec<KeyHandle>> {
+        let _held = self.lock.shared()?;
         let keys = self
             .token
             .find_keys(&KeyFilter::default())
@@ -192,6 +309,7 @@ impl SigningDevice for Pkcs11Device {
     }
 
     fn find_key(&self, uri: &Pkcs11Uri) -> Result<KeyHandle> {
+        let _held = self.lock.shared()?;
         if let Some(t) = uri.object_type {
             if t != ObjectType::Private {
                 return Err(Error::usage(format!(
@@ -234,13 +352,15 @@ impl SigningDevice for Pkcs11Device {
         if label.is_empty() {
             return Err(Error::usage("the key label is empty"));
         }
-        let existing = self
-            .token
-            .find_keys(&KeyFilter {
-                label: Some(label.into()),
-                id: None,
-            })
-            .map_err(Error::device("checking the label"))?;
+        let existing = {
+            let _held = self.lock.shared()?;
+            self.token
+                .find_keys(&KeyFilter {
+                    label: Some(label.into()),
+                    id: None,
+                })
+                .map_err(Error::device("checking the label"))?
+        };
         if !existing.is_empty() {
             return Err(Error::usage(format!(
                 "token \"{}\" already holds a key labelled \"{label}\"",
@@ -265,14 +385,18 @@ impl SigningDevice for Pkcs11Device {
         };
         let mut id = vec![0u8; 8];
         rand::rngs::OsRng.fill_bytes(&mut id);
+        let _held = self.lock.exclusive()?;
         let key = self
             .token
             .generate_key_pair(&spec, label, &id)
-            .map_err(Error::device(format!("generating a {kind} key")))?;
+            .map_err(|e| {
+                Error::device(format!("generating a {kind} key{}", self.unwritable()))(e)
+            })?;
         self.handle(&key)
     }
 
     fn key_protection(&self, key: &KeyHandle) -> Result<KeyProtection> {
+        let _held = self.lock.shared()?;
         let object = self.key_object(key)?;
         self.token
             .key_protection(&object)
@@ -285,6 +409,7 @@ impl SigningDevice for Pkcs11Device {
         scheme: &SignatureScheme,
         digest: &[u8],
     ) -> Result<Vec<u8>> {
+        let _held = self.lock.shared()?;
         let object = self.key_object(key)?;
         let mechanism = match (scheme, key.public.class()) {
             (SignatureScheme::RsaPss { hash, salt }, KeyClass::Rsa { bits }) => {
@@ -317,7 +442,8 @@ impl SigningDevice for Pkcs11Device {
     }
 
     fn store_certificate(&self, id: &str, cert: &Certificate) -> Result<()> {
-        if self.find_certificate(id)?.is_some() {
+        let _held = self.lock.exclusive()?;
+        if self.certificate(id)?.is_some() {
             return Err(Error::usage(format!(
                 "token \"{}\" already holds a certificate with id \"{id}\"",
                 self.token.label()
@@ -332,29 +458,19 @@ impl SigningDevice for Pkcs11Device {
                 serial_der: &cert.serial_der(),
                 value_der: &cert.der,
             })
-            .map_err(Error::device("storing the certificate"))?;
+            .map_err(|e| {
+                Error::device(format!("storing the certificate{}", self.unwritable()))(e)
+            })?;
         Ok(())
     }
 
     fn find_certificate(&self, id: &str) -> Result<Option<StoredCertificate>> {
-        let found = self
-            .token
-            .find_certificates(Some(id))
-            .map_err(Error::device("finding the certificate"))?;
-        match found.into_iter().next() {
-            None => Ok(None),
-            Some(obj) => Ok(Some(StoredCertificate {
-                id: id.to_string(),
-                certificate: Certificate::from_der(
-                    &obj.value,
-                    &format!("certificate \"{id}\" in the token"),
-                )?,
-                location: format!("token \"{}\"", self.token.label()),
-            })),
-        }
+        let _held = self.lock.shared()?;
+        self.certificate(id)
     }
 
     fn list_certificates(&self) -> Result<Vec<StoredCertificate>> {
+        let _held = self.lock.shared()?;
         let found = self
             .token
             .find_certificates(None)
@@ -372,5 +488,58 @@ impl SigningDevice for Pkcs11Device {
                 })
             })
             .collect()
+    }
+}
+
+impl Pkcs11Device {
+    /// After a failed write: why, when SoftHSM's token directory cannot be
+    /// written (a read-only mount, `chattr +i`). SoftHSM itself only says
+    /// CKR_GENERAL_ERROR (tests/device_faults.rs).
+    fn unwritable(&self) -> String {
+        use std::os::unix::ffi::OsStrExt;
+        let Some((dir, _)) = &self.lock.dir else {
+            return String::new();
+        };
+        // The token directory, and each token's own directory in it.
+        let subdirs = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir());
+        for d in std::iter::once(dir.clone()).chain(subdirs) {
+            let Ok(c) = std::ffi::CString::new(d.as_os_str().as_bytes()) else {
+                continue;
+            };
+            // SAFETY: a NUL-terminated path; access(2) only reads it. It
+            // reports EROFS and EPERM (immutable) even for root.
+            if unsafe { libc::access(c.as_ptr(), libc::W_OK) } != 0 {
+                return format!(
+                    " (the token directory {} is not writable: {})",
+                    d.display(),
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+        String::new()
+    }
+
+    /// The certificate stored under `id`; the caller holds the token lock.
+    fn certificate(&self, id: &str) -> Result<Option<StoredCertificate>> {
+        let found = self
+            .token
+            .find_certificates(Some(id))
+            .map_err(Error::device("finding the certificate"))?;
+        match found.into_iter().next() {
+            None => Ok(None),
+            Some(obj) => Ok(Some(StoredCertificate {
+                id: id.to_string(),
+                certificate: Certificate::from_der(
+                    &obj.value,
+                    &format!("certificate \"{id}\" in the token"),
+                )?,
+                location: format!("token \"{}\"", self.token.label()),
+            })),
+        }
     }
 }

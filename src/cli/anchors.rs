@@ -198,6 +198,11 @@ impl CertSources {
             .iter()
             .flat_map(|s| imgseal::config::split_ids(s))
             .collect();
+        // `--cert-id ""` (or ",") names nothing: refused, rather than seal
+        // a new version with nothing added, or an empty set trusting nothing.
+        if !self.cert_ids.is_empty() && ids.is_empty() {
+            return Err(Error::usage("--cert-id names no certificate id"));
+        }
         if !ids.is_empty() {
             let find = finder(ctx, self.cert_dir.as_ref())?;
             for id in ids {
@@ -258,9 +263,17 @@ fn run_command(ctx: &Context, args: AnchorsArgs) -> Result<i32, Error> {
             seal_and_report(ctx, &mut tpm, &tcti, &store, &set, "added; sealed")
         }
         AnchorsCommand::Remove { ids } => {
+            let ids: Vec<String> = ids
+                .iter()
+                .flat_map(|s| imgseal::config::split_ids(s))
+                .collect();
+            // `remove ""` removed nothing and still sealed a new version.
+            if ids.is_empty() {
+                return Err(Error::usage("anchors remove: no certificate id given"));
+            }
             let (mut tpm, tcti, _) = open_tpm(ctx, Some(&args.auth))?;
             let mut set = anchors::load(&mut tpm, &store)?.bundle.anchors;
-            for id in ids.iter().flat_map(|s| imgseal::config::split_ids(s)) {
+            for id in ids {
                 if set.remove(&id).is_none() {
                     return Err(Error::not_found(format!(
                         "certificate id \"{id}\" is not among the sealed anchors"

@@ -209,13 +209,23 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
                 .iter()
                 .map(|p| {
                     let bytes = read_input_file(p)?;
-                    X509::stack_from_pem(&bytes).map_err(|e| {
+                    let certs = X509::stack_from_pem(&bytes).map_err(|e| {
                         Error::bad_input(format!(
                             "{}: not PEM certificates: {}",
                             p.display(),
                             imgseal::error::openssl_reason(&e)
                         ))
-                    })
+                    })?;
+                    // OpenSSL finds no PEM block in garbage and returns no
+                    // certificates without an error; an empty --ek-ca would
+                    // then silently skip the EK chain check that was asked for.
+                    if certs.is_empty() {
+                        return Err(Error::bad_input(format!(
+                            "{}: no PEM certificate in the file",
+                            p.display()
+                        )));
+                    }
+                    Ok(certs)
                 })
                 .collect::<Result<Vec<_>, Error>>()?
                 .into_iter()

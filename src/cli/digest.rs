@@ -145,7 +145,13 @@ fn finish_outputs(args: &DigestArgs, mut out: PassOutput) -> Result<PassOutput, 
         write_output_file(path, &d.descriptor())?;
     }
     if let (Some(path), Some(tmp)) = (&args.out_merkle_tree, out.tree_file.take()) {
-        tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+        if let Err(e) = tmp.persist(path) {
+            // The command fails: leave no descriptor from it behind either.
+            if let Some(d) = &args.out_descriptor {
+                let _ = std::fs::remove_file(d);
+            }
+            return Err(Error::io(path, e.error));
+        }
     }
     Ok(out)
 }
@@ -216,7 +222,12 @@ pub(super) fn report_error(ctx: &Context, name: &str, err: &Error) {
             })
         );
     }
-    eprintln!("imgseal: {}: {name}: {reason}", kind.name());
+    // I/O errors already start with the path; name the image only when they do not.
+    if reason.starts_with(name) {
+        eprintln!("imgseal: {}: {reason}", kind.name());
+    } else {
+        eprintln!("imgseal: {}: {name}: {reason}", kind.name());
+    }
 }
 
 /// Progress bars on stderr, one per image being read; drawn only on a terminal.

@@ -17,6 +17,7 @@ use imgseal::backend::pkcs11::{Login, Pkcs11Device};
 use imgseal::error::{Error, ErrorKind};
 use imgseal::home::Home;
 use imgseal_hsm::uri::Pkcs11Uri;
+use zeroize::Zeroizing;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,7 +28,15 @@ use imgseal_hsm::uri::Pkcs11Uri;
 pub struct Cli {
     /// The PKCS#11 token to use, as an RFC 7512 URI (token=, module-path=,
     /// pin-source=…). Default: the embedded SoftHSM token under $IMGSEAL_HOME.
-    #[arg(long, global = true, env = "IMGSEAL_TOKEN", value_name = "URI")]
+    // hide_env_values: clap would print $IMGSEAL_TOKEN in --help, and the URI
+    // may carry pin-value (tests/secret_hygiene.rs).
+    #[arg(
+        long,
+        global = true,
+        env = "IMGSEAL_TOKEN",
+        hide_env_values = true,
+        value_name = "URI"
+    )]
     pub token: Option<String>,
 
     /// Print machine-readable JSON on stdout.
@@ -88,9 +97,10 @@ pub fn init_logging(verbose: u8) {
         .init();
 }
 
-pub fn run(cli: Cli) -> anyhow::Result<i32> {
+pub fn run(mut cli: Cli) -> anyhow::Result<i32> {
     let ctx = Context {
-        token: cli.token.clone(),
+        // Moved, not copied: the URI may hold a pin-value.
+        token: cli.token.take().map(Zeroizing::new),
         json: cli.json,
         tcti: cli.tcti.clone(),
     };
@@ -122,7 +132,8 @@ fn one_line(s: &str) -> String {
 }
 
 pub struct Context {
-    pub token: Option<String>,
+    /// `--token` or $IMGSEAL_TOKEN; zeroized on drop (it may hold a pin-value).
+    pub token: Option<Zeroizing<String>>,
     pub json: bool,
     /// `--tcti`; the environment fallbacks are applied when a TPM is opened.
     pub tcti: Option<String>,
@@ -136,7 +147,7 @@ impl Context {
     /// The `--token` URI, parsed.
     pub fn token_uri(&self) -> Result<Option<Pkcs11Uri>, Error> {
         self.token
-            .as_deref()
+            .as_ref()
             .map(|s| parse_uri(s, "--token"))
             .transpose()
     }

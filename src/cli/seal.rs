@@ -186,7 +186,12 @@ fn seal_one(
         write_output_file(manifest_path, manifest.to_json_pretty().as_bytes())?;
         // The tree goes under its name only once its manifest is there.
         if let (Some(path), Some(tmp)) = (&out.tree, pass.tree_file.take()) {
-            tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+            if let Err(e) = tmp.persist(path) {
+                // The command fails: take back the manifest just written
+                // rather than leave it naming a tree that is not there.
+                let _ = std::fs::remove_file(manifest_path);
+                return Err(Error::io(path, e.error));
+            }
             obj["tree"] = json!(path.display().to_string());
         }
         obj["manifest"] = json!(manifest_path.display().to_string());
@@ -206,7 +211,6 @@ fn print_sealed(ctx: &Context, name: &str, sealed: Sealed, single: bool) {
         (false, false) => println!("# {name}\n{}", sealed.rendered),
     }
 }
-
 
 /// `imgseal verify --manifest`: the manifest's signature, then the whole
 /// image in one pass, or with `--range` only the blocks covering the range.

@@ -56,6 +56,10 @@ pub struct SignArgs {
 
 pub fn run(ctx: &Context, args: SignArgs) -> anyhow::Result<i32> {
     let uri = parse_uri(&args.key, "--key")?;
+    // Before the store is searched for it: a malformed id found nowhere
+    // printed a "not in the local store" warning, then this error.
+    imgseal::glance::check_cert_id(&args.cert_id)
+        .map_err(|e| imgseal::Error::usage(format!("--cert-id: {e}")))?;
     args.tree_args
         .only_with("--manifest", args.manifest.is_some())?;
     let tree_params = args.tree_args.params(args.tree_hash)?;

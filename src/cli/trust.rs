@@ -67,18 +67,7 @@ pub fn parse_time(s: &str) -> Result<i64, Error> {
 
 pub fn read_crl(path: &PathBuf) -> Result<X509Crl, Error> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let parsed = if bytes.windows(10).any(|w| w == b"-----BEGIN") {
-        X509Crl::from_pem(&bytes)
-    } else {
-        X509Crl::from_der(&bytes)
-    };
-    parsed.map_err(|e| {
-        Error::bad_input(format!(
-            "{}: not a CRL: {}",
-            path.display(),
-            imgseal::error::openssl_reason(&e)
-        ))
-    })
+    imgseal::x509::parse_crl(&bytes, &path.display().to_string())
 }
 
 /// Certificates of a directory, for intermediates.
@@ -91,6 +80,22 @@ fn dir_certificates(dir: &PathBuf) -> Result<Vec<(String, Certificate)>, Error> 
 }
 
 impl TrustArgs {
+    /// Reads --at, --crl and --intermediates as [`TrustArgs::plan`] would,
+    /// for when no certificate validation runs: a value the user gave that
+    /// cannot be read is an error, not something silently skipped.
+    pub fn check_inputs(&self) -> Result<(), Error> {
+        if let Some(s) = &self.at {
+            parse_time(s)?;
+        }
+        for path in &self.crl {
+            read_crl(path)?;
+        }
+        if let Some(dir) = &self.intermediates {
+            dir_certificates(dir)?;
+        }
+        Ok(())
+    }
+
     pub fn config(&self, ctx: &Context) -> Result<Config, Error> {
         Config::discover(self.config.as_deref(), &ctx.home()?.dir)
     }

@@ -44,6 +44,12 @@ pub struct VerifyArgs {
 }
 
 pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
+    // clap's `requires = "manifest"` is not enforced once --props is given,
+    // because --manifest conflicts with --props (clap-rs/clap#4520): without
+    // this, `--range` was silently ignored and the whole image verified.
+    if args.manifest.is_none() && (args.tree.is_some() || args.range.is_some()) {
+        return Err(Error::usage("--tree and --range go with --manifest, not --props").into());
+    }
     if let Some(manifest) = &args.manifest {
         return super::seal::verify_manifest(
             ctx,
@@ -90,6 +96,9 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
                 .plan(&config, settings, trusted_find, store, cert_dir.as_ref())?,
         )
     } else {
+        // No validation runs, but a malformed --at, --crl or --intermediates
+        // is still refused rather than ignored with exit 0.
+        args.trust.check_inputs()?;
         None
     };
     let image = ImageSource::parse(&args.image);

@@ -16,6 +16,7 @@
 mod builder;
 mod hasher;
 pub mod pass;
+mod sigbus;
 pub mod tree;
 
 use std::fmt;

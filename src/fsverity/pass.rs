@@ -27,10 +27,11 @@ use tempfile::NamedTempFile;
 
 use super::builder::{TreeBuilder, TreeSink};
 use super::hasher::BlockHasher;
+use super::sigbus::Watched;
 use super::tree::{LeafComparer, LeafComparison};
 use super::{FsVerityDigest, TreeParams};
 use crate::algorithms::HashMethod;
-use crate::digest::{ImageDigest, ImageSource};
+use crate::digest::{FileStamp, ImageDigest, ImageSource};
 use crate::error::{Error, Result};
 
 /// Bytes hashed between two synchronisations of the linear and tree hashers.
@@ -89,8 +90,19 @@ pub fn run_pass(
                     path.display()
                 )));
             }
-            if meta.is_file() {
-                pass_mapped(&file, meta.len(), &mut pass, progress)?;
+            // A size of 0 is not trusted: procfs and sysfs files say 0 and
+            // still have content (or fail to read, as /proc/self/mem does).
+            // Mapping 0 bytes hashed them as empty and exited 0; reading to
+            // the end gives the same answer as for a truly empty file.
+            if meta.is_file() && meta.len() > 0 {
+                // The image must be the same file, of the same size and
+                // mtime, after the pass as before it (src/digest.rs), and no
+                // mapped page may have vanished (src/fsverity/sigbus.rs).
+                let stamp = FileStamp::of(&file, path)?;
+                let truncated = pass_mapped(&file, meta.len(), &mut pass, progress)?;
+                if let Some(stamp) = stamp {
+                    stamp.check_unchanged(&file, path, pass.size, truncated)?;
+                }
             } else {
                 pass_stream(file, &mut pass, progress)?;
             }
@@ -290,22 +302,38 @@ impl Pass {
     }
 }
 
+/// A mapped window, watched for pages that vanish under it.
+struct Window {
+    // Declared first: unregistered before the mapping goes away.
+    watch: Option<Watched>,
+    map: Mmap,
+}
+
+impl Window {
+    fn faulted(&self) -> bool {
+        self.watch.as_ref().is_some_and(Watched::faulted)
+    }
+}
+
+/// Hashes a regular file through memory maps. Returns whether pages vanished
+/// under a map (the file was truncated while it was read); the bytes hashed
+/// are then partly zeros and the caller must not use the result.
 fn pass_mapped(
     file: &File,
     size: u64,
     pass: &mut Pass,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<()> {
+) -> Result<bool> {
     let origin = pass.origin.clone();
-    let map = |offset: u64| -> Result<Option<Mmap>> {
+    let map = |offset: u64| -> Result<Option<Window>> {
         if offset >= size {
             return Ok(None);
         }
         let len = (size - offset).min(WINDOW as u64) as usize;
         // SAFETY: the mapping is read-only and private to this function. If
         // another process truncates the image while it is hashed, reading the
-        // lost pages raises SIGBUS: the same contract as `fsverity digest`
-        // and every mmap-based hasher; images being signed must not change.
+        // lost pages raises SIGBUS; the window is watched (sigbus.rs), so the
+        // handler puts zero pages there and the caller reports the change.
         let m = unsafe {
             MmapOptions::new()
                 .offset(offset)
@@ -313,30 +341,38 @@ fn pass_mapped(
                 .populate()
                 .map(file)
         };
-        m.map(Some).map_err(|e| Error::io(&origin, e))
+        let map = m.map_err(|e| Error::io(&origin, e))?;
+        Ok(Some(Window {
+            watch: Watched::new(map.as_ptr(), map.len()),
+            map,
+        }))
     };
     let mut offset = 0u64;
     let mut current = map(0)?;
-    let mut done: Option<Mmap> = None;
+    let mut done: Option<Window> = None;
+    let mut truncated = false;
     while let Some(window) = current.take() {
-        let next_offset = offset + window.len() as u64;
+        let next_offset = offset + window.map.len() as u64;
         // Unmap the last window and map (and fault in) the next one while this
         // one is hashed: both are page-table work that would otherwise leave
         // a core idle between windows.
-        let (fed, next) = rayon::join(
-            || pass.feed(&window),
+        let (fed, (next, vanished)) = rayon::join(
+            || pass.feed(&window.map),
             || {
+                let vanished = done.as_ref().is_some_and(Window::faulted);
                 drop(done.take());
-                map(next_offset)
+                (map(next_offset), vanished)
             },
         );
+        truncated |= vanished;
         fed?;
-        progress(window.len() as u64);
+        progress(window.map.len() as u64);
         done = Some(window);
         current = next?;
         offset = next_offset;
     }
-    Ok(())
+    truncated |= done.as_ref().is_some_and(Window::faulted);
+    Ok(truncated)
 }
 
 fn pass_stream(

@@ -227,7 +227,11 @@ impl TestCa {
             self.dir.join("ca.crt").to_str().unwrap(),
             "-CAkey",
             self.dir.join("ca.key").to_str().unwrap(),
-            "-CAcreateserial",
+            // A random serial per certificate: tests issue in parallel, and a
+            // shared -CAcreateserial file is a race that openssl reports as
+            // "Unable to load number".
+            "-set_serial",
+            &format!("0x{:016x}", rand::random::<u64>() >> 1),
             "-days",
             "30",
             "-extfile",

@@ -10,7 +10,10 @@ use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::{Auth, CapabilityData, SymmetricDefinition};
 use zeroize::Zeroizing;
 
-use crate::error::{ESYS_RC_BAD_SEQUENCE, Result, Subject, TPM_RC_INITIALIZE, TpmError, from_tss};
+use crate::error::{
+    ESYS_RC_BAD_SEQUENCE, Result, Subject, TPM_RC_INITIALIZE, TPM_RC_SESSION_MEMORY, TpmError,
+    from_tss,
+};
 use crate::esys::RawEsys;
 use crate::tcti::Tcti;
 
@@ -288,21 +291,40 @@ impl Tpm {
         f: impl FnOnce(&mut Tpm, AuthSession) -> Result<T>,
     ) -> Result<T> {
         self.set_hierarchy_auths()?;
-        let session = self
-            .ctx
-            .start_auth_session(
-                None,
-                None,
-                None,
-                SessionType::Hmac,
-                SymmetricDefinition::AES_128_CFB,
-                HashingAlgorithm::Sha256,
-            )
-            .map_err(|e| self.err("TPM2_StartAuthSession", e, Subject::None))?
-            .ok_or_else(|| TpmError::Wrapper {
-                command: "TPM2_StartAuthSession",
-                detail: "no session returned".into(),
-            })?;
+        // A TPM holds only a few loaded sessions (swtpm: 3), and with no
+        // resource manager in between (swtpm over TCP, /dev/tpm0) other
+        // processes' sessions count too: eight `imgseal verify` at once got
+        // TPM_RC_SESSION_MEMORY (tests/concurrency.rs). It is a warning that
+        // clears when they flush theirs, so wait for that, briefly.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut pause = std::time::Duration::from_millis(2);
+        let session = loop {
+            let started = self
+                .ctx
+                .start_auth_session(
+                    None,
+                    None,
+                    None,
+                    SessionType::Hmac,
+                    SymmetricDefinition::AES_128_CFB,
+                    HashingAlgorithm::Sha256,
+                )
+                .map_err(|e| self.err("TPM2_StartAuthSession", e, Subject::None));
+            match started {
+                Err(TpmError::Tpm { code, .. })
+                    if code.base() == TPM_RC_SESSION_MEMORY
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(100));
+                }
+                other => break other?,
+            }
+        }
+        .ok_or_else(|| TpmError::Wrapper {
+            command: "TPM2_StartAuthSession",
+            detail: "no session returned".into(),
+        })?;
         let result = f(self, session);
         let flushed = self.ctx.flush_context(SessionHandle::from(session).into());
         self.ctx.clear_sessions();

@@ -313,6 +313,8 @@ pub(crate) const TPM_RC_NV_UNINITIALIZED: u32 = 0x14A;
 pub(crate) const TPM_RC_NV_DEFINED: u32 = 0x14C;
 pub(crate) const TPM_RC_INITIALIZE: u32 = 0x100;
 pub(crate) const TPM_RC_LOCKOUT: u32 = 0x921;
+/// Warning: the TPM has no room for another loaded session (try again).
+pub(crate) const TPM_RC_SESSION_MEMORY: u32 = 0x903;
 
 impl ResponseCode {
     pub fn value(self) -> u32 {

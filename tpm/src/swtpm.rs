@@ -24,6 +24,23 @@ use std::time::{Duration, Instant};
 use crate::error::{Result, TpmError};
 use crate::tcti::Tcti;
 
+/// Environment variables that may carry imgseal's secrets: the token PIN, a
+/// token URI with `pin-value`, the TPM owner authorization. The processes
+/// started here never inherit them: nothing in swtpm needs them, and the
+/// embedded swtpm daemon outlives imgseal with its environment readable in
+/// `/proc/PID/environ` (it held both secrets before this list existed;
+/// tests/secret_hygiene.rs checks the daemon and `swtpm_setup`).
+const SECRET_ENV: &[&str] = &["IMGSEAL_PIN", "IMGSEAL_TOKEN", "IMGSEAL_TPM_OWNER_AUTH"];
+
+/// A child process without imgseal's secrets in its environment.
+fn child(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    for var in SECRET_ENV {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
 /// The swtpm binary; `$IMGSEAL_SWTPM` overrides it.
 pub fn swtpm_binary() -> PathBuf {
     std::env::var_os("IMGSEAL_SWTPM")
@@ -124,7 +141,7 @@ impl SwtpmInstance {
         let stderr_path = state_dir.join("swtpm.stderr");
         let stderr = File::create(&stderr_path)
             .map_err(|e| TpmError::io(format!("creating {}", stderr_path.display()), e))?;
-        let mut child = Command::new(swtpm_binary())
+        let mut child = child(swtpm_binary())
             .args(swtpm_args(state_dir, port))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -337,7 +354,7 @@ pub fn reset_tpm(port: u16) -> Result<()> {
 pub fn manufacture(state_dir: &Path) -> Result<()> {
     fs::create_dir_all(state_dir)
         .map_err(|e| TpmError::io(format!("creating {}", state_dir.display()), e))?;
-    let out = Command::new("swtpm_setup")
+    let out = child("swtpm_setup")
         .arg("--tpm2")
         .arg("--tpmstate")
         .arg(state_dir)
@@ -416,7 +433,7 @@ pub fn ensure_running(state_dir: &Path) -> Result<Tcti> {
             format!("file={}", state_dir.join(PID_FILE).display()),
             "--daemon".into(),
         ]);
-        let status = Command::new(swtpm_binary())
+        let status = child(swtpm_binary())
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -468,13 +485,26 @@ pub fn daemon_pid(state_dir: &Path) -> Option<u32> {
 }
 
 fn running_daemon(state_dir: &Path) -> Option<u16> {
-    daemon_pid(state_dir)?;
+    let pid = daemon_pid(state_dir)?;
     let port: u16 = fs::read_to_string(state_dir.join(PORT_FILE))
         .ok()?
         .trim()
         .parse()
         .ok()?;
-    (connects(port + 1) && connects(port)).then_some(port)
+    // The daemon serves when it owns the sockets listening on both ports.
+    // Not tested by connecting: swtpm listens with a backlog of 1 and serves
+    // one connection at a time, so while other imgseal processes use it a
+    // connection attempt can time out; the daemon was then taken for dead,
+    // and the new one started in its place failed on swtpm's state lock
+    // (eight `imgseal verify` at once, tests/concurrency.rs).
+    match (listening_inode(port), listening_inode(port + 1)) {
+        (Some(Some(data)), Some(Some(ctrl))) => {
+            (owns_socket(pid, data) && owns_socket(pid, ctrl)).then_some(port)
+        }
+        (Some(_), Some(_)) => None,
+        // No /proc/net/tcp: connect, as before.
+        _ => (connects(port + 1) && connects(port)).then_some(port),
+    }
 }
 
 /// Stops the daemon serving `state_dir` (CMD_SHUTDOWN); `false` if none ran.
