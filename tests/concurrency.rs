@@ -236,41 +236,10 @@ fn eight_signs_at_once_on_the_embedded_token_all_verify() {
 #[test]
 fn eight_signs_at_once_on_an_operator_softhsm_token_all_verify() {
     let env = Env::new();
-    let dir = tempfile::tempdir().unwrap();
-    fs::create_dir(dir.path().join("tokens")).unwrap();
-    let conf = dir.path().join("softhsm2.conf");
-    fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}/tokens\nobjectstore.backend = file\nlog.level = ERROR\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new("softhsm2-util")
-        .env("SOFTHSM2_CONF", &conf)
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            "ops",
-            "--so-pin",
-            "12345678",
-            "--pin",
-            "87651234",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    let (dir, conf) = operator_token("imgseal-ops-", "ops", "12345678", "87651234");
     let pin = dir.path().join("pin");
     fs::write(&pin, "87651234").unwrap();
-    let module = [
-        "/usr/lib/softhsm/libsofthsm2.so",
-        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-    ]
-    .into_iter()
-    .find(|p| Path::new(p).exists())
-    .unwrap();
+    let module = softhsm_module();
     let token = format!(
         "pkcs11:token=ops?module-path={module}&pin-source={}",
         pin.display()

@@ -29,16 +29,6 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-fn softhsm_module() -> &'static str {
-    [
-        "/usr/lib/softhsm/libsofthsm2.so",
-        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-    ]
-    .into_iter()
-    .find(|p| Path::new(p).exists())
-    .expect("softhsm2 installed")
-}
-
 /// Exactly one line on stderr, which contains every needle.
 #[track_caller]
 fn one_line(run: &Run, needles: &[&str]) {
@@ -95,27 +85,7 @@ struct OperatorToken {
 
 impl OperatorToken {
     fn new(label: &'static str, pin: &'static str) -> OperatorToken {
-        let dir = tempfile::Builder::new()
-            .prefix("imgseal-optoken-")
-            .tempdir()
-            .unwrap();
-        fs::create_dir(dir.path().join("tokens")).unwrap();
-        let conf = dir.path().join("softhsm2.conf");
-        fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}/tokens\nobjectstore.backend = file\nlog.level = ERROR\n",
-                dir.path().display()
-            ),
-        )
-        .unwrap();
-        let out = Command::new("softhsm2-util")
-            .env("SOFTHSM2_CONF", &conf)
-            .args(["--init-token", "--free", "--label", label])
-            .args(["--so-pin", "so-pin-5150", "--pin", pin])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
+        let (dir, conf) = operator_token("imgseal-optoken-", label, "so-pin-5150", pin);
         OperatorToken {
             dir,
             conf,

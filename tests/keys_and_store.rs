@@ -23,13 +23,7 @@ fn private_keys_are_sensitive_and_never_extractable() {
     );
 
     // Cross-check with another PKCS#11 client reading the same token.
-    let module = [
-        "/usr/lib/softhsm/libsofthsm2.so",
-        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-    ]
-    .into_iter()
-    .find(|p| std::path::Path::new(p).exists())
-    .expect("softhsm2 installed");
+    let module = softhsm_module();
     let pin_file = env.home.path().join("user.pin");
     let out = Command::new("pkcs11-tool")
         .env("SOFTHSM2_CONF", env.softhsm_conf())
@@ -240,41 +234,10 @@ fn a_token_named_by_uri_in_another_module_configuration() {
     // An operator's own SoftHSM token, set up with softhsm2-util, used through
     // --token with module-path and pin-source, as with any production HSM.
     let env = Env::new();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("tokens")).unwrap();
-    let conf = dir.path().join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}/tokens\nobjectstore.backend = file\nlog.level = ERROR\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let status = Command::new("softhsm2-util")
-        .env("SOFTHSM2_CONF", &conf)
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            "release-hsm",
-            "--so-pin",
-            "87654321",
-            "--pin",
-            "24681357",
-        ])
-        .output()
-        .unwrap();
-    assert!(status.status.success());
+    let (dir, conf) = operator_token("imgseal-release-", "release-hsm", "87654321", "24681357");
     let pin_file = dir.path().join("pin");
     std::fs::write(&pin_file, "24681357").unwrap();
-    let module = [
-        "/usr/lib/softhsm/libsofthsm2.so",
-        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-    ]
-    .into_iter()
-    .find(|p| std::path::Path::new(p).exists())
-    .unwrap();
+    let module = softhsm_module();
     let token = format!(
         "pkcs11:token=release-hsm?module-path={module}&pin-source={}",
         pin_file.display()

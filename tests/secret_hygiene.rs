@@ -41,16 +41,6 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-fn softhsm_module() -> &'static str {
-    [
-        "/usr/lib/softhsm/libsofthsm2.so",
-        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-    ]
-    .into_iter()
-    .find(|p| Path::new(p).exists())
-    .expect("softhsm2 installed")
-}
-
 /// A secret as it could leak: in clear, in hex (either case), in base64.
 fn forms(secret: &str) -> Vec<String> {
     use base64::Engine;
@@ -159,29 +149,7 @@ fn assert_no_secret(runs: &[(String, Run)], dirs: &[&Path], secrets: &[&str]) {
 #[test]
 fn no_command_prints_a_pin_or_the_owner_authorization() {
     let env = Env::new();
-    // The operator's token, made by softhsm2-util (its argv holds the PINs:
-    // that is the test's setup, not imgseal).
-    let dir = tempfile::Builder::new()
-        .prefix("imgseal-hygiene-")
-        .tempdir()
-        .unwrap();
-    fs::create_dir(dir.path().join("tokens")).unwrap();
-    let conf = dir.path().join("softhsm2.conf");
-    fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}/tokens\nobjectstore.backend = file\nlog.level = ERROR\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let out = Command::new("softhsm2-util")
-        .env("SOFTHSM2_CONF", &conf)
-        .args(["--init-token", "--free", "--label", "hygiene-hsm"])
-        .args(["--so-pin", SO_PIN, "--pin", PIN])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    let (dir, conf) = operator_token("imgseal-hygiene-", "hygiene-hsm", SO_PIN, PIN);
     let secrets_dir = dir.path().join("secrets");
     fs::create_dir(&secrets_dir).unwrap();
     let secret_file = |name: &str, content: &str| {

@@ -313,3 +313,48 @@ pub fn cursive(args: &[&str]) -> Option<Run> {
             .expect("cursive peer runs"),
     ))
 }
+
+/// SoftHSM2's module on this machine.
+pub fn softhsm_module() -> &'static str {
+    [
+        "/usr/lib/softhsm/libsofthsm2.so",
+        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .expect("softhsm2 installed")
+}
+
+/// An operator's SoftHSM token made with softhsm2-util in a directory of its
+/// own, as a production HSM is set up outside imgseal. Returns the directory
+/// and its softhsm2.conf (give it to imgseal as SOFTHSM2_CONF).
+pub fn operator_token(prefix: &str, label: &str, so_pin: &str, pin: &str) -> (TempDir, PathBuf) {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tokens")).unwrap();
+    let conf = dir.path().join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}/tokens\nobjectstore.backend = file\nlog.level = ERROR\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    // softhsm2-util's argv holds the PINs: that is the test's setup, not imgseal.
+    let out = Command::new("softhsm2-util")
+        .env("SOFTHSM2_CONF", &conf)
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            label,
+            "--so-pin",
+            so_pin,
+            "--pin",
+            pin,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    (dir, conf)
+}
