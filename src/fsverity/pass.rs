@@ -389,7 +389,7 @@ fn pass_stream(
                 .send(Vec::with_capacity(WINDOW))
                 .expect("the receiver is alive");
         }
-        s.spawn(move || {
+        let reader_thread = s.spawn(move || {
             let mut reader = reader;
             while let Ok(mut buf) = empty_rx.recv() {
                 buf.clear();
@@ -418,6 +418,13 @@ fn pass_stream(
         // Dropping both ends unblocks a reader still waiting on either.
         drop(full_rx);
         drop(empty_tx);
+        // Joined, not left to the scope: the scope waits only for the closure
+        // to return, so the OS thread could still be exiting (running its
+        // thread-local destructors, freeing its handle) after the pass has
+        // returned. The tree fuzz target's leak check caught that handle.
+        reader_thread
+            .join()
+            .expect("the image reader thread panicked");
         result
     })
 }
@@ -465,6 +472,43 @@ mod tests {
             assert_eq!(mapped.linear.unwrap().digest, linear.to_vec());
             assert_eq!(streamed.linear.unwrap().digest, linear.to_vec());
         }
+    }
+
+    /// Fuzz regression (tree target, input `01 05 01 05`: an empty image,
+    /// which is streamed): the reader thread had not always exited when the
+    /// pass returned. Its thread-local destructor here is slow, so only a
+    /// joined thread has run it by then.
+    #[test]
+    fn stream_pass_returns_after_its_reader_thread_exits() {
+        use std::sync::atomic::AtomicBool;
+        static EXITED: AtomicBool = AtomicBool::new(false);
+        struct SlowExit;
+        impl Drop for SlowExit {
+            fn drop(&mut self) {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                EXITED.store(true, Ordering::SeqCst);
+            }
+        }
+        thread_local!(static ON_EXIT: SlowExit = const { SlowExit });
+        struct Empty;
+        impl Read for Empty {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                ON_EXIT.with(|_| ());
+                Ok(0)
+            }
+        }
+        let params = TreeParams::new(TreeHash::Sha256, 4096, Vec::new()).unwrap();
+        let mut pass = Pass::new(
+            PassSpec {
+                tree: Some(&params),
+                ..Default::default()
+            },
+            Path::new("empty"),
+        )
+        .unwrap();
+        pass_stream(Empty, &mut pass, &|_| ()).unwrap();
+        assert!(EXITED.load(Ordering::SeqCst));
+        assert_eq!(pass.finish().unwrap().size, 0);
     }
 
     #[test]
