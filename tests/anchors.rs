@@ -294,54 +294,7 @@ fn a_missing_bundle_falls_back_to_the_inline_copy_only_when_there_is_one() {
 
 /// Signs the docs' cirros image with the docs' client key (openssl), as in tests/docs_example.rs.
 fn docs_setup(env: &Env) -> (PathBuf, PathBuf, PathBuf) {
-    let dir = env.path("docs");
-    std::fs::create_dir(&dir).unwrap();
-    build_chain(&dir);
-    sh(
-        &dir,
-        &[
-            "openssl",
-            "req",
-            "-nodes",
-            "-newkey",
-            "rsa:2048",
-            "-subj",
-            "/CN=Client Certificate",
-            "-keyout",
-            "key_client.pem",
-            "-out",
-            "cert_client.csr",
-        ],
-    );
-    issue_client(&dir);
-    let image = env.image("cirros.tar.gz", 434_333);
-    sh(
-        &dir,
-        &[
-            "openssl",
-            "dgst",
-            "-sha256",
-            "-sign",
-            "key_client.pem",
-            "-sigopt",
-            "rsa_padding_mode:pss",
-            "-out",
-            "sig.bin",
-            s(&image),
-        ],
-    );
-    let sig = std::fs::read(dir.join("sig.bin")).unwrap();
-    let props = write_props(
-        env,
-        "props.json",
-        &serde_json::json!({
-            "img_signature": encode_b64(&sig),
-            "img_signature_certificate_uuid": CLIENT,
-            "img_signature_hash_method": "SHA-256",
-            "img_signature_key_type": "RSA-PSS",
-        }),
-    );
-    (dir, props, image)
+    docs_signed_with_openssl(env)
 }
 
 #[test]

@@ -188,53 +188,7 @@ fn check_boots(env: &Env, dir: &Path, props: &Path, image: &Path) {
 #[test]
 fn docs_example_with_openssl_keys() {
     let env = Env::new();
-    let dir = env.path("docs");
-    std::fs::create_dir(&dir).unwrap();
-    build_chain(&dir);
-    sh(
-        &dir,
-        &[
-            "openssl",
-            "req",
-            "-nodes",
-            "-newkey",
-            "rsa:2048",
-            "-subj",
-            "/CN=Client Certificate",
-            "-keyout",
-            "key_client.pem",
-            "-out",
-            "cert_client.csr",
-        ],
-    );
-    issue_client(&dir);
-    let image = env.image("cirros.tar.gz", 434_333);
-    sh(
-        &dir,
-        &[
-            "openssl",
-            "dgst",
-            "-sha256",
-            "-sign",
-            "key_client.pem",
-            "-sigopt",
-            "rsa_padding_mode:pss",
-            "-out",
-            "cirros.self_signed.signature",
-            image.to_str().unwrap(),
-        ],
-    );
-    let sig = std::fs::read(dir.join("cirros.self_signed.signature")).unwrap();
-    let props = write_props(
-        &env,
-        "props.json",
-        &serde_json::json!({
-            "img_signature": encode_b64(&sig),
-            "img_signature_certificate_uuid": CLIENT,
-            "img_signature_hash_method": "SHA-256",
-            "img_signature_key_type": "RSA-PSS",
-        }),
-    );
+    let (dir, props, image) = docs_signed_with_openssl(&env);
     check_boots(&env, &dir, &props, &image);
 }
 

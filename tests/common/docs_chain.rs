@@ -191,3 +191,60 @@ pub fn issue_client(dir: &Path) {
     )
     .unwrap();
 }
+
+/// The docs' signed image: the chain in `<work>/docs`, the client key and its
+/// certificate made with openssl, the image signed with `openssl dgst -sha256
+/// -sign key_client.pem -sigopt rsa_padding_mode:pss`, and its properties.
+/// Returns (chain directory, properties file, image).
+pub fn docs_signed_with_openssl(
+    env: &super::Env,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let dir = env.path("docs");
+    std::fs::create_dir(&dir).unwrap();
+    build_chain(&dir);
+    sh(
+        &dir,
+        &[
+            "openssl",
+            "req",
+            "-nodes",
+            "-newkey",
+            "rsa:2048",
+            "-subj",
+            "/CN=Client Certificate",
+            "-keyout",
+            "key_client.pem",
+            "-out",
+            "cert_client.csr",
+        ],
+    );
+    issue_client(&dir);
+    let image = env.image("cirros.tar.gz", 434_333);
+    let sig = dir.join("cirros.self_signed.signature");
+    sh(
+        &dir,
+        &[
+            "openssl",
+            "dgst",
+            "-sha256",
+            "-sign",
+            "key_client.pem",
+            "-sigopt",
+            "rsa_padding_mode:pss",
+            "-out",
+            sig.to_str().unwrap(),
+            image.to_str().unwrap(),
+        ],
+    );
+    let props = super::write_props(
+        env,
+        "props.json",
+        &serde_json::json!({
+            "img_signature": super::encode_b64(&std::fs::read(&sig).unwrap()),
+            "img_signature_certificate_uuid": CLIENT,
+            "img_signature_hash_method": "SHA-256",
+            "img_signature_key_type": "RSA-PSS",
+        }),
+    );
+    (dir, props, image)
+}
