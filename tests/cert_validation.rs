@@ -866,15 +866,15 @@ fn long_chains_and_revocation() {
         Some(&int),
     );
     let rdir = env.path("crl");
-    std::fs::create_dir(&rdir).unwrap();
-    for (id, c) in [
-        ("root", &root),
-        ("int", &int),
-        ("good", &good),
-        ("bad", &bad),
-    ] {
-        write_pem(&rdir, id, &c.cert);
-    }
+    pki::cert_dir(
+        &rdir,
+        &[
+            ("root", &root),
+            ("int", &int),
+            ("good", &good),
+            ("bad", &bad),
+        ],
+    );
     let int_crl = crl(&env, &int, &[4], "int.crl");
     let root_crl = crl(&env, &root, &[], "root.crl");
     let huge_crl = crl(
@@ -977,4 +977,113 @@ fn crl(env: &Env, ca: &Issued, serials: &[u32], name: &str) -> std::path::PathBu
     ])
     .ok();
     out
+}
+
+/// PKITS 4.14.30's shape, built here so that the other outcomes can be
+/// tested too: a CA hands its CRLs to a separate CRL signer, whose own
+/// certificate is covered by the indirect CRL it signs. OpenSSL alone cannot
+/// validate such a signer; imgseal must accept it when it is not listed, and
+/// must not when the CRL it signs lists it (or the signing certificate).
+#[test]
+fn crl_signer_covered_by_its_own_crl() {
+    let env = Env::new();
+    let root = issue(&Spec::ca("Self-covered root"), None);
+    let ca = issue(
+        &Spec {
+            serial: 2,
+            ..Spec::ca("Self-covered CA")
+        },
+        Some(&root),
+    );
+    let signer_name = dn("Self-covered CRL signer");
+    let point = vec![("CN", "Self-covered indirect CRL".to_string())];
+    let covered = Some((point.clone(), signer_name.clone()));
+    let signer = issue(
+        &Spec {
+            serial: 3,
+            basic_constraints: None,
+            key_usage: Some(&["cRLSign"]),
+            extended_key_usage: None,
+            crl_issuer: covered.clone(),
+            ..Spec::ca("Self-covered CRL signer")
+        },
+        Some(&ca),
+    );
+    let leaf = issue(
+        &Spec {
+            serial: 4,
+            crl_issuer: covered,
+            ..Spec::leaf("Self-covered signing certificate")
+        },
+        Some(&ca),
+    );
+    let dir = env.path("self-covered");
+    pki::cert_dir(
+        &dir,
+        &[
+            ("root", &root),
+            ("ca", &ca),
+            ("signer", &signer),
+            ("leaf", &leaf),
+        ],
+    );
+    let root_crl = pki::crl(&root, None, &[]);
+    let point = pki::x509_name(&point);
+    let ca_name = ca.cert.subject_name();
+    let indirect = |serials: &[u32]| {
+        let revoked: Vec<pki::Revoked> = serials
+            .iter()
+            .map(|&serial| pki::Revoked {
+                serial,
+                certificate_issuer: Some(ca_name),
+            })
+            .collect();
+        pki::crl(&signer, Some(&point), &revoked)
+    };
+    let verify = |name: &str, indirect: openssl::x509::X509Crl| {
+        let write = |n: &str, crl: &openssl::x509::X509Crl| {
+            let p = env.path(&format!("{name}-{n}.crl"));
+            std::fs::write(&p, crl.to_der().unwrap()).unwrap();
+            p
+        };
+        let (root_file, indirect_file) = (write("root", &root_crl), write("indirect", &indirect));
+        env.run(&[
+            "--json",
+            "cert",
+            "verify",
+            "leaf",
+            "--cert-dir",
+            dir.to_str().unwrap(),
+            "--trusted-cert-id",
+            "root",
+            "--crl",
+            root_file.to_str().unwrap(),
+            "--crl",
+            indirect_file.to_str().unwrap(),
+        ])
+    };
+
+    let valid = verify("clean", indirect(&[])).code(0).json();
+    assert_eq!(valid["valid"], true, "{valid}");
+    // The signer revoked on its own CRL: that CRL proves nothing.
+    let out = verify("signer-revoked", indirect(&[3])).code(1);
+    let verdict = out.json();
+    assert_eq!(verdict["valid"], false, "{verdict}");
+    assert!(
+        verdict["reason"]
+            .as_str()
+            .unwrap()
+            .contains("CRL path validation"),
+        "{verdict}"
+    );
+    // The signing certificate revoked: an ordinary revoked verdict.
+    let verdict = verify("leaf-revoked", indirect(&[4])).code(1).json();
+    assert_eq!(verdict["revoked"], true, "{verdict}");
+    // A CRL for another CA's certificate with the same serial changes nothing.
+    let other = issue(&Spec::ca("Unrelated CA"), None);
+    let revoked = [pki::Revoked {
+        serial: 3,
+        certificate_issuer: Some(other.cert.subject_name()),
+    }];
+    verify("other-issuer", pki::crl(&signer, Some(&point), &revoked)).code(0);
 }

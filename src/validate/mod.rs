@@ -7,8 +7,10 @@
 //! - [`strict::StrictPolicy`] is RFC 5280 path validation for code signing on
 //!   OpenSSL's verifier, with revocation and algorithm policy on top.
 
+mod dsa_inheritance;
 pub mod facts;
 pub mod nova;
+mod openssl_hooks;
 pub mod strict;
 
 use openssl::x509::X509Crl;

@@ -12,10 +12,12 @@ use openssl::x509::verify::{X509VerifyFlags, X509VerifyParam};
 use openssl::x509::{X509, X509StoreContext, X509VerifyResult};
 use x509_cert::ext::pkix::KeyUsages;
 
+use super::dsa_inheritance::{Twins, lacks_dsa_parameters};
 use super::facts::{ANY_EXTENDED_KEY_USAGE, CODE_SIGNING, CertFacts, SignatureHash};
+use super::openssl_hooks;
 use super::{ChainLink, ChainVerdict, ValidationInput, Validator, id_of};
 use crate::error::{Error, Result};
-use crate::public_key::KeyClass;
+use crate::public_key::{KeyClass, PublicKey};
 use crate::x509::{Certificate, name_to_string};
 
 pub struct StrictPolicy;
@@ -99,12 +101,17 @@ impl Validator for StrictPolicy {
         // reason: OpenSSL's store lookup stops at the first certificate of that name.
         let everything: Vec<&X509> = input.intermediates.iter().map(|(_, c)| &c.x509).collect();
         let mut first_failure = None;
-        for (path, anchor) in candidate_paths(input) {
+        for CandidatePath {
+            intermediates: path,
+            anchor,
+            twins,
+        } in candidate_paths(input)
+        {
             let store = build_store(input, &[anchor])?;
             // The path's intermediates first, so OpenSSL's first-match lookup takes
             // them. With CRLs, the rest of the store follows them: CRL signers with
             // keys of their own are found there. A trusted leaf needs nothing else.
-            let mut untrusted = path.clone();
+            let mut untrusted: Vec<&X509> = path.iter().map(|c| twins.for_openssl(c)).collect();
             let leaf_is_anchor = std::ptr::eq(anchor, &input.leaf.x509);
             if !input.crls.is_empty() && !leaf_is_anchor {
                 untrusted.extend(
@@ -113,20 +120,38 @@ impl Validator for StrictPolicy {
                         .filter(|c| !path.iter().any(|p| std::ptr::eq(*p, **c))),
                 );
             }
-            let outcome = run_openssl(&store, input, &untrusted)?;
+            let leaf = twins.for_openssl(&input.leaf.x509);
+            let outcome =
+                openssl_hooks::with_twins(&twins, || run_openssl(&store, input, leaf, &untrusted))?;
             if outcome.0 {
-                return finish(input, outcome, notes);
+                return finish(input, outcome, &twins, notes);
             }
-            first_failure.get_or_insert(outcome);
+            first_failure.get_or_insert((outcome, twins));
         }
-        let outcome = match first_failure {
-            Some(o) => o,
-            None => run_openssl(&build_store(input, &anchors)?, input, &everything)?,
+        let (outcome, twins) = match first_failure {
+            Some(failure) => failure,
+            None => (
+                run_openssl(
+                    &build_store(input, &anchors)?,
+                    input,
+                    &input.leaf.x509,
+                    &everything,
+                )?,
+                Twins::default(),
+            ),
         };
         if outcome.0 {
-            return finish(input, outcome, notes);
+            return finish(input, outcome, &twins, notes);
         }
         let (_, error, depth, _, failed_at) = outcome;
+        // A failure on a twin names the certificate it stands for.
+        let failed_at = failed_at.map(|(subject, x)| {
+            let original = x
+                .to_der()
+                .ok()
+                .and_then(|der| twins.original_of(&der).cloned());
+            (subject, original.unwrap_or(x))
+        });
         Ok(openssl_failure(input, error, depth, failed_at, notes))
     }
 }
@@ -134,6 +159,7 @@ impl Validator for StrictPolicy {
 /// A store trusting `anchors`, with the input's CRLs, time and flags.
 fn build_store(input: &ValidationInput<'_>, anchors: &[&X509]) -> Result<X509Store> {
     let mut store = X509StoreBuilder::new().map_err(ossl("certificate store"))?;
+    openssl_hooks::install(&mut store);
     for anchor in anchors {
         store
             .add_cert((*anchor).clone())
@@ -174,6 +200,7 @@ type Outcome = (
 fn run_openssl(
     store: &openssl::x509::store::X509Store,
     input: &ValidationInput<'_>,
+    leaf: &X509,
     untrusted: &[&X509],
 ) -> Result<Outcome> {
     let mut stack = Stack::<X509>::new().map_err(ossl("intermediates"))?;
@@ -182,7 +209,7 @@ fn run_openssl(
     }
     let crls = CrlStack::new(input.crls)?;
     let mut ctx = X509StoreContext::new().map_err(ossl("verification context"))?;
-    ctx.init(store, &input.leaf.x509, &stack, |c| {
+    ctx.init(store, leaf, &stack, |c| {
         // Safety: the stack outlives the verification, which only reads it.
         unsafe { X509_STORE_CTX_set0_crls(c.as_ptr(), crls.0) };
         let ok = c.verify_cert()?;
@@ -202,9 +229,18 @@ fn run_openssl(
 /// cross-certificates cannot make validation slow.
 const MAX_CANDIDATE_PATHS: usize = 8;
 
+/// One way from the leaf to a trusted certificate.
+struct CandidatePath<'a> {
+    /// Between the leaf and the anchor, leaf side first.
+    intermediates: Vec<&'a X509>,
+    anchor: &'a X509,
+    /// Stand-ins for certificates whose DSA keys inherit their parameters.
+    twins: Twins,
+}
+
 /// Paths from the leaf to a trusted certificate, depth first, trusted issuers
-/// before untrusted ones; each entry is the path's intermediates.
-fn candidate_paths<'a>(input: &'a ValidationInput<'a>) -> Vec<(Vec<&'a X509>, &'a X509)> {
+/// before untrusted ones, each with its signatures checked.
+fn candidate_paths<'a>(input: &'a ValidationInput<'a>) -> Vec<CandidatePath<'a>> {
     let trusted: Vec<&Certificate> = input
         .trusted
         .iter()
@@ -221,10 +257,13 @@ fn candidate_paths<'a>(input: &'a ValidationInput<'a>) -> Vec<(Vec<&'a X509>, &'
     let mut found = Vec::new();
     let mut path: Vec<&X509> = vec![&input.leaf.x509];
     let max_len = input.options.max_depth as usize;
+    /// `deferred`: signatures on the path made by keys that inherit DSA
+    /// parameters, which only the whole path can check.
     fn walk<'a>(
         pool: &[(&'a X509, bool)],
         path: &mut Vec<&'a X509>,
-        found: &mut Vec<(Vec<&'a X509>, &'a X509)>,
+        deferred: usize,
+        found: &mut Vec<CandidatePath<'a>>,
         max_len: usize,
     ) {
         if found.len() >= MAX_CANDIDATE_PATHS || path.len() >= max_len {
@@ -235,22 +274,41 @@ fn candidate_paths<'a>(input: &'a ValidationInput<'a>) -> Vec<(Vec<&'a X509>, &'
             if path.iter().any(|p| std::ptr::eq(*p, *candidate)) {
                 continue;
             }
-            if candidate.issued(current) != X509VerifyResult::OK {
+            let issued = candidate.issued(current);
+            let inherits = issued.as_raw() == openssl_sys::X509_V_ERR_NO_ISSUER_PUBLIC_KEY
+                && lacks_dsa_parameters(candidate);
+            if issued != X509VerifyResult::OK && !inherits {
                 continue;
             }
-            let signed = candidate
-                .public_key()
-                .ok()
-                .and_then(|k| current.verify(&k).ok())
-                .unwrap_or(false);
+            let signed = inherits
+                || candidate
+                    .public_key()
+                    .ok()
+                    .and_then(|k| current.verify(&k).ok())
+                    .unwrap_or(false);
             if !signed {
                 continue;
             }
+            let deferred = deferred + usize::from(inherits);
             if *is_trusted {
-                found.push((path[1..].to_vec(), *candidate));
+                let twins = if deferred == 0 {
+                    Twins::default()
+                } else {
+                    let mut top_down = vec![*candidate];
+                    top_down.extend(path.iter().rev());
+                    match inherited_signatures_hold(&top_down) {
+                        Some(twins) => twins,
+                        None => continue,
+                    }
+                };
+                found.push(CandidatePath {
+                    intermediates: path[1..].to_vec(),
+                    anchor: candidate,
+                    twins,
+                });
             } else {
                 path.push(candidate);
-                walk(pool, path, found, max_len);
+                walk(pool, path, deferred, found, max_len);
                 path.pop();
             }
             if found.len() >= MAX_CANDIDATE_PATHS {
@@ -260,23 +318,68 @@ fn candidate_paths<'a>(input: &'a ValidationInput<'a>) -> Vec<(Vec<&'a X509>, &'
     }
     // A trusted leaf is its own anchor.
     if trusted.iter().any(|t| t.der == input.leaf.der) {
-        found.push((Vec::new(), &input.leaf.x509));
+        found.push(CandidatePath {
+            intermediates: Vec::new(),
+            anchor: &input.leaf.x509,
+            twins: Twins::default(),
+        });
     }
     pool.sort_by_key(|(_, t)| !*t);
-    walk(&pool, &mut path, &mut found, max_len);
+    walk(&pool, &mut path, 0, &mut found, max_len);
     found
+}
+
+/// The signatures on a path (anchor first) made by keys without DSA
+/// parameters, checked with the parameters inherited along it; the path's
+/// twins when all hold.
+fn inherited_signatures_hold(top_down: &[&X509]) -> Option<Twins> {
+    let twins = Twins::along(top_down);
+    for pair in top_down.windows(2) {
+        let (issuer, subject) = (pair[0], pair[1]);
+        if issuer.public_key().is_ok() {
+            continue; // checked while walking
+        }
+        let key = twins.for_openssl(issuer).public_key().ok()?;
+        if !subject.verify(&key).unwrap_or(false) {
+            return None;
+        }
+    }
+    Some(twins)
 }
 
 fn finish(
     input: &ValidationInput<'_>,
     outcome: Outcome,
-    notes: Vec<String>,
+    twins: &Twins,
+    mut notes: Vec<String>,
 ) -> Result<ChainVerdict> {
     let (_, _, _, chain, _) = outcome;
-    let chain_certs: Vec<Certificate> = chain
-        .iter()
-        .map(|x| Certificate::from_der(&x.to_der().unwrap_or_default(), "chain certificate"))
-        .collect::<Result<_>>()?;
+    // The verdict names the certificates as given, not their twins; the
+    // twins' keys are the complete ones.
+    let mut chain_certs = Vec::with_capacity(chain.len());
+    let mut complete_keys = std::collections::HashMap::new();
+    for x in &chain {
+        let der = x.to_der().unwrap_or_default();
+        let cert = match twins.original_of(&der) {
+            Some(original) => {
+                let cert = Certificate::from_der(
+                    &original.to_der().unwrap_or_default(),
+                    "chain certificate",
+                )?;
+                notes.push(format!(
+                    "\"{}\" has a DSA key without parameters; it inherits its issuer's (RFC 5280 §6.1.4)",
+                    cert.subject()
+                ));
+                complete_keys.insert(
+                    cert.der.clone(),
+                    Certificate::from_der(&der, "chain certificate")?.public_key()?,
+                );
+                cert
+            }
+            None => Certificate::from_der(&der, "chain certificate")?,
+        };
+        chain_certs.push(cert);
+    }
     let links: Vec<ChainLink> = chain_certs
         .iter()
         .map(|c| ChainLink {
@@ -285,7 +388,7 @@ fn finish(
         })
         .collect();
 
-    if let Some(reason) = code_signing_problem(input, &chain_certs)? {
+    if let Some(reason) = code_signing_problem(input, &chain_certs, &complete_keys)? {
         let mut v = ChainVerdict::fail("strict", reason, notes);
         v.chain = links;
         return Ok(v);
@@ -356,6 +459,7 @@ fn openssl_failure(
 fn code_signing_problem(
     input: &ValidationInput<'_>,
     chain: &[Certificate],
+    complete_keys: &std::collections::HashMap<Vec<u8>, PublicKey>,
 ) -> Result<Option<String>> {
     let leaf = CertFacts::of(input.leaf)?;
     if leaf.key_usage.is_some() && !leaf.has_key_usage(KeyUsages::DigitalSignature) {
@@ -378,7 +482,12 @@ fn code_signing_problem(
     }
     let last = chain.len().saturating_sub(1);
     for (i, cert) in chain.iter().enumerate() {
-        let key = cert.public_key()?;
+        let key = match complete_keys.get(&cert.der) {
+            Some(key) => PublicKey {
+                pkey: key.pkey.clone(),
+            },
+            None => cert.public_key()?,
+        };
         let bits = match key.class() {
             KeyClass::Rsa { bits } | KeyClass::Dsa { bits } => Some(bits),
             _ => None,

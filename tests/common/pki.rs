@@ -3,13 +3,25 @@
 
 use std::path::Path;
 
+use const_oid::ObjectIdentifier;
+use der::asn1::{BitString, OctetString, Uint};
+use der::{Decode, Encode};
 use openssl::asn1::{Asn1Integer, Asn1Time};
+use openssl::asn1::{Asn1Object, Asn1OctetString};
 use openssl::bn::BigNum;
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
+use openssl::sign::Signer;
 use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, KeyUsage};
-use openssl::x509::{X509, X509Name, X509NameBuilder};
+use openssl::x509::{X509, X509Crl, X509Extension, X509Name, X509NameBuilder, X509NameRef};
+use spki::AlgorithmIdentifierOwned;
+use x509_cert::crl::{CertificateList, RevokedCert, TbsCertList};
+use x509_cert::ext::Extension;
+use x509_cert::ext::pkix::crl::CrlDistributionPoints;
+use x509_cert::ext::pkix::crl::dp::{DistributionPoint, IssuingDistributionPoint};
+use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
+use x509_cert::serial_number::SerialNumber;
 
 #[derive(Clone, Copy, Debug)]
 pub enum KeyAlg {
@@ -31,6 +43,9 @@ pub fn key(alg: KeyAlg) -> PKey<Private> {
     }
 }
 
+/// A distinguished name as (attribute, value) pairs, in order.
+pub type Dn = Vec<(&'static str, String)>;
+
 /// What a certificate carries.
 #[derive(Clone)]
 pub struct Spec {
@@ -50,6 +65,9 @@ pub struct Spec {
     /// Sign with RSASSA-PSS instead of PKCS#1 v1.5 (RSA issuers).
     pub pss: bool,
     pub serial: u32,
+    /// A cRLDistributionPoints extension naming `(distribution point, CRL
+    /// issuer)`: an indirect CRL made by another key than the issuer's.
+    pub crl_issuer: Option<(Dn, Dn)>,
 }
 
 impl Spec {
@@ -66,6 +84,7 @@ impl Spec {
             digest: "sha256",
             pss: false,
             serial: 1,
+            crl_issuer: None,
         }
     }
 
@@ -154,6 +173,18 @@ pub fn issue(spec: &Spec, issuer: Option<&Issued>) -> Issued {
         }
         b.append_extension(eku.build().unwrap()).unwrap();
     }
+    if let Some((point, crl_issuer)) = &spec.crl_issuer {
+        let dp = DistributionPoint {
+            distribution_point: Some(DistributionPointName::FullName(vec![directory(&name(
+                point,
+            ))])),
+            reasons: None,
+            crl_issuer: Some(vec![directory(&name(crl_issuer))]),
+        };
+        let value = CrlDistributionPoints(vec![dp]).to_der().unwrap();
+        b.append_extension(raw_extension("2.5.29.31", false, &value))
+            .unwrap();
+    }
     let signing_key = issuer.map(|i| &i.key).unwrap_or(&key);
     let md = match spec.digest {
         "sha1" => MessageDigest::sha1(),
@@ -230,6 +261,106 @@ fn resign_pss(cert: &X509, key: &PKey<Private>, issuer: &Issued) -> X509 {
         &p("out.pem"),
     ]);
     X509::from_pem(&std::fs::read(p("out.pem")).unwrap()).unwrap()
+}
+
+fn directory(name: &X509NameRef) -> GeneralName {
+    GeneralName::DirectoryName(x509_cert::name::Name::from_der(&name.to_der().unwrap()).unwrap())
+}
+
+fn raw_extension(oid: &str, critical: bool, value: &[u8]) -> X509Extension {
+    X509Extension::new_from_der(
+        &Asn1Object::from_str(oid).unwrap(),
+        critical,
+        &Asn1OctetString::new_from_bytes(value).unwrap(),
+    )
+    .unwrap()
+}
+
+pub fn x509_name(parts: &[(&str, String)]) -> X509Name {
+    name(parts)
+}
+
+/// One revoked entry: a serial and, in an indirect CRL, the certificate
+/// issuer it belongs to (RFC 5280 §5.3.3).
+pub struct Revoked<'a> {
+    pub serial: u32,
+    pub certificate_issuer: Option<&'a X509NameRef>,
+}
+
+/// A v2 CRL signed by `signer` with SHA-256, valid from yesterday for 30 days.
+/// With `indirect_point`, it carries a critical issuingDistributionPoint with
+/// that full name and indirectCRL set. The openssl CLI cannot write
+/// certificateIssuer entry extensions, so the CRL is encoded here.
+pub fn crl(signer: &Issued, indirect_point: Option<&X509NameRef>, revoked: &[Revoked]) -> X509Crl {
+    use std::time::{Duration, SystemTime};
+    let time = |t: SystemTime| x509_cert::time::Time::try_from(t).unwrap();
+    let now = SystemTime::now();
+    let ext = |oid: &str, critical: bool, value: Vec<u8>| Extension {
+        extn_id: ObjectIdentifier::new_unwrap(oid),
+        critical,
+        extn_value: OctetString::new(value).unwrap(),
+    };
+    let entries: Vec<RevokedCert> = revoked
+        .iter()
+        .map(|r| RevokedCert {
+            serial_number: SerialNumber::new(&r.serial.to_be_bytes()).unwrap(),
+            revocation_date: time(now - Duration::from_secs(3600)),
+            crl_entry_extensions: r.certificate_issuer.map(|issuer| {
+                vec![ext(
+                    "2.5.29.29",
+                    true,
+                    vec![directory(issuer)].to_der().unwrap(),
+                )]
+            }),
+        })
+        .collect();
+    let mut extensions = vec![ext(
+        "2.5.29.20",
+        false,
+        Uint::new(&[1]).unwrap().to_der().unwrap(),
+    )];
+    if let Some(point) = indirect_point {
+        let idp = IssuingDistributionPoint {
+            distribution_point: Some(DistributionPointName::FullName(vec![directory(point)])),
+            only_contains_user_certs: false,
+            only_contains_ca_certs: false,
+            only_some_reasons: None,
+            indirect_crl: true,
+            only_contains_attribute_certs: false,
+        };
+        extensions.push(ext("2.5.29.28", true, idp.to_der().unwrap()));
+    }
+    let algorithm = AlgorithmIdentifierOwned {
+        oid: ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11"),
+        parameters: Some(der::asn1::Null.into()),
+    };
+    let tbs = TbsCertList {
+        version: x509_cert::Version::V2,
+        signature: algorithm.clone(),
+        issuer: x509_cert::name::Name::from_der(&signer.cert.subject_name().to_der().unwrap())
+            .unwrap(),
+        this_update: time(now - Duration::from_secs(86_400)),
+        next_update: Some(time(now + Duration::from_secs(30 * 86_400))),
+        revoked_certificates: (!entries.is_empty()).then_some(entries),
+        crl_extensions: Some(extensions),
+    };
+    let mut signer_ctx = Signer::new(MessageDigest::sha256(), &signer.key).unwrap();
+    signer_ctx.update(&tbs.to_der().unwrap()).unwrap();
+    let signature = signer_ctx.sign_to_vec().unwrap();
+    let list = CertificateList {
+        tbs_cert_list: tbs,
+        signature_algorithm: algorithm,
+        signature: BitString::from_bytes(&signature).unwrap(),
+    };
+    X509Crl::from_der(&list.to_der().unwrap()).unwrap()
+}
+
+/// A certificate directory as `--cert-dir` reads it: `<id>.pem` for each.
+pub fn cert_dir(dir: &Path, certs: &[(&str, &Issued)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (id, issued) in certs {
+        write_pem(dir, id, &issued.cert);
+    }
 }
 
 pub fn write_pem(dir: &Path, id: &str, cert: &X509) {
