@@ -119,7 +119,7 @@ impl Certificate {
     pub fn sha256_fingerprint(&self) -> String {
         self.x509
             .digest(MessageDigest::sha256())
-            .map(|d| hex::encode(d))
+            .map(hex::encode)
             .unwrap_or_default()
     }
 

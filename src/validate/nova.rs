@@ -206,7 +206,7 @@ impl Validator for NovaPolicy {
                 continue;
             };
             let remaining = chain.len() - i;
-            let needed = if remaining > 2 { remaining - 2 } else { 0 };
+            let needed = remaining.saturating_sub(2);
             if (path_len as usize) < needed {
                 return Ok(ChainVerdict::fail(
                     "nova",
