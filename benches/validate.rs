@@ -186,7 +186,7 @@ fn main() {
 
     let pkits = [
         std::env::var_os("IMGSEAL_PKITS_DIR").map(PathBuf::from),
-        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/pkits")),
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pkits")),
     ]
     .into_iter()
     .flatten()

@@ -8,7 +8,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 ensure_packages "${BUILD_PACKAGES[@]}" openssl bc
 build_release
-PKITS="${IMGSEAL_PKITS_DIR:-$REPO/../shared/pkits}"
+PKITS="${IMGSEAL_PKITS_DIR:-$REPO/tests/data/pkits}"
 export IMGSEAL_PKITS_DIR="$PKITS"
 (cd "$REPO" && cargo bench -q --bench validate)
 

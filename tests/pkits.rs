@@ -15,14 +15,13 @@ fn pkits_dir() -> PathBuf {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let candidates = [
         std::env::var_os("IMGSEAL_PKITS_DIR").map(PathBuf::from),
-        Some(repo.join("../shared/pkits")),
         Some(repo.join("tests/data/pkits")),
     ];
     candidates
         .into_iter()
         .flatten()
         .find(|p| p.join("certs/TrustAnchorRootCertificate.crt").exists())
-        .expect("PKITS data not found: set IMGSEAL_PKITS_DIR or place it at ../shared/pkits")
+        .expect("PKITS data not found: tests/data/pkits is part of the repository, or set IMGSEAL_PKITS_DIR")
 }
 
 /// The PKITS section a test belongs to, from its name.

@@ -141,7 +141,7 @@ mod tests {
 
     fn pkits(name: &str) -> X509 {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/pkits/certs")
+            .join("tests/data/pkits/certs")
             .join(format!("{name}.crt"));
         let der = std::fs::read(&path)
             .unwrap_or_else(|e| panic!("the PKITS data is needed ({}): {e}", path.display()));
@@ -165,7 +165,7 @@ mod tests {
         assert!(ee.verify(&ca_key).unwrap());
         let crl = std::fs::read(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../shared/pkits/crls/DSAParametersInheritedCACRL.crl"),
+                .join("tests/data/pkits/crls/DSAParametersInheritedCACRL.crl"),
         )
         .unwrap();
         let crl = openssl::x509::X509Crl::from_der(&crl).unwrap();
