@@ -19,13 +19,15 @@ use serde_json::Value;
 
 use crate::algorithms::{GlanceKeyType, HashMethod};
 use crate::backend::{KeyHandle, SigningDevice, StoredCertificate};
+use crate::config::TrustSettings;
 use crate::digest::{ImageDigest, ImageSource};
 use crate::error::{Error, Result};
 use crate::fsverity::tree::{RangeOutcome, StoredTree, TreeFault};
 use crate::fsverity::{FsVerityDigest, PassOutput, PassSpec, TreeHash, TreeParams, run_pass};
 use crate::glance::{self, ImageSignature, RawProperties};
 use crate::signature::SignatureScheme;
-use crate::verify::check_key_type;
+use crate::validate::{ChainVerdict, PolicyName};
+use crate::verify::{TrustPlan, check_key_type};
 
 /// The `format` member every manifest carries.
 pub const FORMAT: &str = "imgseal-manifest";
@@ -415,6 +417,10 @@ pub struct ManifestVerdict {
     pub first_bad_range: Option<(u64, u64)>,
     /// For range checks: data blocks read.
     pub blocks_checked: Option<u64>,
+    /// The signer's certificate validation, when it ran ([`validate_signer`]).
+    pub certificate_validation: Option<ChainVerdict>,
+    /// Where trusted ids came from, and whether validation ran.
+    pub trust: Option<TrustSettings>,
 }
 
 /// Checks the manifest's signature with its certificate and its internal
@@ -443,6 +449,8 @@ pub fn check_manifest(
         first_bad_block: None,
         first_bad_range: None,
         blocks_checked: None,
+        certificate_validation: None,
+        trust: None,
     };
     let key = stored.certificate.public_key()?;
     let key_type =
@@ -483,6 +491,36 @@ pub fn check_manifest(
     }
     verdict.valid = true;
     Ok(verdict)
+}
+
+/// Validates the certificate of a manifest that [`check_manifest`] accepted
+/// against the trusted ids, as `verify` does for Glance properties and before
+/// any image byte is read: a manifest signed by a certificate that does not
+/// chain to a trusted one proves nothing about the image.
+pub fn validate_signer(
+    manifest: &Manifest,
+    verdict: &mut ManifestVerdict,
+    plan: &TrustPlan<'_>,
+    policy: PolicyName,
+    find_cert: &dyn Fn(&str) -> Result<Option<StoredCertificate>>,
+) -> Result<()> {
+    verdict.trust = Some(plan.settings.clone());
+    if !verdict.valid || !plan.settings.validate_certificate {
+        return Ok(());
+    }
+    let cert_id = &manifest.body.signer.certificate_id;
+    let stored = find_cert(cert_id)?
+        .ok_or_else(|| Error::not_found(format!("certificate \"{cert_id}\" not found")))?;
+    let chain = plan.validate(policy, cert_id, &stored.certificate)?;
+    if !chain.valid {
+        verdict.valid = false;
+        verdict.reason = Some(format!(
+            "certificate \"{cert_id}\" is not trusted: {}",
+            chain.reason.as_deref().unwrap_or_default()
+        ));
+    }
+    verdict.certificate_validation = Some(chain);
+    Ok(())
 }
 
 /// The tree file named by the manifest, beside it, if it exists.

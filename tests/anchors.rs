@@ -1025,3 +1025,61 @@ fn verify_never_touches_a_tpm_for_a_home_without_anchors_and_the_default_is_the_
     .code(5);
     assert!(out.stderr.contains("$TCTI"), "{}", out.stderr);
 }
+
+/// `verify --manifest` takes the sealed anchors as `verify --props` does: a
+/// manifest whose signer chains to a sealed certificate is valid, and once
+/// the sealed set no longer holds that certificate it is refused.
+#[test]
+fn a_manifest_signer_is_validated_against_the_sealed_anchors() {
+    let env = Env::new();
+    let tpm = TestTpm::start();
+    let key = env.key_with_certificate("rsa-pss-2048", "manifest-signer", "manifest-cert");
+    let km = env.path("km");
+    std::fs::create_dir(&km).unwrap();
+    std::fs::copy(test_ca().dir.join("ca.crt"), km.join("test-ca.pem")).unwrap();
+    cert_file(&km, "other-ca");
+    let image = env.image("sealed.img", 3 * 4096);
+    let manifest = env.path("sealed.manifest");
+    env.run(&[
+        "sign",
+        "--key",
+        &key,
+        "--cert-id",
+        "manifest-cert",
+        "--manifest",
+        s(&manifest),
+        s(&image),
+    ])
+    .ok();
+    let verify = || {
+        env.tpm_run(
+            &tpm,
+            &["--json", "verify", "--manifest", s(&manifest), s(&image)],
+        )
+    };
+
+    let seal = |id: &str| {
+        env.tpm_run(
+            &tpm,
+            &["anchors", "seal", "--cert-dir", s(&km), "--cert-id", id],
+        )
+        .ok()
+    };
+
+    seal("test-ca");
+    let out = verify().code(0).json();
+    assert_eq!(out["trust"]["source"]["kind"], "tpm", "{out}");
+    assert_eq!(out["anchors"]["certificates"], 1, "{out}");
+    assert_eq!(
+        out["certificate_validation"]["anchor"]["id"], "test-ca",
+        "{out}"
+    );
+
+    seal("other-ca");
+    let out = verify().code(1).json();
+    assert_eq!(out["certificate_validation"]["valid"], false, "{out}");
+    assert!(
+        out["reason"].as_str().unwrap().contains("is not trusted"),
+        "{out}"
+    );
+}

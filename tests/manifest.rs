@@ -569,3 +569,128 @@ fn without_the_new_flags_sign_prints_what_it_always_did() {
         env.run(&args).code(2);
     }
 }
+
+/// A manifest proves something about an image only if its signer is trusted:
+/// `verify --manifest` validates the signer's certificate against the trusted
+/// ids exactly as `verify --props` does (it used to ignore them).
+#[test]
+fn a_manifest_signer_is_validated_against_the_trusted_ids() {
+    let env = Env::new();
+    let key = env.key_with_certificate("rsa-pss-2048", "manifest-signer", CERT);
+    let ca = common::test_ca().dir.join("ca.crt");
+    env.run(&["cert", "import", "--id", "test-ca", &s(&ca)])
+        .ok();
+    let other = env.path("other-ca.crt");
+    common::openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &s(&env.path("other-ca.key")),
+        "-subj",
+        "/CN=Some other CA",
+        "-days",
+        "30",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-out",
+        &s(&other),
+    ])
+    .ok();
+    env.run(&["cert", "import", "--id", "other-ca", &s(&other)])
+        .ok();
+    let image = env.image("trusted.img", 5 * 4096 + 7);
+    let signed = sign(&env, &key, &image, &[]);
+
+    for policy in ["strict", "nova"] {
+        let v = verify(
+            &env,
+            &signed.manifest,
+            &image,
+            &["--policy", policy, "--trusted-cert-id", "test-ca"],
+        )
+        .code(0)
+        .json();
+        assert_eq!(v["certificate_validation"]["valid"], true, "{v}");
+        assert_eq!(v["certificate_validation"]["policy"], policy, "{v}");
+        let ids: Vec<&str> = v["certificate_validation"]["chain"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, [CERT, "test-ca"], "{v}");
+        assert_eq!(v["trust"]["trusted_ids"][0], "test-ca", "{v}");
+
+        let v = verify(
+            &env,
+            &signed.manifest,
+            &image,
+            &["--policy", policy, "--trusted-cert-id", "other-ca"],
+        )
+        .code(1)
+        .json();
+        assert_eq!(v["valid"], false, "{v}");
+        assert_eq!(v["certificate_validation"]["valid"], false, "{v}");
+        assert!(
+            v["reason"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("certificate \"{CERT}\" is not trusted")),
+            "{v}"
+        );
+        // Refused before the image is read: no block was checked.
+        assert!(v["blocks_checked"].is_null(), "{v}");
+    }
+    // The environment variable forces validation as the flag does.
+    let run = env
+        .command()
+        .env("OS_TRUSTED_IMAGE_CERTIFICATE_IDS", "other-ca")
+        .args(["verify", "--manifest", &s(&signed.manifest), &s(&image)])
+        .output()
+        .unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&run.stdout)
+    );
+    // Without trusted ids the text output says validation did not run.
+    let out = env
+        .run(&["verify", "--manifest", &s(&signed.manifest), &s(&image)])
+        .code(0);
+    assert!(
+        out.stdout.contains("certificate not validated"),
+        "{}",
+        out.stdout
+    );
+    let out = env
+        .run(&[
+            "verify",
+            "--manifest",
+            &s(&signed.manifest),
+            "--trusted-cert-id",
+            "test-ca",
+            &s(&image),
+        ])
+        .code(0);
+    assert!(
+        out.stdout.contains("certificate chain (strict policy)"),
+        "{}",
+        out.stdout
+    );
+    // Trust flags are read, not ignored: a bad CRL is refused.
+    let bad_crl = env.path("bad.crl");
+    std::fs::write(&bad_crl, "not a CRL").unwrap();
+    verify(
+        &env,
+        &signed.manifest,
+        &image,
+        &["--trusted-cert-id", "test-ca", "--crl", &s(&bad_crl)],
+    )
+    .code(3);
+}

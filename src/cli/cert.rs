@@ -178,15 +178,10 @@ fn verify_certificates(
             String::new()
         };
         if verdict.valid {
-            let path: Vec<String> = verdict
-                .chain
-                .iter()
-                .map(|l| format!("{} [{}]", l.subject, l.id))
-                .collect();
             println!(
                 "{prefix}valid ({} policy): {}",
                 verdict.policy,
-                path.join(" <- ")
+                verdict.path_text()
             );
         } else {
             println!(

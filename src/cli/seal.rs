@@ -16,13 +16,15 @@ use imgseal::glance::{OutputFormat, property_map, render};
 use imgseal::home::write_output_file;
 use imgseal::manifest::{
     Manifest, build_body, check_manifest, default_tree_path, glance_signature, parse_range,
-    sign_manifest, verify_image_full, verify_image_range,
+    sign_manifest, validate_signer, verify_image_full, verify_image_range,
 };
 use serde_json::json;
 
+use imgseal::verify::TrustPlan;
+
 use super::Context;
-use super::cert::finder;
 use super::digest::Bars;
+use super::verify::ResolvedTrust;
 
 /// What `sign` was asked for, beyond the key.
 pub struct SealRequest<'a> {
@@ -219,7 +221,8 @@ pub fn verify_manifest(
     manifest_path: &Path,
     tree: Option<&Path>,
     range: Option<&str>,
-    cert_dir: Option<&PathBuf>,
+    trust: &ResolvedTrust,
+    plan: Option<&TrustPlan<'_>>,
     image: &str,
     quiet: bool,
 ) -> anyhow::Result<i32> {
@@ -248,8 +251,11 @@ pub fn verify_manifest(
         }
         (None, _) => None,
     };
-    let find = finder(ctx, cert_dir)?;
-    let mut verdict = check_manifest(&manifest, &*find, &SoftwareVerifier)?;
+    let find = &trust.find;
+    let mut verdict = check_manifest(&manifest, &**find, &SoftwareVerifier)?;
+    if let Some(plan) = plan {
+        validate_signer(&manifest, &mut verdict, plan, trust.policy, &**find)?;
+    }
     if verdict.valid {
         match (range, range_image) {
             (Some((offset, len)), Some(path)) => verify_image_range(
@@ -286,8 +292,14 @@ pub fn verify_manifest(
             obj["range"] = json!({ "offset": offset, "length": len });
         }
         obj["exit_code"] = json!(code);
+        if let Some(anchors) = trust.describe_sealed() {
+            obj["anchors"] = anchors;
+        }
         println!("{obj}");
-    } else if verdict.valid {
+        return Ok(code);
+    }
+    trust.print_anchors();
+    if verdict.valid {
         let what = match range {
             Some((offset, len)) => {
                 let blocks = verdict.blocks_checked.unwrap_or(0);
@@ -313,5 +325,10 @@ pub fn verify_manifest(
                 .unwrap_or("the image does not match")
         );
     }
+    trust.print_validation(
+        verdict.trust.as_ref(),
+        verdict.certificate_validation.as_ref(),
+        verdict.reason.is_some() && !verdict.valid,
+    );
     Ok(code)
 }

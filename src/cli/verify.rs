@@ -9,6 +9,15 @@ use imgseal::error::{Error, ErrorKind};
 use imgseal::verify::verify_image;
 use serde_json::json;
 
+use std::rc::Rc;
+
+use imgseal::anchors::SealedAnchors;
+use imgseal::backend::StoredCertificate;
+use imgseal::config::{Config, TrustSettings};
+use imgseal::validate::{ChainVerdict, PolicyName};
+use imgseal::verify::TrustPlan;
+use imgseal_tpm::Tcti;
+
 use super::Context;
 use super::cert::{finder, store_contents};
 use super::trust::TrustArgs;
@@ -43,6 +52,130 @@ pub struct VerifyArgs {
     pub image: String,
 }
 
+/// Trust as `verify` resolves it, for Glance properties and manifests alike:
+/// configuration, policy, trusted ids (or the TPM-sealed anchors that replace
+/// them), and where certificates are looked up.
+pub struct ResolvedTrust {
+    config: Config,
+    pub policy: PolicyName,
+    pub settings: TrustSettings,
+    pub sealed: Option<(Rc<SealedAnchors>, Tcti)>,
+    cert_dir: Option<PathBuf>,
+    /// The signing certificate's store.
+    pub find: Box<dyn Fn(&str) -> imgseal::Result<Option<StoredCertificate>>>,
+    /// Where trusted ids are looked up: the sealed bundle when in force.
+    trusted_find: Box<dyn Fn(&str) -> imgseal::Result<Option<StoredCertificate>>>,
+}
+
+impl ResolvedTrust {
+    pub fn resolve(
+        ctx: &Context,
+        trust: &TrustArgs,
+        cert_dir: Option<&PathBuf>,
+    ) -> anyhow::Result<Self> {
+        let config = trust.config(ctx)?;
+        let policy = trust.policy(&config);
+        let settings = trust.settings(&config)?;
+        // TPM-sealed anchors, when in force, replace the trusted ids; they are
+        // looked up in the sealed bundle, never in the key manager.
+        let sealed = super::anchors::sealed_for_verification(ctx, trust, &settings)?
+            .map(|(s, tcti)| (Rc::new(s), tcti));
+        let settings = match &sealed {
+            Some((s, _)) => s.trust_settings(),
+            None => settings,
+        };
+        let cert_dir = cert_dir
+            .cloned()
+            .or_else(|| config.validation.cert_dir.clone());
+        let find = finder(ctx, cert_dir.as_ref())?;
+        let trusted_find: Box<dyn Fn(&str) -> imgseal::Result<Option<StoredCertificate>>> =
+            match &sealed {
+                Some((s, _)) => {
+                    let s = Rc::clone(s);
+                    Box::new(move |id| s.find(id))
+                }
+                None => finder(ctx, cert_dir.as_ref())?,
+            };
+        Ok(ResolvedTrust {
+            config,
+            policy,
+            settings,
+            sealed,
+            cert_dir,
+            find,
+            trusted_find,
+        })
+    }
+
+    /// What certificate validation works with, when it runs.
+    pub fn plan(&self, ctx: &Context, trust: &TrustArgs) -> anyhow::Result<Option<TrustPlan<'_>>> {
+        if !self.settings.validate_certificate {
+            // No validation runs, but a malformed --at, --crl or --intermediates
+            // is still refused rather than ignored with exit 0.
+            trust.check_inputs()?;
+            return Ok(None);
+        }
+        let store = store_contents(ctx, self.cert_dir.as_ref())?;
+        Ok(Some(trust.plan(
+            &self.config,
+            self.settings.clone(),
+            &*self.trusted_find,
+            store,
+            self.cert_dir.as_ref(),
+        )?))
+    }
+
+    /// The sealed anchors, for `--json`.
+    pub fn describe_sealed(&self) -> Option<serde_json::Value> {
+        self.sealed
+            .as_ref()
+            .map(|(s, tcti)| super::anchors::describe_sealed(s, tcti))
+    }
+
+    /// The line before a verdict: the sealed anchors in force.
+    pub fn print_anchors(&self) {
+        if let Some((s, tcti)) = &self.sealed {
+            println!(
+                "trust anchors: version {} sealed in the TPM at {tcti} (sha256 {})",
+                s.bundle.version,
+                hex::encode(s.digest)
+            );
+        }
+    }
+
+    /// The lines after a verdict: where trusted ids came from and the chain,
+    /// or that no certificate validation ran.
+    pub fn print_validation(
+        &self,
+        trust: Option<&TrustSettings>,
+        chain: Option<&ChainVerdict>,
+        stopped_early: bool,
+    ) {
+        match (trust, chain) {
+            (Some(trust), Some(chain)) => {
+                println!(
+                    "trusted ids from {}: {}",
+                    trust.source,
+                    trust.trusted_ids.join(", ")
+                );
+                if chain.valid {
+                    println!(
+                        "certificate chain ({} policy): {}",
+                        chain.policy,
+                        chain.path_text()
+                    );
+                }
+            }
+            _ if !stopped_early => {
+                println!(
+                    "certificate not validated: no trusted certificate ids (use --trusted-cert-id, OS_TRUSTED_IMAGE_CERTIFICATE_IDS or default_trusted_certificate_ids)"
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
 pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
     // clap's `requires = "manifest"` is not enforced once --props is given,
     // because --manifest conflicts with --props (clap-rs/clap#4520): without
@@ -50,13 +183,16 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
     if args.manifest.is_none() && (args.tree.is_some() || args.range.is_some()) {
         return Err(Error::usage("--tree and --range go with --manifest, not --props").into());
     }
+    let resolved = ResolvedTrust::resolve(ctx, &args.trust, args.cert_dir.as_ref())?;
+    let plan = resolved.plan(ctx, &args.trust)?;
     if let Some(manifest) = &args.manifest {
         return super::seal::verify_manifest(
             ctx,
             manifest,
             args.tree.as_deref(),
             args.range.as_deref(),
-            args.cert_dir.as_ref(),
+            &resolved,
+            plan.as_ref(),
             &args.image,
             args.quiet,
         );
@@ -69,38 +205,8 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
     let text = std::fs::read(&props).map_err(|e| Error::io(&props, e))?;
     let text = String::from_utf8(text)
         .map_err(|_| Error::bad_input(format!("{origin}: not UTF-8 text")))?;
-    let config = args.trust.config(ctx)?;
-    let policy = args.trust.policy(&config);
-    let settings = args.trust.settings(&config)?;
-    // TPM-sealed anchors, when in force, replace the trusted ids; they are
-    // looked up in the sealed bundle, never in the key manager.
-    let sealed = super::anchors::sealed_for_verification(ctx, &args.trust, &settings)?;
-    let settings = match &sealed {
-        Some((s, _)) => s.trust_settings(),
-        None => settings,
-    };
-    let cert_dir = args
-        .cert_dir
-        .clone()
-        .or_else(|| config.validation.cert_dir.clone());
-    let find = finder(ctx, cert_dir.as_ref())?;
-    let sealed_find = sealed.as_ref().map(|(s, _)| move |id: &str| s.find(id));
-    let trusted_find: imgseal::verify::CertFinder = match &sealed_find {
-        Some(f) => f,
-        None => &*find,
-    };
-    let plan = if settings.validate_certificate {
-        let store = store_contents(ctx, cert_dir.as_ref())?;
-        Some(
-            args.trust
-                .plan(&config, settings, trusted_find, store, cert_dir.as_ref())?,
-        )
-    } else {
-        // No validation runs, but a malformed --at, --crl or --intermediates
-        // is still refused rather than ignored with exit 0.
-        args.trust.check_inputs()?;
-        None
-    };
+    let policy = resolved.policy;
+    let find = &resolved.find;
     let image = ImageSource::parse(&args.image);
     let verdict = verify_image(
         &text,
@@ -121,19 +227,13 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
         obj["verdict"] = json!(if verdict.valid { "valid" } else { "invalid" });
         obj["image"] = json!(image.display());
         obj["exit_code"] = json!(code);
-        if let Some((s, tcti)) = &sealed {
-            obj["anchors"] = super::anchors::describe_sealed(s, tcti);
+        if let Some(anchors) = resolved.describe_sealed() {
+            obj["anchors"] = anchors;
         }
         super::print_json(&obj);
         return Ok(code);
     }
-    if let Some((s, tcti)) = &sealed {
-        println!(
-            "trust anchors: version {} sealed in the TPM at {tcti} (sha256 {})",
-            s.bundle.version,
-            hex::encode(s.digest)
-        );
-    }
+    resolved.print_anchors();
     let cert = verdict.certificate_id.as_deref().unwrap_or("?");
     if verdict.valid {
         println!(
@@ -153,32 +253,10 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
                 .unwrap_or("signature does not verify")
         );
     }
-    match (&verdict.trust, &verdict.certificate_validation) {
-        (Some(trust), Some(chain)) => {
-            println!(
-                "trusted ids from {}: {}",
-                trust.source,
-                trust.trusted_ids.join(", ")
-            );
-            if chain.valid {
-                let path: Vec<String> = chain
-                    .chain
-                    .iter()
-                    .map(|l| format!("{} [{}]", l.subject, l.id))
-                    .collect();
-                println!(
-                    "certificate chain ({} policy): {}",
-                    chain.policy,
-                    path.join(" <- ")
-                );
-            }
-        }
-        _ if verdict.reason.is_none() || verdict.valid => {
-            println!(
-                "certificate not validated: no trusted certificate ids (use --trusted-cert-id, OS_TRUSTED_IMAGE_CERTIFICATE_IDS or default_trusted_certificate_ids)"
-            );
-        }
-        _ => {}
-    }
+    resolved.print_validation(
+        verdict.trust.as_ref(),
+        verdict.certificate_validation.as_ref(),
+        verdict.reason.is_some() && !verdict.valid,
+    );
     Ok(code)
 }

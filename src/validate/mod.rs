@@ -81,6 +81,16 @@ pub struct ChainVerdict {
 }
 
 impl ChainVerdict {
+    /// The chain for people: `subject [id] <- issuer [id] <- …`.
+    pub fn path_text(&self) -> String {
+        let links: Vec<String> = self
+            .chain
+            .iter()
+            .map(|l| format!("{} [{}]", l.subject, l.id))
+            .collect();
+        links.join(" <- ")
+    }
+
     pub fn fail(policy: &'static str, reason: impl Into<String>, notes: Vec<String>) -> Self {
         ChainVerdict {
             policy,

@@ -195,7 +195,13 @@ pub struct TestCa {
 pub fn test_ca() -> &'static TestCa {
     static CA: OnceLock<TestCa> = OnceLock::new();
     CA.get_or_init(|| {
-        let dir = tempfile::Builder::new().prefix("imgseal-ca-").tempdir().unwrap().keep();
+        // Statics are never dropped, so the CA lives under cargo's per-target
+        // scratch directory rather than leaking into /tmp on every run.
+        let dir = tempfile::Builder::new()
+            .prefix("imgseal-ca-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap()
+            .keep();
         let key = dir.join("ca.key");
         let crt = dir.join("ca.crt");
         openssl(&[
