@@ -88,7 +88,7 @@ pub struct AttestationDoc {
     pub tpm: TpmSummary,
 }
 
-fn hx(b: &[u8]) -> String {
+pub(crate) fn hx(b: &[u8]) -> String {
     hex::encode(b)
 }
 
@@ -214,7 +214,7 @@ pub struct AttestVerdict {
     pub restart_count: Option<u32>,
 }
 
-fn unhex(field: &str, s: &str) -> Result<Vec<u8>> {
+pub(crate) fn unhex(field: &str, s: &str) -> Result<Vec<u8>> {
     hex::decode(s)
         .map_err(|e| Error::bad_input(format!("attestation document: {field}: not hex: {e}")))
 }
@@ -247,7 +247,7 @@ pub fn read_public_key(bytes: &[u8], origin: &str) -> Result<Vec<u8>> {
 /// to its TPM, whose point is the one in `spki_der`; returns its TPM name.
 /// The layout is the `TPMT_PUBLIC` of imgseal's AK template (TPM 2.0 Part 2,
 /// 12.2.4): anything else is refused.
-fn check_ak_public_area(
+pub(crate) fn check_ak_public_area(
     public_area: &[u8],
     spki_der: &[u8],
 ) -> std::result::Result<Vec<u8>, String> {
@@ -513,6 +513,11 @@ pub struct ActivationInfo {
     pub activated: bool,
     /// Whether the EK certificate chained to the CA given with `--ek-ca`.
     pub ek_certificate_verified: Option<bool>,
+    /// Whether a verifier confirmed the activation itself, with a secret only
+    /// it knew (`attest challenge` / `activate` / `confirm`), rather than the
+    /// host reporting its own round trip.
+    #[serde(default)]
+    pub verifier_confirmed: bool,
 }
 
 /// The enrollment document (`imgseal attest enroll --out`).
@@ -566,25 +571,10 @@ pub fn enroll(tpm: &mut Tpm, ek_ca: Option<&[X509]>) -> Result<EnrollmentDoc> {
     let ek_spki = ek
         .spki_der()
         .map_err(Error::tpm("reading the EK's public key"))?;
+    let verified = check_ek_certificate(&cert, &ek_spki, ek_ca)?
+        .map_err(|reason| Error::invalid(format!("the EK certificate {reason}")))?;
     let ek_key = PKey::public_key_from_der(&ek_spki)
         .map_err(|e| Error::crypto("reading the EK's public key", e))?;
-    let cert_key = cert
-        .public_key()
-        .map_err(|e| Error::crypto("reading the EK certificate's key", e))?;
-    if !ek_key.public_eq(&cert_key) {
-        return Err(Error::invalid(
-            "the EK certificate certifies another key than this TPM's EK",
-        ));
-    }
-    let verified = match ek_ca {
-        None => None,
-        Some(cas) => Some(chains_to(&cert, cas)?),
-    };
-    if verified == Some(false) {
-        return Err(Error::invalid(
-            "the EK certificate does not chain to the CA given with --ek-ca",
-        ));
-    }
 
     let (ak, ak_info) = ak_info(tpm)?;
     let mut secret = zeroize::Zeroizing::new(vec![0u8; 32]);
@@ -633,14 +623,38 @@ pub fn enroll(tpm: &mut Tpm, ek_ca: Option<&[X509]>) -> Result<EnrollmentDoc> {
             secret_sha256: hx(&Sha256::digest(secret.as_slice())),
             activated: true,
             ek_certificate_verified: verified,
+            verifier_confirmed: false,
         },
         tpm: tpm_summary(tpm)?,
     })
 }
 
+/// Checks that the EK certificate holds the EK's key (`ek_spki`, DER) and,
+/// when `ek_ca` is given, chains to it. `Ok(None)`: no CA was given;
+/// `Err(reason)`: what does not hold, to follow "the EK certificate".
+pub(crate) fn check_ek_certificate(
+    cert: &X509,
+    ek_spki: &[u8],
+    ek_ca: Option<&[X509]>,
+) -> Result<std::result::Result<Option<bool>, String>> {
+    let ek_key = PKey::public_key_from_der(ek_spki)
+        .map_err(|e| Error::crypto("reading the EK's public key", e))?;
+    let cert_key = cert
+        .public_key()
+        .map_err(|e| Error::crypto("reading the EK certificate's key", e))?;
+    if !ek_key.public_eq(&cert_key) {
+        return Ok(Err("certifies another key than the EK".into()));
+    }
+    match ek_ca {
+        None => Ok(Ok(None)),
+        Some(cas) if chains_to(cert, cas)? => Ok(Ok(Some(true))),
+        Some(_) => Ok(Err("does not chain to the CA given with --ek-ca".into())),
+    }
+}
+
 /// Whether `cert` chains to one of `cas` (OpenSSL path validation; the other
 /// CA certificates may serve as intermediates).
-fn chains_to(cert: &X509, cas: &[X509]) -> Result<bool> {
+pub(crate) fn chains_to(cert: &X509, cas: &[X509]) -> Result<bool> {
     use openssl::stack::Stack;
     use openssl::x509::store::X509StoreBuilder;
     use openssl::x509::{X509StoreContext, verify::X509VerifyFlags};

@@ -8,6 +8,7 @@ pub mod backend;
 pub mod config;
 pub mod cursive_compat;
 pub mod digest;
+pub mod enrollment;
 pub mod error;
 pub mod fsverity;
 pub mod glance;

@@ -455,12 +455,10 @@ fn enrollment_ties_the_ak_to_the_ek_and_pins_it_for_verification() {
     let ek_area = hex::decode(doc["ek"]["public_area"].as_str().unwrap()).unwrap();
     let mut tpm2b = (ek_area.len() as u16).to_be_bytes().to_vec();
     tpm2b.extend_from_slice(&ek_area);
-    let (ek_pub, secret, cred, released, session) = (
+    let (ek_pub, secret, cred) = (
         env.path("ek.pub"),
         env.path("secret.bin"),
-        env.path("cred.bin"),
-        env.path("released.bin"),
-        env.path("session.ctx"),
+        env.path("made.cred"),
     );
     std::fs::write(&ek_pub, tpm2b).unwrap();
     std::fs::write(&secret, b"enrollment round trip 42").unwrap();
@@ -479,31 +477,8 @@ fn enrollment_ties_the_ak_to_the_ek_and_pins_it_for_verification() {
             s(&cred),
         ],
     );
-    tpm.tool_ok(
-        "tpm2_startauthsession",
-        &["--policy-session", "-S", s(&session)],
-    );
-    tpm.tool_ok("tpm2_policysecret", &["-S", s(&session), "-c", "e"]);
-    tpm.tool_ok(
-        "tpm2_activatecredential",
-        &[
-            "-c",
-            "0x81018000",
-            "-C",
-            "0x81010001",
-            "-i",
-            s(&cred),
-            "-o",
-            s(&released),
-            "-P",
-            &format!("session:{}", s(&session)),
-        ],
-    );
-    tpm.tool_ok("tpm2_flushcontext", &[s(&session)]);
-    assert_eq!(
-        std::fs::read(&released).unwrap(),
-        b"enrollment round trip 42"
-    );
+    let released = tpm2_tools_activate(&tpm, env.work.path(), &std::fs::read(&cred).unwrap());
+    assert_eq!(released.as_deref(), Some(&b"enrollment round trip 42"[..]));
 
     // The enrolled AK is the one that signs attestations, and pins them.
     let a = cert_file(env.work.path(), "a");
@@ -530,4 +505,276 @@ fn enrollment_ties_the_ak_to_the_ek_and_pins_it_for_verification() {
         .ok()
         .json();
     assert_eq!(out["ak_pinned"], true);
+}
+
+/// tpm2-tools' credential file (`tpm2_makecredential -o`): magic, version,
+/// TPM2B_ID_OBJECT, TPM2B_ENCRYPTED_SECRET.
+fn tpm2_tools_credential(challenge: &Value) -> Vec<u8> {
+    let mut out = 0xBADC_C0DEu32.to_be_bytes().to_vec();
+    out.extend_from_slice(&1u32.to_be_bytes());
+    for field in ["id_object", "encrypted_secret"] {
+        let bytes = hex::decode(challenge[field].as_str().unwrap()).unwrap();
+        out.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+        out.extend_from_slice(&bytes);
+    }
+    out
+}
+
+/// tpm2_activatecredential with the TPM's AK and EK; whether the TPM released it.
+fn tpm2_tools_activate(tpm: &TestTpm, dir: &Path, credential: &[u8]) -> Option<Vec<u8>> {
+    let (cred, released, session) = (
+        dir.join("cred.bin"),
+        dir.join("released.bin"),
+        dir.join("session.ctx"),
+    );
+    std::fs::write(&cred, credential).unwrap();
+    let _ = std::fs::remove_file(&released);
+    tpm.tool_ok(
+        "tpm2_startauthsession",
+        &["--policy-session", "-S", s(&session)],
+    );
+    tpm.tool_ok("tpm2_policysecret", &["-S", s(&session), "-c", "e"]);
+    let out = tpm.tool(
+        "tpm2_activatecredential",
+        &[
+            "-c",
+            "0x81018000",
+            "-C",
+            "0x81010001",
+            "-i",
+            s(&cred),
+            "-o",
+            s(&released),
+            "-P",
+            &format!("session:{}", s(&session)),
+        ],
+    );
+    let _ = tpm.tool("tpm2_flushcontext", &[s(&session)]);
+    out.status
+        .success()
+        .then(|| std::fs::read(&released).unwrap())
+}
+
+/// The verifier confirms the enrollment itself: its own secret, bound by
+/// MakeCredential on its own TPM to the enrolled EK and AK name, comes back
+/// only from the host whose TPM holds both. Another host, a forged
+/// enrollment, an altered or stale response, or another enrollment document
+/// all fail; tpm2-tools shows the binding is the TPM's, not only imgseal's.
+#[test]
+fn remote_enrollment_is_confirmed_only_by_the_tpm_holding_ek_and_ak() {
+    let localca = Path::new("/var/lib/swtpm-localca");
+    let (issuer, root) = (
+        localca.join("issuercert.pem"),
+        localca.join("swtpm-localca-rootca-cert.pem"),
+    );
+    let verifier = Env::new();
+    let verifier_tpm = TestTpm::start();
+    let (host_a, tpm_a) = (Env::new(), TestTpm::start_manufactured());
+    let (host_b, tpm_b) = (Env::new(), TestTpm::start_manufactured());
+    let enroll = |env: &Env, tpm: &TestTpm| {
+        let path = env.path("enrollment.json");
+        env.tpm_run(tpm, &["attest", "enroll", "--out", s(&path)])
+            .ok();
+        path
+    };
+    let (enroll_a, enroll_b) = (enroll(&host_a, &tpm_a), enroll(&host_b, &tpm_b));
+    let challenge = |enrollment: &Path, name: &str, extra: &[&str]| {
+        let (out, secret) = (
+            verifier.path(&format!("{name}.challenge.json")),
+            verifier.path(&format!("{name}.secret.json")),
+        );
+        let mut args = vec![
+            "attest",
+            "challenge",
+            s(enrollment),
+            "--out",
+            s(&out),
+            "--secret-out",
+            s(&secret),
+        ];
+        args.extend_from_slice(extra);
+        (verifier.tpm_run(&verifier_tpm, &args), out, secret)
+    };
+    let activate = |env: &Env, tpm: &TestTpm, challenge: &Path, name: &str| {
+        let out = env.path(&format!("{name}.response.json"));
+        (
+            env.tpm_run(tpm, &["attest", "activate", s(challenge), "--out", s(&out)]),
+            out,
+        )
+    };
+    let confirm = |enrollment: &Path, secret: &Path, response: &Path| {
+        let out = verifier.path("confirmed.json");
+        let _ = std::fs::remove_file(&out);
+        let run = verifier.run(&[
+            "--json",
+            "attest",
+            "confirm",
+            s(enrollment),
+            "--secret",
+            s(secret),
+            "--response",
+            s(response),
+            "--out",
+            s(&out),
+        ]);
+        (run, out)
+    };
+    let ca_args = ["--ek-ca", s(&issuer), "--ek-ca", s(&root)];
+
+    // The honest round trip.
+    let (run, chal, secret) = challenge(&enroll_a, "a", &ca_args);
+    run.ok();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the kept secret is private");
+    let kept = read_json(&secret)["secret"].as_str().unwrap().to_string();
+    assert!(!std::fs::read_to_string(&chal).unwrap().contains(&kept));
+    assert_eq!(
+        read_json(&chal)["ak_name"],
+        read_json(&enroll_a)["ak"]["name"]
+    );
+    let (run, response) = activate(&host_a, &tpm_a, &chal, "a");
+    run.ok();
+    let (run, confirmed) = confirm(&enroll_a, &secret, &response);
+    assert_eq!(run.code(0).json()["verdict"], "valid");
+    let kept_confirmed = verifier.path("a.confirmed.json");
+    std::fs::copy(&confirmed, &kept_confirmed).unwrap();
+    let confirmed = kept_confirmed;
+    let doc = read_json(&confirmed);
+    assert_eq!(doc["activation"]["verifier_confirmed"], true);
+    assert_eq!(doc["activation"]["ek_certificate_verified"], true);
+    assert_eq!(doc["ak"], read_json(&enroll_a)["ak"]);
+    // tpm2-tools on host A releases the same secret from the challenge.
+    let released = tpm2_tools_activate(
+        &tpm_a,
+        host_a.work.path(),
+        &tpm2_tools_credential(&read_json(&chal)),
+    );
+    assert_eq!(released.map(hex::encode), Some(kept.clone()));
+
+    // Host B cannot open A's challenge: imgseal names the AK mismatch, and
+    // the TPM itself refuses (its AK has another name).
+    let (run, _) = activate(&host_b, &tpm_b, &chal, "b-for-a");
+    assert!(run.code(1).stderr.contains("made for another enrollment"));
+    assert!(
+        tpm2_tools_activate(
+            &tpm_b,
+            host_b.work.path(),
+            &tpm2_tools_credential(&read_json(&chal))
+        )
+        .is_none()
+    );
+
+    // A forged enrollment: B's EK with A's AK. Only a TPM holding both could
+    // answer; A's TPM lacks the EK, B's the AK.
+    let mut forged = read_json(&enroll_b);
+    forged["ak"] = read_json(&enroll_a)["ak"].clone();
+    let forged_path = verifier.path("forged.json");
+    std::fs::write(&forged_path, serde_json::to_vec_pretty(&forged).unwrap()).unwrap();
+    let (run, forged_chal, _) = challenge(&forged_path, "forged", &ca_args);
+    run.ok();
+    let (run, _) = activate(&host_a, &tpm_a, &forged_chal, "forged-a");
+    let stderr = run.code(5).stderr;
+    assert!(stderr.contains("TPM2_ActivateCredential"), "{stderr}");
+    assert!(
+        tpm2_tools_activate(
+            &tpm_a,
+            host_a.work.path(),
+            &tpm2_tools_credential(&read_json(&forged_chal))
+        )
+        .is_none()
+    );
+    assert!(
+        tpm2_tools_activate(
+            &tpm_b,
+            host_b.work.path(),
+            &tpm2_tools_credential(&read_json(&forged_chal))
+        )
+        .is_none()
+    );
+
+    // An EK certificate that does not hold the EK public area's key, and an
+    // EK certificate outside the given CA, are refused before any challenge.
+    let mut swapped = read_json(&enroll_a);
+    swapped["ek"]["certificate_pem"] = read_json(&enroll_b)["ek"]["certificate_pem"].clone();
+    std::fs::write(&forged_path, serde_json::to_vec_pretty(&swapped).unwrap()).unwrap();
+    let (run, _, _) = challenge(&forged_path, "swapped", &[]);
+    assert!(run.code(1).stderr.contains("certifies another key"));
+    let stranger = cert_file(verifier.work.path(), "stranger");
+    let (run, _, _) = challenge(&enroll_a, "stranger", &["--ek-ca", s(&stranger)]);
+    assert!(run.code(1).stderr.contains("does not chain"));
+
+    // An altered response, a response to an older challenge, and another
+    // enrollment document do not confirm.
+    let mut altered = read_json(&response);
+    let mut bytes = hex::decode(altered["secret"].as_str().unwrap()).unwrap();
+    bytes[0] ^= 1;
+    altered["secret"] = Value::String(hex::encode(bytes));
+    let altered_path = verifier.path("altered.json");
+    std::fs::write(&altered_path, serde_json::to_vec(&altered).unwrap()).unwrap();
+    let (run, out) = confirm(&enroll_a, &secret, &altered_path);
+    let v = run.code(1).json();
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("does not hold the challenge's secret"),
+        "{v}"
+    );
+    assert!(!out.exists(), "nothing is confirmed");
+    let (run, _, newer_secret) = challenge(&enroll_a, "newer", &ca_args);
+    run.ok();
+    confirm(&enroll_a, &newer_secret, &response).0.code(1);
+    let v = confirm(&enroll_b, &secret, &response).0.code(1).json();
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not the enrollment document"),
+        "{v}"
+    );
+
+    // `attest verify --ak` tells a confirmed enrollment from a self-report.
+    let anchor = cert_file(host_a.work.path(), "a");
+    host_a
+        .tpm_run(&tpm_a, &["anchors", "seal", "--cert", s(&anchor)])
+        .ok();
+    let att = host_a.path("att.json");
+    host_a
+        .tpm_run(&tpm_a, &["attest", "--nonce", NONCE, "--out", s(&att)])
+        .ok();
+    let bundle = host_a.home.path().join("anchors/bundle");
+    let verify = |ak: &Path| {
+        verifier.run(&[
+            "--json",
+            "attest",
+            "verify",
+            s(&att),
+            "--nonce",
+            NONCE,
+            "--expected-anchors",
+            s(&bundle),
+            "--ak",
+            s(ak),
+        ])
+    };
+    let v = verify(&confirmed).code(0).json();
+    assert_eq!(v["ak_enrollment_confirmed"], true, "{v}");
+    let v = verify(&enroll_a).code(0).json();
+    assert_eq!(v["ak_enrollment_confirmed"], false, "{v}");
+    let text = verifier
+        .run(&[
+            "attest",
+            "verify",
+            s(&att),
+            "--nonce",
+            NONCE,
+            "--expected-anchors",
+            s(&bundle),
+            "--ak",
+            s(&enroll_a),
+        ])
+        .code(0)
+        .stdout;
+    assert!(text.contains("the host's own report"), "{text}");
 }

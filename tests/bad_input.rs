@@ -478,6 +478,29 @@ impl Fixtures {
                 &s(&attestation),
             ],
         );
+        // Remote enrollment: the host's enrollment, a verifier's challenge for
+        // it (made on the same swtpm: MakeCredential needs no secret of its
+        // own) with the kept secret, and the host's response.
+        let enrollment = work.join("enrollment.json");
+        let challenge = work.join("challenge.json");
+        let challenge_secret = work.join("challenge.secret.json");
+        let response = work.join("response.json");
+        let (e, c, cs, r) = (
+            s(&enrollment),
+            s(&challenge),
+            s(&challenge_secret),
+            s(&response),
+        );
+        let steps: [&[&str]; 3] = [
+            &["attest", "enroll", "--out", &e],
+            &["attest", "challenge", &e, "--out", &c, "--secret-out", &cs],
+            &["attest", "activate", &c, "--out", &r],
+        ];
+        for step in steps {
+            let mut all = vec!["--tcti", tcti.as_str()];
+            all.extend_from_slice(step);
+            setup(&tpm_home, &tpm_home, &all);
+        }
         let show: Value = serde_json::from_str(&setup(
             &tpm_home,
             &tpm_home,
@@ -502,6 +525,10 @@ impl Fixtures {
         vars.insert("digest", digest);
         vars.insert("attestation", s(&attestation));
         vars.insert("bundle", s(&bundle));
+        vars.insert("enrollment", s(&enrollment));
+        vars.insert("challenge", s(&challenge));
+        vars.insert("challenge-secret", s(&challenge_secret));
+        vars.insert("response", s(&response));
 
         let bad = work.join("bad");
         fs::create_dir(&bad).unwrap();
@@ -789,6 +816,59 @@ impl Fixtures {
         });
         let text = serde_json::to_string_pretty(&a).unwrap();
         w("attestation-truncated", &text.as_bytes()[..200]);
+
+        // Remote enrollment documents.
+        let read = |var: &str| -> Value {
+            serde_json::from_slice(&fs::read(self.vars[var].as_str()).unwrap()).unwrap()
+        };
+        let edited = |var: &str, name: &str, f: &dyn Fn(&mut Value)| {
+            let mut q = read(var);
+            f(&mut q);
+            write_json(&b(name), &q);
+        };
+        edited("enrollment", "enrollment-version", &|q| {
+            q["version"] = json!(2)
+        });
+        edited("enrollment", "enrollment-ek-swapped", &|q| {
+            // Another TPM's EK certificate: a fresh self-signed one will do.
+            let key =
+                openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+            let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+            name.append_entry_by_text("CN", "another EK").unwrap();
+            let name = name.build();
+            let mut c = openssl::x509::X509::builder().unwrap();
+            c.set_subject_name(&name).unwrap();
+            c.set_issuer_name(&name).unwrap();
+            c.set_pubkey(&key).unwrap();
+            c.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+                .unwrap();
+            c.set_not_after(&openssl::asn1::Asn1Time::days_from_now(1).unwrap())
+                .unwrap();
+            c.sign(&key, openssl::hash::MessageDigest::sha256())
+                .unwrap();
+            let pem = String::from_utf8(c.build().to_pem().unwrap()).unwrap();
+            q["ek"]["certificate_pem"] = json!(pem);
+        });
+        edited("enrollment", "enrollment-ak-attributes", &|q| {
+            let area = q["ak"]["public_area"].as_str().unwrap().to_string();
+            q["ak"]["public_area"] = json!(format!("{}00000000{}", &area[..8], &area[16..]));
+        });
+        edited("challenge", "challenge-not-hex", &|q| {
+            q["id_object"] = json!("zz")
+        });
+        edited("challenge", "challenge-other-ak", &|q| {
+            q["ak_name"] = json!(format!("000b{}", "11".repeat(32)))
+        });
+        edited("challenge", "challenge-tampered", &|q| {
+            let mut bytes = hex::decode(q["encrypted_secret"].as_str().unwrap()).unwrap();
+            bytes[10] ^= 1;
+            q["encrypted_secret"] = json!(hex::encode(bytes));
+        });
+        edited("response", "response-altered", &|q| {
+            let mut bytes = hex::decode(q["secret"].as_str().unwrap()).unwrap();
+            bytes[0] ^= 1;
+            q["secret"] = json!(hex::encode(bytes));
+        });
 
         // Secrets.
         w("auth-wrong", b"wrong\n");

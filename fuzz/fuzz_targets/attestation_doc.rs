@@ -1,6 +1,9 @@
 //! Attestation and enrollment documents as `attest verify` reads them:
 //! serde into `AttestationDoc`/`EnrollmentDoc`, `attestation::pinned_ak`
-//! (`--ak`: a key or an enrollment document) and `attestation::verify`.
+//! (`--ak`: a key or an enrollment document) and `attestation::verify`; the
+//! remote-enrollment documents (challenge, kept secret, response) and
+//! `enrollment::confirm` of the input as the challenged enrollment, whose
+//! confirmation must mean the response held the kept secret.
 //! A fuzzer cannot forge the AK's signature, so two mode bytes let the
 //! target repair parts of a document with a fixed AK — its key and public
 //! area, the TPMS_ATTEST rebuilt around the document's contents (right
@@ -14,6 +17,7 @@ mod support;
 
 use imgseal::anchors::{AnchorSet, Bundle, Record, expected_public};
 use imgseal::attestation::{self, AttestationDoc, CertifiedIndex, EnrollmentDoc, Expected};
+use imgseal::enrollment::{self, ChallengeSecret, ResponseDoc};
 use imgseal_tpm::{
     COUNTER_INDEX, NvAttestation, NvCertified, RECORD_INDEX, endorsement_primary_qualified_name,
 };
@@ -73,6 +77,27 @@ fuzz_target!(|data: &[u8]| {
     let (mode, mode2) = (*mode, *mode2);
     let _ = attestation::pinned_ak(json, "fuzz");
     let _ = serde_json::from_slice::<EnrollmentDoc>(json);
+    let _ = enrollment::parse_challenge(json, "fuzz");
+    let _ = enrollment::parse_secret(json, "fuzz");
+    let _ = enrollment::parse_response(json, "fuzz");
+    let kept = ChallengeSecret {
+        format: enrollment::CHALLENGE_SECRET_FORMAT.into(),
+        version: enrollment::VERSION,
+        secret: "00".repeat(32),
+        enrollment_sha256: hex::encode(Sha256::digest(json)),
+        ak_name: String::new(),
+        ek_certificate_verified: None,
+    };
+    let answer = ResponseDoc {
+        format: enrollment::RESPONSE_FORMAT.into(),
+        version: enrollment::VERSION,
+        ak_name: String::new(),
+        secret: if mode2 & 8 != 0 { "00" } else { "01" }.repeat(32),
+    };
+    if let Ok(Ok(confirmed)) = enrollment::confirm(json, "fuzz", &kept, &answer) {
+        assert!(mode2 & 8 != 0, "confirmed without the kept secret");
+        assert!(confirmed.activation.verifier_confirmed);
+    }
     let Ok(mut doc) = serde_json::from_slice::<AttestationDoc>(json) else {
         return;
     };

@@ -6,11 +6,13 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, Args, Subcommand};
 use imgseal::attestation::{self, AttestationDoc, Expected};
+use imgseal::enrollment;
 use imgseal::error::{Error, ErrorKind};
-use imgseal::home::write_output_file;
+use imgseal::home::{write_output_file, write_private_file};
 use openssl::x509::X509;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
+use zeroize::Zeroizing;
 
 use super::anchors::{OwnerAuthArgs, open_tpm};
 use super::{Context, print_json, read_input_file};
@@ -69,6 +71,72 @@ pub enum AttestCommand {
         #[arg(long, value_name = "PEM")]
         ek_ca: Vec<PathBuf>,
     },
+    /// Verifier: check a host's enrollment document without trusting it and
+    /// make a credential only that host's TPM can open (MakeCredential, on
+    /// this machine's TPM). Send the challenge; keep the secret.
+    Challenge {
+        /// The host's enrollment document (`attest enroll --out`).
+        enrollment: PathBuf,
+        /// Where to write the challenge for the host (JSON).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Where to keep the secret (JSON, mode 0600): needed by `confirm`,
+        /// never sent.
+        #[arg(long, value_name = "FILE")]
+        secret_out: PathBuf,
+        /// CA certificates (PEM) the EK certificate must chain to; repeatable.
+        #[arg(long, value_name = "PEM")]
+        ek_ca: Vec<PathBuf>,
+    },
+    /// Host: open a verifier's challenge with this TPM's EK and AK
+    /// (ActivateCredential) and write the response.
+    Activate {
+        /// The challenge (`attest challenge --out`).
+        challenge: PathBuf,
+        /// Where to write the response for the verifier (JSON).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Verifier: check the host's response against the kept secret and write
+    /// the confirmed enrollment, for `attest verify --ak`.
+    Confirm {
+        /// The enrollment document that was challenged.
+        enrollment: PathBuf,
+        /// The secret kept by `attest challenge --secret-out`.
+        #[arg(long, value_name = "FILE")]
+        secret: PathBuf,
+        /// The host's response (`attest activate --out`).
+        #[arg(long, value_name = "FILE")]
+        response: PathBuf,
+        /// Where to write the confirmed enrollment document (JSON).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+/// The `--ek-ca` files' certificates. A file without a PEM certificate is
+/// refused: OpenSSL returns none without an error, and an empty list would
+/// silently skip the EK chain check that was asked for.
+fn read_ek_cas(paths: &[PathBuf]) -> Result<Option<Vec<X509>>, Error> {
+    let mut cas = Vec::new();
+    for p in paths {
+        let bytes = read_input_file(p)?;
+        let certs = X509::stack_from_pem(&bytes).map_err(|e| {
+            Error::bad_input(format!(
+                "{}: not PEM certificates: {}",
+                p.display(),
+                imgseal::error::openssl_reason(&e)
+            ))
+        })?;
+        if certs.is_empty() {
+            return Err(Error::bad_input(format!(
+                "{}: no PEM certificate in the file",
+                p.display()
+            )));
+        }
+        cas.extend(certs);
+    }
+    Ok((!cas.is_empty()).then_some(cas))
 }
 
 fn fingerprint(spki_der: &[u8]) -> String {
@@ -141,12 +209,24 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
                 }
                 (None, None) => unreachable!("clap requires one of them"),
             };
-            let pinned = match &ak {
-                Some(p) => Some(attestation::pinned_ak(
-                    &read_input_file(p)?,
-                    &p.display().to_string(),
-                )?),
-                None => None,
+            // An enrollment document also says whether a verifier confirmed it.
+            let (pinned, confirmed) = match &ak {
+                Some(p) => {
+                    let bytes = read_input_file(p)?;
+                    let origin = p.display().to_string();
+                    let key = attestation::pinned_ak(&bytes, &origin)?;
+                    let confirmed = if bytes.trim_ascii_start().starts_with(b"{") {
+                        Some(
+                            enrollment::parse_enrollment(&bytes, &origin)?
+                                .activation
+                                .verifier_confirmed,
+                        )
+                    } else {
+                        None
+                    };
+                    (Some(key), confirmed)
+                }
+                None => (None, None),
             };
             let v =
                 attestation::verify(&doc, &nonce, &expected, pinned.as_deref(), require_locked)?;
@@ -158,6 +238,7 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
             if ctx.json {
                 let mut obj = json!(v);
                 obj["verdict"] = json!(if v.valid { "valid" } else { "invalid" });
+                obj["ak_enrollment_confirmed"] = json!(confirmed);
                 obj["exit_code"] = json!(code);
                 print_json(&obj);
                 return Ok(code);
@@ -197,6 +278,11 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
                         .unwrap_or("the attestation does not hold")
                 );
             }
+            if confirmed == Some(false) {
+                println!(
+                    "note: the AK's enrollment is the host's own report; a verifier confirms it with `attest challenge`, `attest activate` and `attest confirm`"
+                );
+            }
             if !v.ak_pinned {
                 println!(
                     "note: the AK was taken from the document itself; pass --ak with the AK from `imgseal attest enroll` to know which TPM signed"
@@ -205,35 +291,9 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
             Ok(code)
         }
         Some(AttestCommand::Enroll { out, ek_ca }) => {
-            let cas = ek_ca
-                .iter()
-                .map(|p| {
-                    let bytes = read_input_file(p)?;
-                    let certs = X509::stack_from_pem(&bytes).map_err(|e| {
-                        Error::bad_input(format!(
-                            "{}: not PEM certificates: {}",
-                            p.display(),
-                            imgseal::error::openssl_reason(&e)
-                        ))
-                    })?;
-                    // OpenSSL finds no PEM block in garbage and returns no
-                    // certificates without an error; an empty --ek-ca would
-                    // then silently skip the EK chain check that was asked for.
-                    if certs.is_empty() {
-                        return Err(Error::bad_input(format!(
-                            "{}: no PEM certificate in the file",
-                            p.display()
-                        )));
-                    }
-                    Ok(certs)
-                })
-                .collect::<Result<Vec<_>, Error>>()?
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>();
+            let cas = read_ek_cas(&ek_ca)?;
             let (mut tpm, tcti, _) = open_tpm(ctx, Some(&args.auth))?;
-            let doc =
-                attestation::enroll(&mut tpm, if cas.is_empty() { None } else { Some(&cas) })?;
+            let doc = attestation::enroll(&mut tpm, cas.as_deref())?;
             let text = serde_json::to_vec_pretty(&doc).expect("documents serialise");
             write_output_file(&out, &text)?;
             let spki = attestation::read_public_key(doc.ak.public_key_pem.as_bytes(), "the AK")?;
@@ -263,8 +323,117 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
                     fingerprint(&spki)
                 );
                 println!("enrollment written to {}", out.display());
+                println!(
+                    "note: this is the host's own report; a verifier confirms it with `attest challenge`, `attest activate` and `attest confirm`"
+                );
             }
             Ok(0)
+        }
+        Some(AttestCommand::Challenge {
+            enrollment,
+            out,
+            secret_out,
+            ek_ca,
+        }) => {
+            let cas = read_ek_cas(&ek_ca)?;
+            let bytes = read_input_file(&enrollment)?;
+            let origin = enrollment.display().to_string();
+            // Any TPM makes the credential: only public values are used.
+            let (mut tpm, tcti, _) = open_tpm(ctx, None)?;
+            let (challenge, secret) =
+                enrollment::challenge(&mut tpm, &bytes, &origin, cas.as_deref())?;
+            // The secret first: a challenge without its secret is useless.
+            let secret_text =
+                Zeroizing::new(serde_json::to_vec_pretty(&secret).expect("documents serialise"));
+            write_private_file(&secret_out, &secret_text)?;
+            let text = serde_json::to_vec_pretty(&challenge).expect("documents serialise");
+            if let Err(e) = write_output_file(&out, &text) {
+                let _ = std::fs::remove_file(&secret_out);
+                return Err(e.into());
+            }
+            if ctx.json {
+                print_json(&json!({
+                    "out": out,
+                    "secret_out": secret_out,
+                    "ak_name": challenge.ak_name,
+                    "ek_certificate_verified": secret.ek_certificate_verified,
+                    "tcti": tcti.to_string(),
+                }));
+            } else {
+                println!(
+                    "challenge for AK {} written to {}; secret kept in {} (do not send it)",
+                    challenge.ak_name,
+                    out.display(),
+                    secret_out.display()
+                );
+                if secret.ek_certificate_verified.is_none() {
+                    println!("note: the EK certificate was not checked against a CA (use --ek-ca)");
+                }
+            }
+            Ok(0)
+        }
+        Some(AttestCommand::Activate { challenge, out }) => {
+            let origin = challenge.display().to_string();
+            let doc = enrollment::parse_challenge(&read_input_file(&challenge)?, &origin)?;
+            let (mut tpm, _, _) = open_tpm(ctx, Some(&args.auth))?;
+            let response = enrollment::activate(&mut tpm, &doc, &origin)?;
+            let text = serde_json::to_vec_pretty(&response).expect("documents serialise");
+            write_output_file(&out, &text)?;
+            if ctx.json {
+                print_json(&json!({ "out": out, "ak_name": response.ak_name }));
+            } else {
+                println!(
+                    "the TPM opened the challenge for AK {}; response written to {}",
+                    response.ak_name,
+                    out.display()
+                );
+            }
+            Ok(0)
+        }
+        Some(AttestCommand::Confirm {
+            enrollment,
+            secret,
+            response,
+            out,
+        }) => {
+            let bytes = read_input_file(&enrollment)?;
+            let kept = enrollment::parse_secret(
+                &read_input_file(&secret)?,
+                &secret.display().to_string(),
+            )?;
+            let answer = enrollment::parse_response(
+                &read_input_file(&response)?,
+                &response.display().to_string(),
+            )?;
+            let verdict =
+                enrollment::confirm(&bytes, &enrollment.display().to_string(), &kept, &answer)?;
+            let code = match &verdict {
+                Ok(doc) => {
+                    let text = serde_json::to_vec_pretty(doc).expect("documents serialise");
+                    write_output_file(&out, &text)?;
+                    0
+                }
+                Err(_) => ErrorKind::Invalid.exit_code(),
+            };
+            if ctx.json {
+                print_json(&json!({
+                    "verdict": if code == 0 { "valid" } else { "invalid" },
+                    "reason": verdict.as_ref().err(),
+                    "out": if code == 0 { Some(&out) } else { None },
+                    "exit_code": code,
+                }));
+            } else {
+                match &verdict {
+                    Ok(doc) => println!(
+                        "valid: the host's TPM released this verifier's secret: AK {} lives in the TPM of EK \"{}\"; confirmed enrollment written to {}",
+                        doc.ak.name,
+                        doc.ek.certificate_subject,
+                        out.display()
+                    ),
+                    Err(reason) => println!("invalid: {reason}"),
+                }
+            }
+            Ok(code)
         }
     }
 }

@@ -105,6 +105,17 @@ impl EndorsementKey {
     }
 }
 
+/// The SubjectPublicKeyInfo DER of a marshalled EK `TPMT_PUBLIC`, as a
+/// verifier without the TPM needs it to compare with the EK certificate.
+pub fn ek_spki_from_public_area(bytes: &[u8]) -> Result<Vec<u8>> {
+    let public = Public::unmarshall(bytes)
+        .map_err(|e| TpmError::Invalid(format!("the EK public area is not a TPMT_PUBLIC: {e}")))?;
+    let spki = picky_asn1_x509::SubjectPublicKeyInfo::try_from(public)
+        .map_err(|e| TpmError::Invalid(format!("the EK public area holds no usable key: {e}")))?;
+    picky_asn1_der::to_vec(&spki)
+        .map_err(|e| TpmError::Invalid(format!("cannot encode the EK's SPKI: {e}")))
+}
+
 /// MakeCredential's output: `TPM2B_ID_OBJECT` and `TPM2B_ENCRYPTED_SECRET` contents.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credential {

@@ -28,7 +28,7 @@ pub use attest::{
     verify_nv_certification,
 };
 pub use context::{DaStatus, Tpm, TpmInfo};
-pub use ek::{Credential, EkKind, EndorsementKey};
+pub use ek::{Credential, EkKind, EndorsementKey, ek_spki_from_public_area};
 pub use error::{ResponseCode, Result, TpmError};
 pub use layout::{AnchorLayout, COUNTER_INDEX, DATA_INDEX, RECORD_INDEX, RECORD_SIZE};
 pub use nv::{Ensured, NvAccess, NvAttributes, NvInfo, NvKind, NvSpec, SEALED_ATTRIBUTES};
