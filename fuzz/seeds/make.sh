@@ -138,6 +138,17 @@ enroll = {
 }
 put("attestation_doc", "enrollment", b"\x00\x00" + json.dumps(enroll).encode())
 put("attestation_doc", "pem-key", b"\x00\x00" + ak_pem.encode())
+# Remote enrollment: a challenge, a kept secret, a response; the enrollment
+# again with mode2 bit 3 (the target answers with the kept secret).
+put("attestation_doc", "enrollment-answered", b"\x00\x08" + json.dumps(enroll).encode())
+put("attestation_doc", "challenge", b"\x00\x00" + json.dumps({
+    "format": "imgseal-ak-challenge", "version": 1, "ek_kind": "rsa2048", "ak_name": "000b" + "00" * 32,
+    "id_object": "00" * 68, "encrypted_secret": "00" * 256}).encode())
+put("attestation_doc", "challenge-secret", b"\x00\x00" + json.dumps({
+    "format": "imgseal-ak-challenge-secret", "version": 1, "secret": "00" * 32,
+    "enrollment_sha256": "00" * 32, "ak_name": "000b" + "00" * 32, "ek_certificate_verified": None}).encode())
+put("attestation_doc", "response", b"\x00\x00" + json.dumps({
+    "format": "imgseal-ak-response", "version": 1, "ak_name": "000b" + "00" * 32, "secret": "00" * 32}).encode())
 
 # manifest: a mode byte (bit 0 re-sign, 1 fix img_signature, 2 fix fs-verity digest), then the manifest.
 image = bytes(range(256)) * 40
@@ -173,4 +184,12 @@ put("config", "toml", '[validation]\npolicy = "strict"\ntrusted_certificate_ids 
 put("config", "nova", "[glance]\nverify_glance_signatures = True\nenable_certificate_validation = true\ndefault_trusted_certificate_ids = a,b\n")
 put("pkcs11_uri", "uri", "pkcs11:token=imgseal;object=signer%20key;type=private?pin-source=file:/etc/pin&module-path=/usr/lib/softhsm/libsofthsm2.so")
 PY
+
+# strict_path: a mode byte (bit 0: with CRLs), then PKITS 4.1.5's middle
+# certificate (and, as a decoy, the DSA CA itself).
+pkits="$here/../../tests/data/pkits/certs"
+mkdir -p "$here/strict_path"
+{ printf '\x00'; cat "$pkits/DSAParametersInheritedCACert.crt"; } >"$here/strict_path/inherited-ca"
+{ printf '\x01'; cat "$pkits/DSAParametersInheritedCACert.crt"; } >"$here/strict_path/inherited-ca-crls"
+{ printf '\x01'; cat "$pkits/DSACACert.crt"; } >"$here/strict_path/dsa-ca"
 echo "seeds written to $here"
