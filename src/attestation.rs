@@ -259,6 +259,7 @@ pub(crate) fn check_ak_public_area(
     const FIXED_TPM: u32 = 1 << 1;
     const FIXED_PARENT: u32 = 1 << 4;
     const SENSITIVE_DATA_ORIGIN: u32 = 1 << 5;
+    const ADMIN_WITH_POLICY: u32 = 1 << 7;
     const RESTRICTED: u32 = 1 << 16;
     const DECRYPT: u32 = 1 << 17;
     const SIGN: u32 = 1 << 18;
@@ -281,8 +282,21 @@ pub(crate) fn check_ak_public_area(
             "the AK's attributes {attrs:#010x} are not those of a restricted, fixedTPM signing key"
         ));
     }
+    // ActivateCredential needs the AK's ADMIN role. With adminWithPolicy clear
+    // and no policy, that takes the key's authValue, which a public area
+    // loaded on its own (TPM2_LoadExternal, any attributes) does not have: so
+    // a key held outside the TPM cannot pose as this AK. A policy could be
+    // satisfied for such a public-only object.
+    if attrs & ADMIN_WITH_POLICY != 0 {
+        return Err(
+            "the AK's admin role is held by a policy (adminWithPolicy): imgseal's AK has none"
+                .into(),
+        );
+    }
     let policy_len = u16_at(take(2)?) as usize;
-    take(policy_len)?;
+    if policy_len != 0 {
+        return Err("the AK has an authorization policy: imgseal's AK has none".into());
+    }
     // symmetric NULL, scheme ECDSA(SHA-256), curve P-256, kdf NULL
     let params = [take(2)?, take(2)?, take(2)?, take(2)?, take(2)?].map(u16_at);
     if params
@@ -690,4 +704,72 @@ pub fn pinned_ak(bytes: &[u8], origin: &str) -> Result<Vec<u8>> {
         return read_public_key(doc.ak.public_key_pem.as_bytes(), origin);
     }
     read_public_key(bytes, origin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `TPMT_PUBLIC` laid out as imgseal's AK template, for `key`.
+    fn ak_area(key: &PKey<openssl::pkey::Private>, attrs: u32, policy: &[u8]) -> Vec<u8> {
+        let ec = key.ec_key().unwrap();
+        let mut ctx = openssl::bn::BigNumContext::new().unwrap();
+        let (mut x, mut y) = (
+            openssl::bn::BigNum::new().unwrap(),
+            openssl::bn::BigNum::new().unwrap(),
+        );
+        ec.public_key()
+            .affine_coordinates(ec.group(), &mut x, &mut y, &mut ctx)
+            .unwrap();
+        let mut p = Vec::new();
+        p.extend_from_slice(&0x0023u16.to_be_bytes());
+        p.extend_from_slice(&0x000Bu16.to_be_bytes());
+        p.extend_from_slice(&attrs.to_be_bytes());
+        p.extend_from_slice(&(policy.len() as u16).to_be_bytes());
+        p.extend_from_slice(policy);
+        for v in [0x0010u16, 0x0018, 0x000B, 0x0003, 0x0010] {
+            p.extend_from_slice(&v.to_be_bytes());
+        }
+        for c in [x.to_vec_padded(32).unwrap(), y.to_vec_padded(32).unwrap()] {
+            p.extend_from_slice(&(c.len() as u16).to_be_bytes());
+            p.extend_from_slice(&c);
+        }
+        p
+    }
+
+    #[test]
+    fn only_imgseals_ak_shape_is_accepted() {
+        let group =
+            openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap();
+        let key = PKey::from_ec_key(openssl::ec::EcKey::generate(&group).unwrap()).unwrap();
+        let other = PKey::from_ec_key(openssl::ec::EcKey::generate(&group).unwrap()).unwrap();
+        let spki = key.public_key_to_der().unwrap();
+        // fixedTPM, fixedParent, sensitiveDataOrigin, userWithAuth, noDA,
+        // restricted, sign: the template's attributes.
+        let template =
+            (1 << 1) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 10) | (1 << 16) | (1 << 18);
+        let good = ak_area(&key, template, &[]);
+        let name = check_ak_public_area(&good, &spki).unwrap();
+        assert_eq!(name[..2], [0x00, 0x0B]);
+        assert_eq!(name[2..], Sha256::digest(&good)[..]);
+
+        let refused = |area: Vec<u8>, why: &str| {
+            let err = check_ak_public_area(&area, &spki).unwrap_err();
+            assert!(err.contains(why), "{err}");
+        };
+        // A public area anyone can load with TPM2_LoadExternal and then
+        // satisfy a policy for: refused however the other bits look.
+        refused(ak_area(&key, template | (1 << 7), &[]), "adminWithPolicy");
+        refused(ak_area(&key, template, &[0xAA; 32]), "authorization policy");
+        refused(ak_area(&key, template & !(1 << 1), &[]), "fixedTPM");
+        refused(ak_area(&key, template & !(1 << 16), &[]), "restricted");
+        refused(
+            ak_area(&key, template | (1 << 17), &[]),
+            "restricted, fixedTPM signing key",
+        );
+        refused(ak_area(&other, template, &[]), "another key");
+        let mut long = good.clone();
+        long.push(0);
+        refused(long, "bytes after");
+    }
 }

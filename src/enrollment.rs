@@ -54,7 +54,8 @@ pub struct ChallengeDoc {
 }
 
 /// What the verifier keeps: the secret, and which enrollment it challenged.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Not `Debug`: the secret must not reach a log.
+#[derive(Clone, Serialize, Deserialize, zeroize::ZeroizeOnDrop)]
 #[serde(deny_unknown_fields)]
 pub struct ChallengeSecret {
     pub format: String,
@@ -68,8 +69,8 @@ pub struct ChallengeSecret {
     pub ek_certificate_verified: Option<bool>,
 }
 
-/// What the host returns: the secret its TPM released.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What the host returns: the secret its TPM released. Not `Debug`.
+#[derive(Clone, Serialize, Deserialize, zeroize::ZeroizeOnDrop)]
 #[serde(deny_unknown_fields)]
 pub struct ResponseDoc {
     pub format: String,
@@ -156,19 +157,22 @@ fn ek_kind(name: &str, origin: &str) -> Result<EkKind> {
     }
 }
 
-/// The verifier's first step. `enrollment` is the document's bytes as
-/// received; nothing in it is taken on trust: the EK certificate must hold the
-/// EK public area's key (and chain to `ek_ca` when given), and the AK's
-/// public area must be a restricted, fixedTPM signing key holding the AK
-/// public key, whose name is then computed here. `tpm` is any TPM: only its
-/// MakeCredential is used.
-pub fn challenge(
-    tpm: &mut Tpm,
-    enrollment: &[u8],
-    origin: &str,
-    ek_ca: Option<&[X509]>,
-) -> Result<(ChallengeDoc, ChallengeSecret)> {
-    let doc = parse_enrollment(enrollment, origin)?;
+/// What the verifier established from an enrollment document's bytes, with
+/// every descriptive field recomputed from the certificate and the public
+/// areas rather than taken from the host.
+struct Examined {
+    doc: EnrollmentDoc,
+    ek_area: Vec<u8>,
+    ak_name: Vec<u8>,
+}
+
+/// Checks an enrollment document without trusting it: the EK certificate
+/// must hold the EK public area's key and chain to `ek_ca`, and the AK's
+/// public area must be imgseal's AK (restricted, fixedTPM, fixedParent,
+/// ECDSA P-256, no policy) holding the AK public key. The names, subject,
+/// issuer and key PEMs in the result are recomputed here.
+fn examine(enrollment: &[u8], origin: &str, ek_ca: Option<&[X509]>) -> Result<Examined> {
+    let mut doc = parse_enrollment(enrollment, origin)?;
     ek_kind(&doc.ek.kind, origin)?;
     let cert = X509::from_pem(doc.ek.certificate_pem.as_bytes()).map_err(|e| {
         Error::bad_input(format!(
@@ -186,10 +190,58 @@ pub fn challenge(
     let ak_name = check_ak_public_area(&ak_area, &ak_spki)
         .map_err(|reason| Error::invalid(format!("{origin}: {reason}")))?;
 
+    let name = |n: &openssl::x509::X509NameRef| crate::x509::name_to_string(n);
+    let pem = |der: &[u8], what: &str| -> Result<String> {
+        let key = openssl::pkey::PKey::public_key_from_der(der)
+            .map_err(|e| Error::crypto(&format!("reading {what}"), e))?;
+        let pem = key
+            .public_key_to_pem()
+            .map_err(|e| Error::crypto(&format!("encoding {what}"), e))?;
+        Ok(String::from_utf8_lossy(&pem).into_owned())
+    };
+    doc.ek.certificate_subject = name(cert.subject_name());
+    doc.ek.certificate_issuer = name(cert.issuer_name());
+    doc.ek.public_key_pem = pem(&ek_spki, "the EK's public key")?;
+    doc.ek.name = hx(&tpm_name(&ek_area));
+    doc.ak.public_key_pem = pem(&ak_spki, "the AK's public key")?;
+    doc.ak.name = hx(&ak_name);
+    doc.activation.ek_certificate_verified = verified;
+    Ok(Examined {
+        doc,
+        ek_area,
+        ak_name,
+    })
+}
+
+/// A TPM object's name for a SHA-256 name algorithm (both imgseal's AK and
+/// the TCG default EK templates use it): `000b || SHA-256(TPMT_PUBLIC)`.
+fn tpm_name(public_area: &[u8]) -> Vec<u8> {
+    let mut name = vec![0x00, 0x0B];
+    name.extend_from_slice(&Sha256::digest(public_area));
+    name
+}
+
+/// The verifier's first step. `enrollment` is the document's bytes as
+/// received, checked by [`examine`]; `ek_ca` is required: without the
+/// manufacturer's CA, an "EK" could be a key in software, and so could the
+/// AK that a software ActivateCredential vouches for. `tpm` is any TPM: only
+/// its MakeCredential is used.
+pub fn challenge(
+    tpm: &mut Tpm,
+    enrollment: &[u8],
+    origin: &str,
+    ek_ca: &[X509],
+) -> Result<(ChallengeDoc, ChallengeSecret)> {
+    if ek_ca.is_empty() {
+        return Err(Error::usage(
+            "attest challenge needs --ek-ca: without the TPM manufacturer's CA, nothing shows the EK is in a TPM",
+        ));
+    }
+    let examined = examine(enrollment, origin, Some(ek_ca))?;
     let mut secret = Zeroizing::new(vec![0u8; 32]);
     rand::rngs::OsRng.fill_bytes(&mut secret);
     let credential = tpm
-        .make_credential(&ek_area, &ak_name, &secret)
+        .make_credential(&examined.ek_area, &examined.ak_name, &secret)
         .map_err(Error::tpm(
             "TPM2_MakeCredential for the enrolled EK and AK name",
         ))?;
@@ -197,8 +249,8 @@ pub fn challenge(
         ChallengeDoc {
             format: CHALLENGE_FORMAT.into(),
             version: VERSION,
-            ek_kind: doc.ek.kind.clone(),
-            ak_name: hx(&ak_name),
+            ek_kind: examined.doc.ek.kind.clone(),
+            ak_name: hx(&examined.ak_name),
             id_object: hx(&credential.id_object),
             encrypted_secret: hx(&credential.encrypted_secret),
         },
@@ -207,8 +259,8 @@ pub fn challenge(
             version: VERSION,
             secret: hx(&secret),
             enrollment_sha256: hx(&Sha256::digest(enrollment)),
-            ak_name: hx(&ak_name),
-            ek_certificate_verified: verified,
+            ak_name: hx(&examined.ak_name),
+            ek_certificate_verified: examined.doc.activation.ek_certificate_verified,
         },
     ))
 }
@@ -245,15 +297,18 @@ pub fn activate(tpm: &mut Tpm, challenge: &ChallengeDoc, origin: &str) -> Result
 }
 
 /// The verifier's last step: `Ok(Err(reason))` when the response does not
-/// prove the activation; `Ok(Ok(doc))` is the confirmed enrollment.
+/// prove the activation; `Ok(Ok(doc))` is the confirmed enrollment, its
+/// descriptive fields recomputed as [`examine`] does (the document is the one
+/// examined when the challenge was made: its SHA-256 is in the kept secret).
 pub fn confirm(
     enrollment: &[u8],
     enrollment_origin: &str,
     secret: &ChallengeSecret,
     response: &ResponseDoc,
 ) -> Result<std::result::Result<EnrollmentDoc, String>> {
-    let mut doc = parse_enrollment(enrollment, enrollment_origin)?;
     if hx(&Sha256::digest(enrollment)) != secret.enrollment_sha256 {
+        // Parsed anyway, so that a file that is no enrollment says so.
+        parse_enrollment(enrollment, enrollment_origin)?;
         return Ok(Err(format!(
             "{enrollment_origin} is not the enrollment document this challenge was made for"
         )));
@@ -266,9 +321,12 @@ pub fn confirm(
                 .into(),
         ));
     }
+    // The EK chain was checked against --ek-ca when the challenge was made,
+    // for these very bytes.
+    let mut doc = examine(enrollment, enrollment_origin, None)?.doc;
     doc.activation.secret_sha256 = hx(&Sha256::digest(expected.as_slice()));
     doc.activation.activated = true;
     doc.activation.ek_certificate_verified = secret.ek_certificate_verified;
-    doc.activation.verifier_confirmed = true;
+    doc.activation.verifier_confirmed = secret.ek_certificate_verified == Some(true);
     Ok(Ok(doc))
 }

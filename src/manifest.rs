@@ -28,6 +28,7 @@ use crate::glance::{self, ImageSignature, RawProperties};
 use crate::signature::SignatureScheme;
 use crate::validate::{ChainVerdict, PolicyName};
 use crate::verify::{TrustPlan, check_key_type};
+use crate::x509::Certificate;
 
 /// The `format` member every manifest carries.
 pub const FORMAT: &str = "imgseal-manifest";
@@ -421,6 +422,9 @@ pub struct ManifestVerdict {
     pub certificate_validation: Option<ChainVerdict>,
     /// Where trusted ids came from, and whether validation ran.
     pub trust: Option<TrustSettings>,
+    /// The certificate whose key verified the manifest: the one validated.
+    #[serde(skip)]
+    pub signer: Option<Certificate>,
 }
 
 /// Checks the manifest's signature with its certificate and its internal
@@ -451,6 +455,7 @@ pub fn check_manifest(
         blocks_checked: None,
         certificate_validation: None,
         trust: None,
+        signer: Some(stored.certificate.clone()),
     };
     let key = stored.certificate.public_key()?;
     let key_type =
@@ -502,16 +507,20 @@ pub fn validate_signer(
     verdict: &mut ManifestVerdict,
     plan: &TrustPlan<'_>,
     policy: PolicyName,
-    find_cert: &dyn Fn(&str) -> Result<Option<StoredCertificate>>,
 ) -> Result<()> {
     verdict.trust = Some(plan.settings.clone());
     if !verdict.valid || !plan.settings.validate_certificate {
         return Ok(());
     }
     let cert_id = &manifest.body.signer.certificate_id;
-    let stored = find_cert(cert_id)?
-        .ok_or_else(|| Error::not_found(format!("certificate \"{cert_id}\" not found")))?;
-    let chain = plan.validate(policy, cert_id, &stored.certificate)?;
+    // The certificate check_manifest verified with, not a second lookup that
+    // could find another one.
+    let Some(signer) = verdict.signer.clone() else {
+        return Err(Error::not_found(format!(
+            "certificate \"{cert_id}\" not found"
+        )));
+    };
+    let chain = plan.validate(policy, cert_id, &signer)?;
     if !chain.valid {
         verdict.valid = false;
         verdict.reason = Some(format!(

@@ -698,8 +698,32 @@ fn remote_enrollment_is_confirmed_only_by_the_tpm_holding_ek_and_ak() {
     let mut swapped = read_json(&enroll_a);
     swapped["ek"]["certificate_pem"] = read_json(&enroll_b)["ek"]["certificate_pem"].clone();
     std::fs::write(&forged_path, serde_json::to_vec_pretty(&swapped).unwrap()).unwrap();
-    let (run, _, _) = challenge(&forged_path, "swapped", &[]);
+    let (run, _, _) = challenge(&forged_path, "swapped", &ca_args);
     assert!(run.code(1).stderr.contains("certifies another key"));
+    // Without the manufacturer's CA nothing shows the EK is in a TPM at all.
+    let (run, _, _) = challenge(&enroll_a, "no-ca", &[]);
+    assert!(run.code(2).stderr.contains("--ek-ca"));
+
+    // Descriptive fields are the verifier's own reading, not the host's: a
+    // host that names another manufacturer and another AK name is confirmed
+    // (its TPM does hold the keys) under the true names.
+    let mut lying = read_json(&enroll_a);
+    lying["ek"]["certificate_subject"] = Value::String("CN=Some famous TPM vendor".into());
+    lying["ak"]["name"] = Value::String(format!("000b{}", "ab".repeat(32)));
+    let lying_path = verifier.path("lying.json");
+    std::fs::write(&lying_path, serde_json::to_vec_pretty(&lying).unwrap()).unwrap();
+    let (run, lying_chal, lying_secret) = challenge(&lying_path, "lying", &ca_args);
+    run.ok();
+    let (run, lying_response) = activate(&host_a, &tpm_a, &lying_chal, "lying");
+    run.ok();
+    let (run, out) = confirm(&lying_path, &lying_secret, &lying_response);
+    run.code(0);
+    let told = read_json(&out);
+    assert_eq!(
+        told["ek"]["certificate_subject"],
+        read_json(&enroll_a)["ek"]["certificate_subject"]
+    );
+    assert_eq!(told["ak"]["name"], read_json(&enroll_a)["ak"]["name"]);
     let stranger = cert_file(verifier.work.path(), "stranger");
     let (run, _, _) = challenge(&enroll_a, "stranger", &["--ek-ca", s(&stranger)]);
     assert!(run.code(1).stderr.contains("does not chain"));

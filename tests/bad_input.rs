@@ -485,6 +485,11 @@ impl Fixtures {
         let challenge = work.join("challenge.json");
         let challenge_secret = work.join("challenge.secret.json");
         let response = work.join("response.json");
+        // Both of swtpm's local CA certificates in one file, for --ek-ca.
+        let ek_ca = work.join("ek-ca.pem");
+        let mut pems = fs::read("/var/lib/swtpm-localca/issuercert.pem").unwrap();
+        pems.extend(fs::read("/var/lib/swtpm-localca/swtpm-localca-rootca-cert.pem").unwrap());
+        fs::write(&ek_ca, pems).unwrap();
         let (e, c, cs, r) = (
             s(&enrollment),
             s(&challenge),
@@ -493,7 +498,17 @@ impl Fixtures {
         );
         let steps: [&[&str]; 3] = [
             &["attest", "enroll", "--out", &e],
-            &["attest", "challenge", &e, "--out", &c, "--secret-out", &cs],
+            &[
+                "attest",
+                "challenge",
+                &e,
+                "--out",
+                &c,
+                "--secret-out",
+                &cs,
+                "--ek-ca",
+                &s(&ek_ca),
+            ],
             &["attest", "activate", &c, "--out", &r],
         ];
         for step in steps {
@@ -526,6 +541,7 @@ impl Fixtures {
         vars.insert("attestation", s(&attestation));
         vars.insert("bundle", s(&bundle));
         vars.insert("enrollment", s(&enrollment));
+        vars.insert("ek-ca", s(&ek_ca));
         vars.insert("challenge", s(&challenge));
         vars.insert("challenge-secret", s(&challenge_secret));
         vars.insert("response", s(&response));
@@ -852,6 +868,12 @@ impl Fixtures {
         edited("enrollment", "enrollment-ak-attributes", &|q| {
             let area = q["ak"]["public_area"].as_str().unwrap().to_string();
             q["ak"]["public_area"] = json!(format!("{}00000000{}", &area[..8], &area[16..]));
+        });
+        edited("enrollment", "enrollment-ak-admin-policy", &|q| {
+            // adminWithPolicy (bit 7) on top of the template's attributes.
+            let area = q["ak"]["public_area"].as_str().unwrap().to_string();
+            let attrs = u32::from_str_radix(&area[8..16], 16).unwrap() | (1 << 7);
+            q["ak"]["public_area"] = json!(format!("{}{attrs:08x}{}", &area[..8], &area[16..]));
         });
         edited("challenge", "challenge-not-hex", &|q| {
             q["id_object"] = json!("zz")

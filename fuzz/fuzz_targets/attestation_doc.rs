@@ -86,7 +86,7 @@ fuzz_target!(|data: &[u8]| {
         secret: "00".repeat(32),
         enrollment_sha256: hex::encode(Sha256::digest(json)),
         ak_name: String::new(),
-        ek_certificate_verified: None,
+        ek_certificate_verified: Some(true),
     };
     let answer = ResponseDoc {
         format: enrollment::RESPONSE_FORMAT.into(),

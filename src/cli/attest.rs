@@ -84,8 +84,10 @@ pub enum AttestCommand {
         /// never sent.
         #[arg(long, value_name = "FILE")]
         secret_out: PathBuf,
-        /// CA certificates (PEM) the EK certificate must chain to; repeatable.
-        #[arg(long, value_name = "PEM")]
+        /// CA certificates (PEM) the EK certificate must chain to (the TPM
+        /// manufacturer's; for swtpm: /var/lib/swtpm-localca/*.pem);
+        /// repeatable, required: without them nothing shows the EK is in a TPM.
+        #[arg(long, value_name = "PEM", required = true)]
         ek_ca: Vec<PathBuf>,
     },
     /// Host: open a verifier's challenge with this TPM's EK and AK
@@ -341,7 +343,7 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
             // Any TPM makes the credential: only public values are used.
             let (mut tpm, tcti, _) = open_tpm(ctx, None)?;
             let (challenge, secret) =
-                enrollment::challenge(&mut tpm, &bytes, &origin, cas.as_deref())?;
+                enrollment::challenge(&mut tpm, &bytes, &origin, cas.as_deref().unwrap_or(&[]))?;
             // The secret first: a challenge without its secret is useless.
             let secret_text =
                 Zeroizing::new(serde_json::to_vec_pretty(&secret).expect("documents serialise"));
@@ -366,9 +368,6 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
                     out.display(),
                     secret_out.display()
                 );
-                if secret.ek_certificate_verified.is_none() {
-                    println!("note: the EK certificate was not checked against a CA (use --ek-ca)");
-                }
             }
             Ok(0)
         }
@@ -398,7 +397,7 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
         }) => {
             let bytes = read_input_file(&enrollment)?;
             let kept = enrollment::parse_secret(
-                &read_input_file(&secret)?,
+                &Zeroizing::new(read_input_file(&secret)?),
                 &secret.display().to_string(),
             )?;
             let answer = enrollment::parse_response(

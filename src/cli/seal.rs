@@ -254,7 +254,7 @@ pub fn verify_manifest(
     let find = &trust.find;
     let mut verdict = check_manifest(&manifest, &**find, &SoftwareVerifier)?;
     if let Some(plan) = plan {
-        validate_signer(&manifest, &mut verdict, plan, trust.policy, &**find)?;
+        validate_signer(&manifest, &mut verdict, plan, trust.policy)?;
     }
     if verdict.valid {
         match (range, range_image) {

@@ -12,9 +12,10 @@
 //! 2. A CRL signer covered by the CRL it signs (PKITS 4.14.30): OpenSSL
 //!    validates a CRL signer's path in a nested context that may not validate
 //!    CRL paths again, so the signer's own status check always ends in
-//!    `X509_V_ERR_CRL_PATH_VALIDATION_ERROR`. When the CRL checking a
-//!    certificate was signed by that same certificate, whose path the running
-//!    context is validating anyway, the callback lets OpenSSL go on: it then
+//!    `X509_V_ERR_CRL_PATH_VALIDATION_ERROR`. When, in that nested context,
+//!    the CRL checking a certificate was signed by that same certificate,
+//!    whose path the context is validating anyway, the callback lets OpenSSL
+//!    go on: it then
 //!    checks the CRL's times and signature and whether the certificate is
 //!    listed, as for any other CRL.
 //!
@@ -37,6 +38,7 @@ unsafe extern "C" {
     fn X509_STORE_set_verify_cb(store: *mut X509_STORE, cb: VerifyCallback);
     fn X509_STORE_CTX_get0_current_issuer(ctx: *const X509_STORE_CTX) -> *mut X509;
     fn X509_STORE_CTX_get0_current_crl(ctx: *const X509_STORE_CTX) -> *mut X509_CRL;
+    fn X509_STORE_CTX_get0_parent_ctx(ctx: *const X509_STORE_CTX) -> *mut X509_STORE_CTX;
 }
 
 thread_local! {
@@ -54,10 +56,16 @@ pub fn install(store: &mut openssl::x509::store::X509StoreBuilderRef) {
 
 /// Runs `f` (one verification) with `twins` visible to the callback.
 pub fn with_twins<T>(twins: &Twins, f: impl FnOnce() -> T) -> T {
+    /// Clears the twins however `f` ends, so none outlive their validation.
+    struct Clear;
+    impl Drop for Clear {
+        fn drop(&mut self) {
+            TWINS.with(|cell| *cell.borrow_mut() = Twins::default());
+        }
+    }
     TWINS.with(|cell| *cell.borrow_mut() = twins.clone());
-    let result = f();
-    TWINS.with(|cell| *cell.borrow_mut() = Twins::default());
-    result
+    let _clear = Clear;
+    f()
 }
 
 unsafe extern "C" fn verify_callback(ok: c_int, ctx: *mut X509_STORE_CTX) -> c_int {
@@ -93,10 +101,14 @@ unsafe fn overridable(ctx: *mut X509_STORE_CTX) -> bool {
                 }
                 original_signature_holds(X509Ref::from_ptr(current), X509Ref::from_ptr(issuer))
             }
+            // Only in the nested context that validates a CRL signer's path:
+            // that is where OpenSSL refuses to nest again. In the outer
+            // context a CRL path error stays fatal whatever its cause.
             openssl_sys::X509_V_ERR_CRL_PATH_VALIDATION_ERROR => {
                 let crl = X509_STORE_CTX_get0_current_crl(ctx);
                 let crl_issuer = X509_STORE_CTX_get0_current_issuer(ctx);
-                !crl.is_null()
+                !X509_STORE_CTX_get0_parent_ctx(ctx).is_null()
+                    && !crl.is_null()
                     && !crl_issuer.is_null()
                     && openssl_sys::X509_cmp(crl_issuer, current) == 0
             }
