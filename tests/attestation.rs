@@ -555,6 +555,11 @@ fn tpm2_tools_activate(tpm: &TestTpm, dir: &Path, credential: &[u8]) -> Option<V
         .then(|| std::fs::read(&released).unwrap())
 }
 
+/// tpm2-tools opening an imgseal challenge file with the TPM's AK and EK.
+fn tpm2_tools_open(tpm: &TestTpm, dir: &Path, challenge: &Path) -> Option<Vec<u8>> {
+    tpm2_tools_activate(tpm, dir, &tpm2_tools_credential(&read_json(challenge)))
+}
+
 /// The verifier confirms the enrollment itself: its own secret, bound by
 /// MakeCredential on its own TPM to the enrolled EK and AK name, comes back
 /// only from the host whose TPM holds both. Another host, a forged
@@ -645,25 +650,14 @@ fn remote_enrollment_is_confirmed_only_by_the_tpm_holding_ek_and_ak() {
     assert_eq!(doc["activation"]["ek_certificate_verified"], true);
     assert_eq!(doc["ak"], read_json(&enroll_a)["ak"]);
     // tpm2-tools on host A releases the same secret from the challenge.
-    let released = tpm2_tools_activate(
-        &tpm_a,
-        host_a.work.path(),
-        &tpm2_tools_credential(&read_json(&chal)),
-    );
+    let released = tpm2_tools_open(&tpm_a, host_a.work.path(), &chal);
     assert_eq!(released.map(hex::encode), Some(kept.clone()));
 
     // Host B cannot open A's challenge: imgseal names the AK mismatch, and
     // the TPM itself refuses (its AK has another name).
     let (run, _) = activate(&host_b, &tpm_b, &chal, "b-for-a");
     assert!(run.code(1).stderr.contains("made for another enrollment"));
-    assert!(
-        tpm2_tools_activate(
-            &tpm_b,
-            host_b.work.path(),
-            &tpm2_tools_credential(&read_json(&chal))
-        )
-        .is_none()
-    );
+    assert!(tpm2_tools_open(&tpm_b, host_b.work.path(), &chal).is_none());
 
     // A forged enrollment: B's EK with A's AK. Only a TPM holding both could
     // answer; A's TPM lacks the EK, B's the AK.
@@ -676,22 +670,8 @@ fn remote_enrollment_is_confirmed_only_by_the_tpm_holding_ek_and_ak() {
     let (run, _) = activate(&host_a, &tpm_a, &forged_chal, "forged-a");
     let stderr = run.code(5).stderr;
     assert!(stderr.contains("TPM2_ActivateCredential"), "{stderr}");
-    assert!(
-        tpm2_tools_activate(
-            &tpm_a,
-            host_a.work.path(),
-            &tpm2_tools_credential(&read_json(&forged_chal))
-        )
-        .is_none()
-    );
-    assert!(
-        tpm2_tools_activate(
-            &tpm_b,
-            host_b.work.path(),
-            &tpm2_tools_credential(&read_json(&forged_chal))
-        )
-        .is_none()
-    );
+    assert!(tpm2_tools_open(&tpm_a, host_a.work.path(), &forged_chal).is_none());
+    assert!(tpm2_tools_open(&tpm_b, host_b.work.path(), &forged_chal).is_none());
 
     // An EK certificate that does not hold the EK public area's key, and an
     // EK certificate outside the given CA, are refused before any challenge.
