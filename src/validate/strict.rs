@@ -370,10 +370,10 @@ fn finish(
                     "\"{}\" has a DSA key without parameters; it inherits its issuer's (RFC 5280 §6.1.4)",
                     cert.subject()
                 ));
-                complete_keys.insert(
-                    cert.der.clone(),
-                    Certificate::from_der(&der, "chain certificate")?.public_key()?,
-                );
+                let pkey = x
+                    .public_key()
+                    .map_err(|e| Error::crypto("reading a twin's completed key", e))?;
+                complete_keys.insert(cert.der.clone(), PublicKey { pkey });
                 cert
             }
             None => Certificate::from_der(&der, "chain certificate")?,
