@@ -24,7 +24,7 @@ use imgseal::verify::TrustPlan;
 
 use super::Context;
 use super::digest::Bars;
-use super::verify::ResolvedTrust;
+use super::verify::{Finder, ResolvedTrust};
 
 /// What `sign` was asked for, beyond the key.
 pub struct SealRequest<'a> {
@@ -251,8 +251,8 @@ pub fn verify_manifest(
         }
         (None, _) => None,
     };
-    let find = &trust.find;
-    let mut verdict = check_manifest(&manifest, &**find, &SoftwareVerifier)?;
+    let find: &Finder = &*trust.find;
+    let mut verdict = check_manifest(&manifest, find, &SoftwareVerifier)?;
     if let Some(plan) = plan {
         validate_signer(&manifest, &mut verdict, plan, trust.policy)?;
     }

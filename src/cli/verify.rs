@@ -52,6 +52,8 @@ pub struct VerifyArgs {
     pub image: String,
 }
 
+pub type Finder = dyn Fn(&str) -> imgseal::Result<Option<StoredCertificate>>;
+
 /// Trust as `verify` resolves it, for Glance properties and manifests alike:
 /// configuration, policy, trusted ids (or the TPM-sealed anchors that replace
 /// them), and where certificates are looked up.
@@ -62,9 +64,10 @@ pub struct ResolvedTrust {
     pub sealed: Option<(Rc<SealedAnchors>, Tcti)>,
     cert_dir: Option<PathBuf>,
     /// The signing certificate's store.
-    pub find: Box<dyn Fn(&str) -> imgseal::Result<Option<StoredCertificate>>>,
-    /// Where trusted ids are looked up: the sealed bundle when in force.
-    trusted_find: Box<dyn Fn(&str) -> imgseal::Result<Option<StoredCertificate>>>,
+    pub find: Rc<Finder>,
+    /// Where trusted ids are looked up: the sealed bundle when in force, else
+    /// the same store (one device session, not two).
+    trusted_find: Rc<Finder>,
 }
 
 impl ResolvedTrust {
@@ -87,15 +90,14 @@ impl ResolvedTrust {
         let cert_dir = cert_dir
             .cloned()
             .or_else(|| config.validation.cert_dir.clone());
-        let find = finder(ctx, cert_dir.as_ref())?;
-        let trusted_find: Box<dyn Fn(&str) -> imgseal::Result<Option<StoredCertificate>>> =
-            match &sealed {
-                Some((s, _)) => {
-                    let s = Rc::clone(s);
-                    Box::new(move |id| s.find(id))
-                }
-                None => finder(ctx, cert_dir.as_ref())?,
-            };
+        let find: Rc<Finder> = Rc::from(finder(ctx, cert_dir.as_ref())?);
+        let trusted_find: Rc<Finder> = match &sealed {
+            Some((s, _)) => {
+                let s = Rc::clone(s);
+                Rc::new(move |id: &str| s.find(id))
+            }
+            None => Rc::clone(&find),
+        };
         Ok(ResolvedTrust {
             config,
             policy,
@@ -206,7 +208,7 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
     let text = String::from_utf8(text)
         .map_err(|_| Error::bad_input(format!("{origin}: not UTF-8 text")))?;
     let policy = resolved.policy;
-    let find = &resolved.find;
+    let find: &Finder = &*resolved.find;
     let image = ImageSource::parse(&args.image);
     let verdict = verify_image(
         &text,
@@ -214,7 +216,7 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
         &image,
         policy,
         plan.as_ref(),
-        &*find,
+        find,
         &SoftwareVerifier,
     )?;
     let code = if verdict.valid {
