@@ -139,7 +139,7 @@ impl Curve {
     }
 
     /// The curve's OID arc under certicom (1.3.132.0.N).
-    fn certicom_arc(self) -> u8 {
+    pub fn certicom_arc(self) -> u8 {
         match self {
             Self::Secp384r1 => 34,
             Self::Secp521r1 => 35,

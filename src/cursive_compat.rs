@@ -22,6 +22,42 @@ pub fn registered_key_type(name: &str) -> Option<GlanceKeyType> {
     }
 }
 
+/// The curves cryptography ≥ 47 loads keys on (it dropped the binary ones,
+/// and it refuses explicit, unnamed curve parameters).
+const CRYPTOGRAPHY_CURVES: [openssl::nid::Nid; 9] = [
+    openssl::nid::Nid::X9_62_PRIME192V1,
+    openssl::nid::Nid::SECP224R1,
+    openssl::nid::Nid::X9_62_PRIME256V1,
+    openssl::nid::Nid::SECP384R1,
+    openssl::nid::Nid::SECP521R1,
+    openssl::nid::Nid::SECP256K1,
+    openssl::nid::Nid::BRAINPOOL_P256R1,
+    openssl::nid::Nid::BRAINPOOL_P384R1,
+    openssl::nid::Nid::BRAINPOOL_P512R1,
+];
+
+/// Whether cryptography's `certificate.public_key()` raises for this key:
+/// cursive calls it unguarded (`get_public_key`, and `is_issuer` when
+/// validating), so Nova fails with an internal error. `Some` is the message
+/// imgseal reports instead.
+pub fn unloadable_key(key: &crate::public_key::PublicKey, whose: &str) -> Option<String> {
+    let crate::public_key::KeyClass::Ec { nid, curve } = key.class() else {
+        return None;
+    };
+    if nid.is_some_and(|n| CRYPTOGRAPHY_CURVES.contains(&n)) {
+        return None;
+    }
+    let oid = curve.map(|c| format!("1.3.132.0.{}", c.certicom_arc()));
+    Some(format!(
+        "cursive cannot load the public key of {whose}: cryptography raises an uncaught UnsupportedAlgorithm ({}) for {} (Nova would fail with an internal error)",
+        match &oid {
+            Some(oid) => format!("Curve {oid} is not supported"),
+            None => "the curve is not supported".into(),
+        },
+        key.describe()
+    ))
+}
+
 /// What cursive makes of the properties before it fetches the certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CursiveSignature {

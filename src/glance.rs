@@ -60,6 +60,7 @@ impl RawProperties {
             match top.get("properties") {
                 Some(Value::Object(props)) => props.clone().into_iter().collect(),
                 Some(Value::String(s)) => parse_properties_string(s)
+                    .map_err(|e| Error::bad_input(format!("{origin}: {e}")))?
                     .into_iter()
                     .map(|(k, v)| (k, Value::String(v)))
                     .collect(),
@@ -249,7 +250,10 @@ pub fn shell_quote(s: &str) -> String {
 }
 
 /// `k1='v1', k2='v2'` as older `openstack image show` prints properties.
-fn parse_properties_string(s: &str) -> BTreeMap<String, String> {
+/// The format has no escaping: a value holding `', img_signature_…='…` reads
+/// as a second signature property, so a signature property that appears
+/// twice is refused rather than resolved either way.
+fn parse_properties_string(s: &str) -> std::result::Result<BTreeMap<String, String>, String> {
     let mut out = BTreeMap::new();
     let mut rest = s.trim();
     while !rest.is_empty() {
@@ -267,10 +271,15 @@ fn parse_properties_string(s: &str) -> BTreeMap<String, String> {
                 None => (after.to_string(), ""),
             }
         };
+        if ALL.contains(&key.as_str()) && out.contains_key(&key) {
+            return Err(format!(
+                "{key} appears twice in the \"properties\" string, which has no escaping: use `openstack image show -f json` output with a properties object, or the properties themselves"
+            ));
+        }
         out.insert(key, value);
         rest = remaining.trim_start_matches([',', ' ']);
     }
-    out
+    Ok(out)
 }
 
 fn json_type(v: &Value) -> &'static str {
@@ -340,6 +349,24 @@ mod tests {
         assert_eq!(raw.key_type.as_deref(), Some("DSA"));
         assert_eq!(raw.cert_uuid.as_deref(), Some("u1"));
         assert_eq!(raw.signature.as_deref(), Some("AAEC"));
+    }
+
+    #[test]
+    fn an_ambiguous_properties_string_is_refused() {
+        // A value that carries its own `', img_signature_hash_method='…`: the
+        // unescaped format cannot say which hash method the image has.
+        let smuggled = r#"{"properties": "img_signature='AAEC', img_signature_hash_method='SHA-256', img_signature_key_type='DSA', img_signature_certificate_uuid='u1', zz_note='x', img_signature_hash_method='SHA-224'"}"#;
+        let err = RawProperties::from_json(smuggled, "old.json")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("old.json: img_signature_hash_method appears twice"),
+            "{err}"
+        );
+        // Other properties may repeat: only the signature's matter here.
+        let repeated =
+            r#"{"properties": "os_hidden='False', img_signature='AAEC', os_hidden='True'"}"#;
+        assert!(RawProperties::from_json(repeated, "old.json").is_ok());
     }
 
     #[test]

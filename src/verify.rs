@@ -201,6 +201,11 @@ pub fn verify_image(
             }
         }
         PolicyName::Nova => {
+            if let Some(crash) =
+                cursive_compat::unloadable_key(&key, &format!("certificate '{cert_id}'"))
+            {
+                return Ok(verdict.invalid(crash));
+            }
             if !cursive_key_family_matches(key_type, &key) {
                 return Ok(verdict.invalid(cursive_compat::signature_error(&format!(
                     "Invalid public key type for signature key type: {key_type}"

@@ -744,6 +744,60 @@ fn cycles_and_crashes_end_cleanly_where_cursive_does_not() {
         "ed-root",
     ])
     .code(0);
+
+    // A CA on a binary curve: cryptography cannot load its key, and cursive
+    // raises UnsupportedAlgorithm while checking the leaf's signature.
+    let sect_root = issue(
+        &Spec {
+            key: KeyAlg::Sect571k1,
+            ..Spec::ca("sect571k1 root")
+        },
+        None,
+    );
+    let sect_leaf = issue(
+        &Spec {
+            serial: 34,
+            ..Spec::leaf("Signer under sect571k1")
+        },
+        Some(&sect_root),
+    );
+    write_pem(&dir, "sect-root", &sect_root.cert);
+    write_pem(&dir, "sect-leaf", &sect_leaf.cert);
+    let sect = |policy: &str| {
+        env.run(&[
+            "cert",
+            "verify",
+            "sect-leaf",
+            "--cert-dir",
+            dir.to_str().unwrap(),
+            "--policy",
+            policy,
+            "--trusted-cert-id",
+            "sect-root",
+        ])
+    };
+    let out = sect("nova").code(1);
+    assert!(
+        out.stdout
+            .contains("UnsupportedAlgorithm (Curve 1.3.132.0.38 is not supported)"),
+        "{}",
+        out.stdout
+    );
+    if cursive_python().is_some() {
+        let c = cursive(&[
+            "verify-certificate",
+            "--cert-dir",
+            dir.to_str().unwrap(),
+            "--cert-id",
+            "sect-leaf",
+            "--trusted",
+            "sect-root",
+        ])
+        .unwrap();
+        assert_eq!(c.code, 3, "cursive was expected to crash: {}", c.stdout);
+        assert!(c.stdout.contains("UnsupportedAlgorithm"), "{}", c.stdout);
+    }
+    sect("strict").code(0);
 }
 
 /// A CA certificate for `spec` with key `key`, issued by `issuer`.

@@ -55,6 +55,32 @@ fn nova_signature_checks_match_cursive() {
         certs.join("p256-cert.pem").to_str().unwrap(),
     ])
     .ok();
+    // A sect571k1 certificate: OpenSSL has the curve, cryptography not.
+    let sect_key = env.path("sect.key");
+    openssl(&[
+        "ecparam",
+        "-name",
+        "sect571k1",
+        "-genkey",
+        "-noout",
+        "-out",
+        sect_key.to_str().unwrap(),
+    ])
+    .ok();
+    openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        sect_key.to_str().unwrap(),
+        "-subj",
+        "/CN=sect571k1",
+        "-days",
+        "2",
+        "-out",
+        certs.join("sect-cert.pem").to_str().unwrap(),
+    ])
+    .ok();
     let image = env.image("image.raw", 99_999);
     let tampered = env.path("tampered.raw");
     let mut bytes = std::fs::read(&image).unwrap();
@@ -93,6 +119,20 @@ fn nova_signature_checks_match_cursive() {
             "-sha384",
             "-sign",
             p256_key.to_str().unwrap(),
+            "-out",
+            out.to_str().unwrap(),
+            image.to_str().unwrap(),
+        ])
+        .ok();
+        encode_b64(&std::fs::read(out).unwrap())
+    };
+    let sect_sig = {
+        let out = env.path("sect.sig");
+        openssl(&[
+            "dgst",
+            "-sha384",
+            "-sign",
+            sect_key.to_str().unwrap(),
             "-out",
             out.to_str().unwrap(),
             image.to_str().unwrap(),
@@ -195,6 +235,11 @@ fn nova_signature_checks_match_cursive() {
         (
             "P-384 key declared ECC_SECP521R1",
             with(&good, "img_signature_key_type", json!("ECC_SECP521R1")),
+            &image,
+        ),
+        (
+            "sect571k1 key declared ECC_SECP384R1",
+            json!({"img_signature": sect_sig, "img_signature_hash_method": "SHA-384", "img_signature_key_type": "ECC_SECP384R1", "img_signature_certificate_uuid": "sect-cert"}),
             &image,
         ),
         (

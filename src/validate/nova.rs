@@ -59,6 +59,11 @@ fn is_issuer(
         Ok(k) => k,
         Err(_) => return Ok(false),
     };
+    if let Some(crash) =
+        crate::cursive_compat::unloadable_key(&key, &format!("certificate '{}'", issuer.id))
+    {
+        return Err(Crash(crash));
+    }
     let digest = match openssl::hash::hash(md, &subject.tbs_der) {
         Ok(d) => d,
         Err(_) => return Ok(false),

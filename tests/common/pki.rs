@@ -28,6 +28,8 @@ pub enum KeyAlg {
     Rsa2048,
     Rsa1024,
     P384,
+    /// A binary curve: OpenSSL has it, today's cryptography (and so cursive) not.
+    Sect571k1,
     Ed25519,
 }
 
@@ -37,6 +39,10 @@ pub fn key(alg: KeyAlg) -> PKey<Private> {
         KeyAlg::Rsa1024 => PKey::from_rsa(openssl::rsa::Rsa::generate(1024).unwrap()).unwrap(),
         KeyAlg::P384 => {
             let g = openssl::ec::EcGroup::from_curve_name(Nid::SECP384R1).unwrap();
+            PKey::from_ec_key(openssl::ec::EcKey::generate(&g).unwrap()).unwrap()
+        }
+        KeyAlg::Sect571k1 => {
+            let g = openssl::ec::EcGroup::from_curve_name(Nid::SECT571K1).unwrap();
             PKey::from_ec_key(openssl::ec::EcKey::generate(&g).unwrap()).unwrap()
         }
         KeyAlg::Ed25519 => PKey::generate_ed25519().unwrap(),
