@@ -111,7 +111,18 @@ pub fn verify_digest(
     signature: &[u8],
 ) -> Result<bool> {
     let md = scheme.hash().message_digest();
-    let mut ctx = PkeyCtx::new(&key.pkey).map_err(|e| Error::crypto("verifier", e))?;
+    // A certificate key of type id-RSASSA-PSS carries restrictions (hash,
+    // minimum salt) that OpenSSL 3 enforces and that make it refuse the
+    // automatic salt length outright. cryptography, and so cursive, loads
+    // such a key as plain RSA; verify it the same way.
+    let plain;
+    let pkey = if key.pkey.id() == openssl::pkey::Id::RSA_PSS {
+        plain = as_plain_rsa(&key.pkey)?;
+        &plain
+    } else {
+        &key.pkey
+    };
+    let mut ctx = PkeyCtx::new(pkey).map_err(|e| Error::crypto("verifier", e))?;
     ctx.verify_init()
         .map_err(|e| Error::crypto("verifier", e))?;
     ctx.set_signature_md(openssl::md::Md::from_nid(md.type_()).expect("SHA-2 is built in"))
@@ -127,6 +138,28 @@ pub fn verify_digest(
     }
     // OpenSSL reports a malformed or wrong signature as an error stack; both mean "invalid".
     Ok(ctx.verify(digest, signature).unwrap_or(false))
+}
+
+/// The same RSA key under rsaEncryption: the subjectPublicKey bits
+/// (RSAPublicKey) are the same for both algorithm identifiers, so only the
+/// identifier changes.
+fn as_plain_rsa(
+    key: &openssl::pkey::PKey<openssl::pkey::Public>,
+) -> Result<openssl::pkey::PKey<openssl::pkey::Public>> {
+    use der::{Decode, Encode};
+    let reading = |e: String| Error::bad_input(format!("an RSASSA-PSS key: {e}"));
+    let der = key
+        .public_key_to_der()
+        .map_err(|e| Error::crypto("encoding an RSASSA-PSS key", e))?;
+    let mut spki =
+        spki::SubjectPublicKeyInfoOwned::from_der(&der).map_err(|e| reading(e.to_string()))?;
+    spki.algorithm = spki::AlgorithmIdentifierOwned {
+        oid: const_oid::db::rfc5912::RSA_ENCRYPTION,
+        parameters: Some(der::asn1::Null.into()),
+    };
+    let der = spki.to_der().map_err(|e| reading(e.to_string()))?;
+    openssl::pkey::PKey::public_key_from_der(&der)
+        .map_err(|e| Error::crypto("reading an RSASSA-PSS key as RSA", e))
 }
 
 /// Signs a digest with a private key held in memory

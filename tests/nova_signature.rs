@@ -81,6 +81,39 @@ fn nova_signature_checks_match_cursive() {
         certs.join("sect-cert.pem").to_str().unwrap(),
     ])
     .ok();
+    // An id-RSASSA-PSS certificate key with restrictions (SHA-256, salt ≥ 32):
+    // cryptography loads it as plain RSA.
+    let pss_key = env.path("pss.key");
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA-PSS",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-pkeyopt",
+        "rsa_pss_keygen_md:sha256",
+        "-pkeyopt",
+        "rsa_pss_keygen_mgf1_md:sha256",
+        "-pkeyopt",
+        "rsa_pss_keygen_saltlen:32",
+        "-out",
+        pss_key.to_str().unwrap(),
+    ])
+    .ok();
+    openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        pss_key.to_str().unwrap(),
+        "-subj",
+        "/CN=rsassa-pss",
+        "-days",
+        "2",
+        "-out",
+        certs.join("pss-cert.pem").to_str().unwrap(),
+    ])
+    .ok();
     let image = env.image("image.raw", 99_999);
     let tampered = env.path("tampered.raw");
     let mut bytes = std::fs::read(&image).unwrap();
@@ -133,6 +166,24 @@ fn nova_signature_checks_match_cursive() {
             "-sha384",
             "-sign",
             sect_key.to_str().unwrap(),
+            "-out",
+            out.to_str().unwrap(),
+            image.to_str().unwrap(),
+        ])
+        .ok();
+        encode_b64(&std::fs::read(out).unwrap())
+    };
+    let pss_sig = {
+        let out = env.path("pss.sig");
+        openssl(&[
+            "dgst",
+            "-sha256",
+            "-sign",
+            pss_key.to_str().unwrap(),
+            "-sigopt",
+            "rsa_padding_mode:pss",
+            "-sigopt",
+            "rsa_pss_saltlen:max",
             "-out",
             out.to_str().unwrap(),
             image.to_str().unwrap(),
@@ -236,6 +287,16 @@ fn nova_signature_checks_match_cursive() {
             "P-384 key declared ECC_SECP521R1",
             with(&good, "img_signature_key_type", json!("ECC_SECP521R1")),
             &image,
+        ),
+        (
+            "RSASSA-PSS certificate key",
+            json!({"img_signature": pss_sig, "img_signature_hash_method": "SHA-256", "img_signature_key_type": "RSA-PSS", "img_signature_certificate_uuid": "pss-cert"}),
+            &image,
+        ),
+        (
+            "RSASSA-PSS certificate key, tampered image",
+            json!({"img_signature": pss_sig, "img_signature_hash_method": "SHA-256", "img_signature_key_type": "RSA-PSS", "img_signature_certificate_uuid": "pss-cert"}),
+            &tampered,
         ),
         (
             "sect571k1 key declared ECC_SECP384R1",
