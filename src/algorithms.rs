@@ -270,9 +270,19 @@ impl FromStr for KeyKind {
 }
 
 /// PSS's largest salt for a modulus of `modulus_bits` and this hash (RFC 8017 §9.1.1).
-pub fn pss_max_salt_len(modulus_bits: usize, hash: HashMethod) -> usize {
-    let em_len = (modulus_bits - 1).div_ceil(8);
-    em_len - hash.output_len() - 2
+/// A modulus too small to hold the hash and PSS's two extra bytes is bad input
+/// (an imported key, for instance): RSA-PSS cannot be made with it.
+pub fn pss_max_salt_len(modulus_bits: usize, hash: HashMethod) -> Result<usize> {
+    modulus_bits
+        .checked_sub(1)
+        .map(|bits| bits.div_ceil(8))
+        .and_then(|em_len| em_len.checked_sub(hash.output_len() + 2))
+        .ok_or_else(|| {
+            Error::bad_input(format!(
+                "an RSA key of {modulus_bits} bits is too small for RSA-PSS with {}",
+                hash.glance_name()
+            ))
+        })
 }
 
 #[cfg(test)]
@@ -328,9 +338,34 @@ mod tests {
 
     #[test]
     fn pss_max_salt_matches_known_values() {
-        assert_eq!(pss_max_salt_len(2048, HashMethod::Sha256), 222);
-        assert_eq!(pss_max_salt_len(3072, HashMethod::Sha256), 350);
-        assert_eq!(pss_max_salt_len(3072, HashMethod::Sha384), 334);
-        assert_eq!(pss_max_salt_len(2048, HashMethod::Sha512), 190);
+        assert_eq!(pss_max_salt_len(2048, HashMethod::Sha256).unwrap(), 222);
+        assert_eq!(pss_max_salt_len(3072, HashMethod::Sha256).unwrap(), 350);
+        assert_eq!(pss_max_salt_len(3072, HashMethod::Sha384).unwrap(), 334);
+        assert_eq!(pss_max_salt_len(2048, HashMethod::Sha512).unwrap(), 190);
+    }
+
+    #[test]
+    fn pss_max_salt_of_a_too_small_key_is_an_error_not_an_underflow() {
+        // emLen = hLen + 2 exactly: a salt of 0 still fits.
+        assert_eq!(pss_max_salt_len(528, HashMethod::Sha512).unwrap(), 0);
+        assert_eq!(pss_max_salt_len(400, HashMethod::Sha384).unwrap(), 0);
+        for (bits, hash) in [
+            (520, HashMethod::Sha512),
+            (512, HashMethod::Sha512),
+            (392, HashMethod::Sha384),
+            (256, HashMethod::Sha256),
+            (1, HashMethod::Sha224),
+            (0, HashMethod::Sha256),
+        ] {
+            let err = pss_max_salt_len(bits, hash).unwrap_err();
+            assert_eq!(err.kind(), crate::error::ErrorKind::BadInput);
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "an RSA key of {bits} bits is too small for RSA-PSS with {}",
+                    hash.glance_name()
+                )
+            );
+        }
     }
 }

@@ -328,6 +328,7 @@ pub fn glance_signature(
     let key_type = glance_key_type(key)?;
     let scheme = SignatureScheme::for_glance(key_type, digest.hash);
     let signature = device.sign_digest(key, &scheme, &digest.digest)?;
+    crate::sign::check_device_signature(key, cert_id, &scheme, &digest.digest, &signature)?;
     Ok(ImageSignature {
         signature,
         hash_method: digest.hash,
@@ -397,6 +398,13 @@ pub fn sign_manifest(
     let digest = openssl::hash::hash(scheme.hash().message_digest(), unsigned.canonical_bytes())
         .map_err(|e| Error::crypto("hashing the manifest", e))?;
     let signature = device.sign_digest(key, &scheme, &digest)?;
+    crate::sign::check_device_signature(
+        key,
+        &unsigned.body.signer.certificate_id,
+        &scheme,
+        &digest,
+        &signature,
+    )?;
     Ok(Manifest {
         signature,
         ..unsigned

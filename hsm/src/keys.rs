@@ -146,8 +146,8 @@ impl Token {
         })
     }
 
-    /// Private keys matching `filter`, each paired with its public key object
-    /// (same `CKA_ID`) when the token has one.
+    /// Private keys matching `filter`, each paired with its own public key
+    /// object when the token has one (see `public_half`).
     pub fn find_keys(&self, filter: &KeyFilter) -> Result<Vec<KeyObject>> {
         let mut template = vec![Attribute::Class(ObjectClass::PRIVATE_KEY)];
         if let Some(label) = &filter.label {
@@ -173,30 +173,98 @@ impl Token {
                 id: Vec::new(),
                 algorithm: KeyAlgorithm::Other(u64::MAX),
             };
+            let mut raw_label = None;
             for attr in attrs {
                 match attr {
-                    Attribute::Label(v) => key.label = String::from_utf8_lossy(&v).into_owned(),
+                    Attribute::Label(v) => {
+                        key.label = String::from_utf8_lossy(&v).into_owned();
+                        raw_label = Some(v);
+                    }
                     Attribute::Id(v) => key.id = v,
                     Attribute::KeyType(t) => key.algorithm = algorithm_of(t),
                     _ => {}
                 }
             }
-            let public = self.session.find_objects(&[
-                Attribute::Class(ObjectClass::PUBLIC_KEY),
-                Attribute::Id(key.id.clone()),
-            ])?;
-            key.public = public.first().copied();
+            key.public = self.public_half(handle, &key.id, raw_label, key.algorithm)?;
             keys.push(key);
         }
         keys.sort_by(|a, b| a.label.cmp(&b.label).then(a.id.cmp(&b.id)));
         Ok(keys)
     }
 
+    /// The public key object of the private key `private`: the one public key
+    /// with the same `CKA_ID` and `CKA_LABEL` (`label`, as the token returned
+    /// it), else the one with the same `CKA_ID`. Candidates whose key type or
+    /// public parameters differ from what the private key shows are left out.
+    /// `None` unless exactly one remains: several key pairs often share a
+    /// `CKA_ID` (empty ids are common for imported keys), and a first-by-id
+    /// pick can pair one key's private half with another's public half.
+    fn public_half(
+        &self,
+        private: ObjectHandle,
+        id: &[u8],
+        label: Option<Vec<u8>>,
+        algorithm: KeyAlgorithm,
+    ) -> Result<Option<ObjectHandle>> {
+        let by_id = vec![
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::Id(id.to_vec()),
+        ];
+        let mine = self.public_params(private, algorithm);
+        let matching = |template: &[Attribute]| -> Result<Vec<ObjectHandle>> {
+            let mut found = self.session.find_objects(template)?;
+            found.retain(|&c| mine.compatible(&self.public_params(c, algorithm)));
+            Ok(found)
+        };
+        let mut candidates = Vec::new();
+        if let Some(label) = label {
+            let mut exact = by_id.clone();
+            exact.push(Attribute::Label(label));
+            candidates = matching(&exact)?;
+        }
+        if candidates.is_empty() {
+            candidates = matching(&by_id)?;
+        }
+        Ok(match candidates[..] {
+            [one] => Some(one),
+            _ => None,
+        })
+    }
+
+    /// What a private key and its public key object have in common and a
+    /// token shows on both: the key type, and the RSA modulus, EC curve or
+    /// DSA prime.
+    fn public_params(&self, handle: ObjectHandle, algorithm: KeyAlgorithm) -> PublicParams {
+        let wanted = match algorithm {
+            KeyAlgorithm::Rsa => Some(AttributeType::Modulus),
+            KeyAlgorithm::Ec => Some(AttributeType::EcParams),
+            KeyAlgorithm::Dsa => Some(AttributeType::Prime),
+            KeyAlgorithm::Other(_) => None,
+        };
+        let mut types = vec![AttributeType::KeyType];
+        types.extend(wanted);
+        let mut params = PublicParams::default();
+        for attr in self
+            .session
+            .get_attributes(handle, &types)
+            .unwrap_or_default()
+        {
+            match attr {
+                Attribute::KeyType(t) => params.key_type = Some(algorithm_of(t)),
+                Attribute::Modulus(v) | Attribute::EcParams(v) | Attribute::Prime(v) => {
+                    params.value = Some(v)
+                }
+                _ => {}
+            }
+        }
+        params
+    }
+
     /// The public half of `key`, read from its public key object.
     pub fn public_key(&self, key: &KeyObject) -> Result<PublicKeyParts> {
         let handle = key.public.ok_or_else(|| {
             HsmError::Invalid(format!(
-                "key \"{}\" has no public key object with the same CKA_ID in the token",
+                "key \"{}\" has no public key object of its own in the token (none, or several, with its CKA_ID and CKA_LABEL)",
                 key.label
             ))
         })?;
@@ -324,6 +392,26 @@ impl Token {
             }
         }
         Ok(self.session.create_object(&template)?)
+    }
+}
+
+/// See [`Token::public_params`]; `None` where the token did not say.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct PublicParams {
+    key_type: Option<KeyAlgorithm>,
+    value: Option<Vec<u8>>,
+}
+
+impl PublicParams {
+    /// Whether the two can be halves of one key pair: equal wherever both are known.
+    fn compatible(&self, other: &PublicParams) -> bool {
+        fn agree<T: PartialEq>(a: &Option<T>, b: &Option<T>) -> bool {
+            match (a, b) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+        }
+        agree(&self.key_type, &other.key_type) && agree(&self.value, &other.value)
     }
 }
 

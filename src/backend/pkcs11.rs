@@ -150,20 +150,47 @@ impl Pkcs11Device {
         })
     }
 
+    /// The private key object `key` names, found again by everything that
+    /// selected it (class, label and id); never another key with the same id.
     fn key_object(&self, key: &KeyHandle) -> Result<KeyObject> {
-        let found = self
-            .token
-            .find_keys(&KeyFilter {
-                label: None,
-                id: Some(key.id.clone()),
-            })
-            .map_err(Error::device("finding the key"))?;
-        found.into_iter().next().ok_or_else(|| {
-            Error::not_found(format!(
+        let filter = KeyFilter {
+            label: Some(key.label.clone()),
+            id: Some(key.id.clone()),
+        };
+        self.select_key(&filter, &key.uri).map_err(|e| match e {
+            Error::NotFound(_) => Error::not_found(format!(
                 "key {} is no longer in the token",
                 key.uri.redacted()
-            ))
+            )),
+            e => e,
         })
+    }
+
+    /// The one private key matching `filter` (from `uri`): an error unless
+    /// exactly one matches, as keys often share a label or an id.
+    fn select_key(&self, filter: &KeyFilter, uri: &Pkcs11Uri) -> Result<KeyObject> {
+        let mut keys = self
+            .token
+            .find_keys(filter)
+            .map_err(Error::device("finding the key"))?;
+        match keys.len() {
+            0 => Err(Error::not_found(format!(
+                "no private key matches {} in token \"{}\"",
+                uri.redacted(),
+                self.token.label()
+            ))),
+            1 => Ok(keys.remove(0)),
+            n if filter.label.is_some() && filter.id.is_some() => Err(Error::usage(format!(
+                "{} matches {n} private keys in token \"{}\", which share this label and id: give them different ids or labels to choose one",
+                uri.redacted(),
+                self.token.label()
+            ))),
+            n => Err(Error::usage(format!(
+                "{} matches {n} private keys in token \"{}\": add id= or object= to choose one",
+                uri.redacted(),
+                self.token.label()
+            ))),
+        }
     }
 }
 
@@ -329,23 +356,8 @@ impl SigningDevice for Pkcs11Device {
             label: uri.object.clone(),
             id: uri.id.clone(),
         };
-        let keys = self
-            .token
-            .find_keys(&filter)
-            .map_err(Error::device("finding the key"))?;
-        match keys.len() {
-            0 => Err(Error::not_found(format!(
-                "no private key matches {} in token \"{}\"",
-                uri.redacted(),
-                self.token.label()
-            ))),
-            1 => self.handle(&keys[0]),
-            n => Err(Error::usage(format!(
-                "{n} private keys match {} in token \"{}\": add id= to the URI",
-                uri.redacted(),
-                self.token.label()
-            ))),
-        }
+        let key = self.select_key(&filter, uri)?;
+        self.handle(&key)
     }
 
     fn generate_key(&self, kind: KeyKind, label: &str) -> Result<KeyHandle> {
@@ -416,7 +428,7 @@ impl SigningDevice for Pkcs11Device {
                 SignMechanism::RsaPss {
                     digest: digest_mechanism(scheme),
                     salt_len: match salt {
-                        PssSalt::Max => pss_max_salt_len(bits as usize, *hash) as u64,
+                        PssSalt::Max => pss_max_salt_len(bits as usize, *hash)? as u64,
                         PssSalt::DigestLength => hash.output_len() as u64,
                     },
                 }
