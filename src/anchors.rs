@@ -16,6 +16,8 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
+use std::io::Read as _;
+use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use imgseal_tpm::{
@@ -427,6 +429,65 @@ pub fn auto_trigger(home: &Path, explicit_tcti: bool) -> bool {
     explicit_tcti || AnchorStore::in_home(home).exists()
 }
 
+/// What is at a bundle path.
+enum BundleFile {
+    Missing,
+    /// A FIFO, a device, a directory…: never read (a FIFO would block, a
+    /// device such as `/dev/zero` never end). Holds what it is.
+    NotRegular(&'static str),
+    /// The file's first bytes, at most the limit asked for.
+    Bytes(Vec<u8>),
+}
+
+/// Reads at most `limit` bytes of the regular file at `path` (a symlink is
+/// followed to what it names). The open is non-blocking, so that a FIFO does
+/// not wait for a writer, and the type is checked on the opened file (fstat),
+/// not by a second lookup of the path.
+fn read_bundle_file(path: &Path, limit: u64) -> Result<BundleFile> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BundleFile::Missing),
+        // A unix socket cannot be opened at all.
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+            return Ok(BundleFile::NotRegular("a socket"));
+        }
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let kind = file.metadata().map_err(|e| Error::io(path, e))?.file_type();
+    if !kind.is_file() {
+        return Ok(BundleFile::NotRegular(if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() {
+            "a character device"
+        } else if kind.is_block_device() {
+            "a block device"
+        } else if kind.is_dir() {
+            "a directory"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        }));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    Ok(BundleFile::Bytes(bytes))
+}
+
+/// The version in a bundle's header, when `bytes` start like a bundle.
+fn header_version(bytes: &[u8]) -> Option<u64> {
+    if bytes.get(..8)? != BUNDLE_MAGIC || bytes.get(8..10)? != FORMAT_VERSION.to_be_bytes() {
+        return None;
+    }
+    Some(u64::from_be_bytes(bytes.get(10..18)?.try_into().ok()?))
+}
+
 // ---- reading what the TPM holds ----------------------------------------------
 
 /// The anchor layout with the data index at its defined size (or the size a
@@ -466,6 +527,13 @@ fn nothing_sealed() -> Error {
 /// Reads and checks the record and the counter (public reads: no secret).
 /// A missing record is `NotFound`; wrong attributes a device error; a record
 /// that is not imgseal's, or a missing counter, a refusal.
+///
+/// The counter is read *before* the record. A seal writes the record first
+/// and increments the counter last, so the record read afterwards is at
+/// least the counter read before: a seal that runs between the two reads
+/// shows as `SealPending` (or `Current`), never as a rollback. Read the other
+/// way round, an honest seal in between looked like an older record written
+/// back (record at the old version, counter at the new one).
 pub fn read_tpm(tpm: &mut Tpm) -> Result<TpmAnchors> {
     let layout = AnchorLayout::standard(None);
     let record_info = match tpm.nv_check(&layout.record) {
@@ -473,6 +541,11 @@ pub fn read_tpm(tpm: &mut Tpm) -> Result<TpmAnchors> {
         Err(TpmError::IndexMissing { .. }) => return Err(nothing_sealed()),
         Err(e) => return Err(Error::tpm("the anchor record is not imgseal's")(e)),
     };
+    // The counter first (see above); its errors are reported after the
+    // record's, as before, since they name the record's version.
+    let counter_read = tpm
+        .nv_check(&layout.counter)
+        .map(|_| tpm.nv_counter_read(COUNTER_INDEX, &NvAccess::public()));
     let record_bytes = match tpm.nv_read(RECORD_INDEX, &NvAccess::public(), 0, RECORD_SIZE) {
         Ok(b) => b,
         Err(TpmError::NotWritten { .. }) => {
@@ -483,8 +556,8 @@ pub fn read_tpm(tpm: &mut Tpm) -> Result<TpmAnchors> {
         Err(e) => return Err(Error::tpm("reading the anchor record")(e)),
     };
     let record = Record::decode(&record_bytes)?;
-    match tpm.nv_check(&layout.counter) {
-        Ok(_) => {}
+    let counter_read = match counter_read {
+        Ok(read) => read,
         Err(TpmError::IndexMissing { .. }) => {
             return Err(mismatch(format!(
                 "the version counter NV {COUNTER_INDEX:#010x} is missing, so the record's version {} proves nothing",
@@ -492,8 +565,8 @@ pub fn read_tpm(tpm: &mut Tpm) -> Result<TpmAnchors> {
             )));
         }
         Err(e) => return Err(Error::tpm("the anchor counter is not imgseal's")(e)),
-    }
-    let counter = match tpm.nv_counter_read(COUNTER_INDEX, &NvAccess::public()) {
+    };
+    let counter = match counter_read {
         Ok(c) => c,
         Err(TpmError::NotWritten { .. }) => {
             return Err(mismatch(format!(
@@ -568,10 +641,13 @@ pub fn inspect(tpm: &mut Tpm, store: &AnchorStore) -> Result<Inspection> {
     let state = read_tpm(tpm)?;
     let mut files = Vec::new();
     let mut found = None;
+    // One byte more than the record names: a longer file is a mismatch, and
+    // is not read whole.
+    let limit = u64::from(state.record.bundle_len) + 1;
     for (path, source) in store.candidates() {
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let bytes = match read_bundle_file(&path, limit)? {
+            BundleFile::Bytes(b) => b,
+            BundleFile::Missing => {
                 if source == BundleSource::Disk {
                     files.push(FileCheck {
                         path,
@@ -584,8 +660,35 @@ pub fn inspect(tpm: &mut Tpm, store: &AnchorStore) -> Result<Inspection> {
                 }
                 continue;
             }
-            Err(e) => return Err(Error::io(&path, e)),
+            BundleFile::NotRegular(kind) => {
+                let problem = format!("{} is {kind}, not a regular file", path.display());
+                files.push(FileCheck {
+                    path,
+                    exists: true,
+                    matches: false,
+                    version: None,
+                    digest: None,
+                    problem: Some(problem),
+                });
+                continue;
+            }
         };
+        if bytes.len() > state.record.bundle_len as usize {
+            let problem = format!(
+                "{} is longer than the {} bytes the record names",
+                path.display(),
+                state.record.bundle_len
+            );
+            files.push(FileCheck {
+                version: header_version(&bytes),
+                path,
+                exists: true,
+                matches: false,
+                digest: None,
+                problem: Some(problem),
+            });
+            continue;
+        }
         let matches = state.record.names(&bytes);
         let origin = path.display().to_string();
         let (version, problem, bundle) = match Bundle::decode(&bytes, &origin) {
@@ -698,14 +801,16 @@ fn describe_mismatch(inspection: &Inspection) -> Error {
     }
     let seen: Vec<String> = present
         .iter()
-        .map(|f| match (&f.version, &f.problem) {
-            (Some(v), _) => format!(
+        .map(|f| match (&f.version, &f.problem, &f.digest) {
+            (Some(v), _, Some(d)) => format!(
                 "{} holds version {v} (sha256 {})",
                 f.path.display(),
-                short_hex(&hex::decode(f.digest.as_deref().unwrap_or("")).unwrap_or_default())
+                short_hex(&hex::decode(d).unwrap_or_default())
             ),
-            (None, Some(p)) => p.clone(),
-            (None, None) => format!("{} is unreadable", f.path.display()),
+            // Read only up to the record's length: no digest.
+            (Some(v), Some(p), None) => format!("{p} (it holds version {v})"),
+            (_, Some(p), _) => p.clone(),
+            (_, None, _) => format!("{} is unreadable", f.path.display()),
         })
         .collect();
     let mut detail = seen.join("; ");
@@ -726,13 +831,16 @@ fn describe_mismatch(inspection: &Inspection) -> Error {
 /// or when no copy of the bundle has the record's digest.
 pub fn load(tpm: &mut Tpm, store: &AnchorStore) -> Result<SealedAnchors> {
     // Twice: a seal that commits and renames between our record read and our
-    // file reads would otherwise make a consistent pair look torn.
+    // file reads would otherwise make a consistent pair look torn. Likewise,
+    // two seals between our counter read and our record read (read_tpm reads
+    // the counter first) would make the record look two ahead.
     let mut attempt = 0;
     loop {
         attempt += 1;
         let inspection = inspect(tpm, store)?;
         let state = &inspection.tpm;
         match state.counter_state {
+            CounterState::Ahead if attempt < 2 => continue,
             CounterState::RolledBack => {
                 return Err(mismatch(format!(
                     "the record at NV {RECORD_INDEX:#010x} holds version {} but the TPM counter is at {}: an older record was written back",
@@ -812,17 +920,16 @@ fn hex_vec<S: serde::Serializer>(b: &[u8], s: S) -> std::result::Result<S::Ok, S
 }
 
 /// Renames a staged bundle into place when the committed record names it.
+/// Anything else there (another bundle, a FIFO, a device) stays where it is.
 fn install_pending(store: &AnchorStore, record: &Record) -> Result<bool> {
     let pending = store.pending_path();
-    match fs::read(&pending) {
-        Ok(bytes) if record.names(&bytes) => {
+    match read_bundle_file(&pending, u64::from(record.bundle_len) + 1)? {
+        BundleFile::Bytes(bytes) if record.names(&bytes) => {
             fs::rename(&pending, store.bundle_path()).map_err(|e| Error::io(&pending, e))?;
             store.sync_dir()?;
             Ok(true)
         }
-        Ok(_) => Ok(false),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(Error::io(&pending, e)),
+        BundleFile::Bytes(_) | BundleFile::Missing | BundleFile::NotRegular(_) => Ok(false),
     }
 }
 

@@ -129,8 +129,10 @@ fn ak_info(tpm: &mut Tpm) -> Result<(imgseal_tpm::AttestationKey, AkInfo)> {
     Ok((ak, info))
 }
 
-/// Certifies the anchor record and the counter with `nonce` (at most 64 bytes).
-pub fn attest(tpm: &mut Tpm, nonce: &[u8]) -> Result<AttestationDoc> {
+/// Refuses a nonce that is empty or longer than TPM2_NV_Certify takes: the
+/// one rule for `attest --nonce` and `attest verify --nonce`. An empty nonce
+/// would bind an attestation to no request at all.
+pub fn check_nonce(nonce: &[u8]) -> Result<()> {
     if nonce.is_empty() || nonce.len() > imgseal_tpm::MAX_NONCE {
         return Err(Error::usage(format!(
             "the nonce must be 1 to {} bytes; got {}",
@@ -138,6 +140,12 @@ pub fn attest(tpm: &mut Tpm, nonce: &[u8]) -> Result<AttestationDoc> {
             nonce.len()
         )));
     }
+    Ok(())
+}
+
+/// Certifies the anchor record and the counter with `nonce` (at most 64 bytes).
+pub fn attest(tpm: &mut Tpm, nonce: &[u8]) -> Result<AttestationDoc> {
+    check_nonce(nonce)?;
     // The same checks verification makes: nothing is attested that imgseal
     // would not itself accept as a record.
     let state = crate::anchors::read_tpm(tpm)?;
@@ -164,8 +172,11 @@ pub fn attest(tpm: &mut Tpm, nonce: &[u8]) -> Result<AttestationDoc> {
                 .map_err(Error::tpm("encoding the AK's signature"))?),
         })
     };
-    let record = certify(tpm, RECORD_INDEX, RECORD_SIZE, "anchor record")?;
+    // The counter first, as read_tpm reads it: a seal that runs between the
+    // two certifications then leaves a certified record at or one ahead of
+    // the certified counter (accepted), never behind it (a rollback).
     let counter = certify(tpm, COUNTER_INDEX, 8, "anchor counter")?;
+    let record = certify(tpm, RECORD_INDEX, RECORD_SIZE, "anchor record")?;
     Ok(AttestationDoc {
         format: ATTESTATION_FORMAT.into(),
         version: DOCUMENT_VERSION,
@@ -341,6 +352,8 @@ pub fn verify(
     pinned_ak_spki: Option<&[u8]>,
     require_locked: bool,
 ) -> Result<AttestVerdict> {
+    // An empty nonce would accept a certification made at any time.
+    check_nonce(nonce)?;
     if doc.format != ATTESTATION_FORMAT || doc.version != DOCUMENT_VERSION {
         return Err(Error::bad_input(format!(
             "not an imgseal attestation document (format \"{}\" version {}; expected \"{ATTESTATION_FORMAT}\" version {DOCUMENT_VERSION})",

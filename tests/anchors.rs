@@ -1083,3 +1083,363 @@ fn a_manifest_signer_is_validated_against_the_sealed_anchors() {
         "{out}"
     );
 }
+
+// ---- a reader racing a seal ------------------------------------------------
+
+const TPM2_CC_NV_READ: u32 = 0x0000_014E;
+const TPM2_CC_NV_CERTIFY: u32 = 0x0000_0184;
+
+/// Reads one TPM command or response (10-byte header, size at bytes 2..6).
+fn read_frame(stream: &mut std::net::TcpStream) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut frame = vec![0u8; 6];
+    stream.read_exact(&mut frame)?;
+    let size = u32::from_be_bytes(frame[2..6].try_into().unwrap()) as usize;
+    assert!((10..=65536).contains(&size), "TPM frame of {size} bytes");
+    frame.resize(size, 0);
+    stream.read_exact(&mut frame[6..])?;
+    Ok(frame)
+}
+
+/// The handle at `at` in a command, when the command has code `code`.
+fn handle_of(command: &[u8], code: u32, at: usize) -> Option<u32> {
+    let cc = u32::from_be_bytes(command.get(6..10)?.try_into().ok()?);
+    (cc == code).then_some(u32::from_be_bytes(
+        command.get(at..at + 4)?.try_into().ok()?,
+    ))
+}
+
+/// A TCP proxy in front of a swtpm (its command port, and its control port
+/// at port + 1), to interleave a client's TPM commands with a writer's
+/// deterministically. Each command goes to swtpm on a connection of its own,
+/// one at a time, so that others can use swtpm directly in between. After
+/// the first command `hook` picks has been answered by swtpm, `between` runs,
+/// and only then does the client get that response: `between` runs after
+/// that command and before the client's next one.
+struct Proxy {
+    port: u16,
+    fired: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    fn start(
+        swtpm: &imgseal_tpm::SwtpmInstance,
+        hook: impl Fn(&[u8]) -> bool + Send + Sync + 'static,
+        between: impl FnOnce() + Send + 'static,
+    ) -> Proxy {
+        use std::io::Write;
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        // A free pair P, P+1 (the swtpm TCTI's control channel is P+1).
+        let (data, ctrl) = (0..100)
+            .find_map(|_| {
+                let data = TcpListener::bind("127.0.0.1:0").ok()?;
+                let port = data.local_addr().ok()?.port();
+                let ctrl = TcpListener::bind(("127.0.0.1", port.checked_add(1)?)).ok()?;
+                Some((data, ctrl))
+            })
+            .expect("a free port pair");
+        let port = data.local_addr().unwrap().port();
+        let (up_data, up_ctrl) = (swtpm.port(), swtpm.ctrl_port());
+        std::thread::spawn(move || {
+            for down in ctrl.incoming().flatten() {
+                let Ok(up) = TcpStream::connect(("127.0.0.1", up_ctrl)) else {
+                    continue;
+                };
+                // Either side closing closes both: swtpm serves one control
+                // connection at a time.
+                let (mut down_r, mut up_w) = (down.try_clone().unwrap(), up.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut down_r, &mut up_w);
+                    let _ = up_w.shutdown(std::net::Shutdown::Both);
+                    let _ = down_r.shutdown(std::net::Shutdown::Both);
+                });
+                let (mut up_r, mut down_w) = (up, down);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut up_r, &mut down_w);
+                    let _ = up_r.shutdown(std::net::Shutdown::Both);
+                    let _ = down_w.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        let fired = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new((hook, Mutex::new(Some(between)), fired.clone()));
+        std::thread::spawn(move || {
+            for mut down in data.incoming().flatten() {
+                let shared = shared.clone();
+                std::thread::spawn(move || {
+                    let (hook, between, fired) = &*shared;
+                    while let Ok(command) = read_frame(&mut down) {
+                        let response = {
+                            let mut up = TcpStream::connect(("127.0.0.1", up_data)).unwrap();
+                            up.write_all(&command).unwrap();
+                            read_frame(&mut up).unwrap()
+                            // `up` closes here: swtpm is free for others.
+                        };
+                        if hook(&command)
+                            && let Some(f) = between.lock().unwrap().take()
+                        {
+                            f();
+                            fired.store(true, Ordering::SeqCst);
+                        }
+                        if down.write_all(&response).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Proxy { port, fired }
+    }
+
+    fn tcti(&self) -> imgseal_tpm::Tcti {
+        imgseal_tpm::Tcti::swtpm_localhost(self.port)
+    }
+
+    fn fired(&self) -> bool {
+        self.fired.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn is_anchor_index(index: Option<u32>) -> bool {
+    index == Some(RECORD_INDEX) || index == Some(imgseal_tpm::COUNTER_INDEX)
+}
+
+/// A complete seal of `set`, straight to swtpm (not through the proxy).
+fn seal_directly(
+    tcti: imgseal_tpm::Tcti,
+    store: AnchorStore,
+    set: AnchorSet,
+) -> impl FnOnce() + Send + 'static {
+    move || {
+        let mut tpm = Tpm::open(&tcti).unwrap();
+        anchors::seal(&mut tpm, &store, &set, &mut |_| {}).unwrap();
+    }
+}
+
+/// The reader reads the counter before the record (docs/anchors.md, "The
+/// rollback rule"), so a seal that completes between its two reads leaves
+/// the record it reads one ahead of the counter it read: accepted. Read the
+/// other way round, the old record and the new counter were refused as a
+/// rollback. The interleaving is forced: a proxy runs the whole seal right
+/// after the reader's first NV_Read of the record or the counter.
+#[test]
+fn a_seal_completing_between_a_readers_two_reads_is_not_a_rollback() {
+    let work = tempfile::tempdir().unwrap();
+    let old = set_of(work.path(), &["old"]);
+    let new = set_of(work.path(), &["new-1", "new-2"]);
+    let t = TestTpm::start();
+    let store = AnchorStore {
+        dir: work.path().join("home/anchors"),
+    };
+    let mut direct = Tpm::open(&t.swtpm.tcti()).unwrap();
+    let first = anchors::seal(&mut direct, &store, &old, &mut |_| {}).unwrap();
+    drop(direct);
+
+    // NV_Read's handles: authHandle at bytes 10..14, nvIndex at 14..18.
+    let proxy = Proxy::start(
+        &t.swtpm,
+        |c| is_anchor_index(handle_of(c, TPM2_CC_NV_READ, 14)),
+        seal_directly(t.swtpm.tcti(), store.clone(), new.clone()),
+    );
+    let mut reader = Tpm::open(&proxy.tcti()).unwrap();
+    let loaded = anchors::load(&mut reader, &store);
+    assert!(proxy.fired(), "the seal ran between the reader's two reads");
+    let loaded =
+        loaded.unwrap_or_else(|e| panic!("a seal between the reader's reads was refused: {e}"));
+    // The counter as read before the seal, the record as written by it.
+    assert_eq!(loaded.tpm.counter, first.version);
+    assert_eq!(loaded.tpm.record.version, first.version + 1);
+    assert_eq!(loaded.tpm.counter_state, anchors::CounterState::SealPending);
+    assert_eq!(loaded.bundle.anchors.ids(), new.ids());
+    assert_eq!(loaded.bundle.version, first.version + 1);
+    // Read again, undisturbed: the seal completed.
+    let again = anchors::load(&mut reader, &store).unwrap();
+    assert_eq!(again.tpm.counter_state, anchors::CounterState::Current);
+    assert_eq!(again.tpm.counter, first.version + 1);
+}
+
+/// `attest` certifies the counter before the record, for the same reason:
+/// a seal that completes between the two certifications gives a document
+/// whose record is one ahead of its counter, which the verifier accepts.
+#[test]
+fn a_seal_completing_between_the_two_certifications_still_verifies() {
+    let work = tempfile::tempdir().unwrap();
+    let old = set_of(work.path(), &["old"]);
+    let new = set_of(work.path(), &["new-1"]);
+    let t = TestTpm::start();
+    let store = AnchorStore {
+        dir: work.path().join("home/anchors"),
+    };
+    let mut direct = Tpm::open(&t.swtpm.tcti()).unwrap();
+    let first = anchors::seal(&mut direct, &store, &old, &mut |_| {}).unwrap();
+    // The AK exists before the race, as on a host that attested before.
+    imgseal::attestation::attest(&mut direct, b"warm-up").unwrap();
+    drop(direct);
+
+    // NV_Certify's handles: signHandle, authHandle, then nvIndex at 18..22.
+    let proxy = Proxy::start(
+        &t.swtpm,
+        |c| is_anchor_index(handle_of(c, TPM2_CC_NV_CERTIFY, 18)),
+        seal_directly(t.swtpm.tcti(), store.clone(), new.clone()),
+    );
+    let mut host = Tpm::open(&proxy.tcti()).unwrap();
+    let nonce = b"a verifier's nonce";
+    let doc = imgseal::attestation::attest(&mut host, nonce).unwrap();
+    assert!(proxy.fired(), "the seal ran between the two certifications");
+    let new_bundle = std::fs::read(store.bundle_path()).unwrap();
+    let verdict = imgseal::attestation::verify(
+        &doc,
+        nonce,
+        &imgseal::attestation::Expected::Bundle(new_bundle),
+        None,
+        false,
+    )
+    .unwrap();
+    assert!(verdict.valid, "{:?}", verdict.reason);
+    assert_eq!(verdict.counter, Some(first.version));
+    assert_eq!(verdict.version, Some(first.version + 1));
+    assert_eq!(
+        verdict.counter_state,
+        Some(anchors::CounterState::SealPending)
+    );
+}
+
+// ---- bundle paths that are not regular files -------------------------------
+
+/// `imgseal --tcti <tpm> ARGS…`, killed (and the test failed) if it runs for
+/// 20 s, and with its address space limited to 1 GiB, so that a read
+/// without a bound fails fast instead of exhausting the machine's memory.
+fn run_bounded(env: &Env, tpm: &TestTpm, args: &[&str]) -> Run {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = env.command();
+    cmd.args(["--tcti", &tpm.tcti()])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 1 << 30,
+                rlim_max: 1 << 30,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "imgseal {args:?} hung (killed after 20 s); stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Run::from_output(child.wait_with_output().unwrap())
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+/// A FIFO or a device where a bundle belongs is never opened for a blocking
+/// read nor read without a bound: as `bundle.pending` it is ignored (the
+/// installed bundle is in force), as `bundle` it is refused like any bundle
+/// that does not match, in one line naming the path.
+#[test]
+fn a_fifo_or_a_device_as_the_bundle_is_refused_promptly() {
+    let env = Env::new();
+    let tpm = TestTpm::start();
+    let a = cert_file(env.work.path(), "a");
+    env.tpm_run(&tpm, &["anchors", "seal", "--cert", s(&a)])
+        .ok();
+    let bundle = bundle_path(&env);
+    let pending = env.home.path().join("anchors/bundle.pending");
+    let sealed = std::fs::read(&bundle).unwrap();
+    let props = write_props(&env, "p.json", &serde_json::json!({}));
+    let verify = [
+        "verify",
+        "--props",
+        s(&props),
+        "--anchors",
+        "tpm",
+        "--cert-dir",
+        s(env.work.path()),
+        "img",
+    ];
+
+    let make_fifo = |p: &Path| mkfifo(p);
+    let make_zero = |p: &Path| std::os::unix::fs::symlink("/dev/zero", p).unwrap();
+    for (what, make, kind) in [
+        ("a FIFO", &make_fifo as &dyn Fn(&Path), "is a FIFO"),
+        (
+            "a symlink to /dev/zero",
+            &make_zero as &dyn Fn(&Path),
+            "is a character device",
+        ),
+    ] {
+        // As the staged bundle, beside the installed one: ignored.
+        make(&pending);
+        let shown = run_bounded(&env, &tpm, &["--json", "anchors", "show"])
+            .ok()
+            .json();
+        assert_eq!(shown["verdict"], "intact", "{what}: {shown}");
+        assert_eq!(shown["bundle"]["source"], "disk", "{what}: {shown}");
+        let files = shown["bundle"]["files"].as_array().unwrap();
+        assert!(
+            files[0]["problem"].as_str().unwrap().contains(kind),
+            "{what}: {shown}"
+        );
+        std::fs::remove_file(&pending).unwrap();
+
+        // As the bundle itself: refused, exit 1, one line on stderr. The
+        // TPM's inline copy does not paper over it (the file is there).
+        std::fs::remove_file(&bundle).unwrap();
+        make(&bundle);
+        let out = run_bounded(&env, &tpm, &["anchors", "show"]).code(1);
+        assert!(out.stdout.contains(MISMATCH), "{what}: {}", out.stdout);
+        assert!(
+            out.stdout
+                .contains(&format!("{} {kind}, not a regular file", bundle.display())),
+            "{what}: {}",
+            out.stdout
+        );
+        let out = run_bounded(&env, &tpm, &verify).code(1);
+        assert!(out.stderr.contains(MISMATCH), "{what}: {}", out.stderr);
+        assert!(out.stderr.contains(kind), "{what}: {}", out.stderr);
+        assert_eq!(out.stderr.lines().count(), 1, "{what}: {}", out.stderr);
+        // Writes start from the sealed set: refused the same way.
+        let out = run_bounded(&env, &tpm, &["anchors", "add", "--cert", s(&a)]).code(1);
+        assert!(out.stderr.contains(kind), "{what}: {}", out.stderr);
+        std::fs::remove_file(&bundle).unwrap();
+        std::fs::write(&bundle, &sealed).unwrap();
+        run_bounded(&env, &tpm, &["anchors", "show"]).ok();
+    }
+
+    // A bundle with a large tail is read only up to the record's length + 1.
+    let mut long = sealed.clone();
+    long.resize(sealed.len() + (64 << 20), 0);
+    std::fs::write(&bundle, &long).unwrap();
+    let out = run_bounded(&env, &tpm, &["anchors", "show"]).code(1);
+    assert!(
+        out.stdout.contains(&format!(
+            "is longer than the {} bytes the record names",
+            sealed.len()
+        )),
+        "{}",
+        out.stdout
+    );
+    std::fs::write(&bundle, &sealed).unwrap();
+    run_bounded(&env, &tpm, &["anchors", "show"]).ok();
+}

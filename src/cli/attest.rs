@@ -194,6 +194,9 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
             require_locked,
         }) => {
             let nonce = attestation::parse_hex_arg("--nonce", &nonce)?;
+            // The rule `imgseal attest --nonce` applies: an empty nonce would
+            // accept a certification bound to no request (a replay).
+            attestation::check_nonce(&nonce)?;
             let bytes = read_input_file(&file)?;
             let doc: AttestationDoc = serde_json::from_slice(&bytes).map_err(|e| {
                 Error::bad_input(format!(
