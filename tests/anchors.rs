@@ -1218,6 +1218,26 @@ fn seal_directly(
     }
 }
 
+/// A swtpm with one set ("old") sealed through a direct connection, which
+/// stays open for the test.
+fn sealed_once() -> (
+    tempfile::TempDir,
+    TestTpm,
+    AnchorStore,
+    Tpm,
+    anchors::SealOutcome,
+) {
+    let work = tempfile::tempdir().unwrap();
+    let old = set_of(work.path(), &["old"]);
+    let t = TestTpm::start();
+    let store = AnchorStore {
+        dir: work.path().join("home/anchors"),
+    };
+    let mut direct = Tpm::open(&t.swtpm.tcti()).unwrap();
+    let first = anchors::seal(&mut direct, &store, &old, &mut |_| {}).unwrap();
+    (work, t, store, direct, first)
+}
+
 /// The reader reads the counter before the record (docs/anchors.md, "The
 /// rollback rule"), so a seal that completes between its two reads leaves
 /// the record it reads one ahead of the counter it read: accepted. Read the
@@ -1226,15 +1246,8 @@ fn seal_directly(
 /// after the reader's first NV_Read of the record or the counter.
 #[test]
 fn a_seal_completing_between_a_readers_two_reads_is_not_a_rollback() {
-    let work = tempfile::tempdir().unwrap();
-    let old = set_of(work.path(), &["old"]);
+    let (work, t, store, mut direct, first) = sealed_once();
     let new = set_of(work.path(), &["new-1", "new-2"]);
-    let t = TestTpm::start();
-    let store = AnchorStore {
-        dir: work.path().join("home/anchors"),
-    };
-    let mut direct = Tpm::open(&t.swtpm.tcti()).unwrap();
-    let first = anchors::seal(&mut direct, &store, &old, &mut |_| {}).unwrap();
     drop(direct);
 
     // NV_Read's handles: authHandle at bytes 10..14, nvIndex at 14..18.
@@ -1265,15 +1278,8 @@ fn a_seal_completing_between_a_readers_two_reads_is_not_a_rollback() {
 /// whose record is one ahead of its counter, which the verifier accepts.
 #[test]
 fn a_seal_completing_between_the_two_certifications_still_verifies() {
-    let work = tempfile::tempdir().unwrap();
-    let old = set_of(work.path(), &["old"]);
+    let (work, t, store, mut direct, first) = sealed_once();
     let new = set_of(work.path(), &["new-1"]);
-    let t = TestTpm::start();
-    let store = AnchorStore {
-        dir: work.path().join("home/anchors"),
-    };
-    let mut direct = Tpm::open(&t.swtpm.tcti()).unwrap();
-    let first = anchors::seal(&mut direct, &store, &old, &mut |_| {}).unwrap();
     // The AK exists before the race, as on a host that attested before.
     imgseal::attestation::attest(&mut direct, b"warm-up").unwrap();
     drop(direct);
