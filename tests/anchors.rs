@@ -1246,7 +1246,7 @@ fn sealed_once() -> (
 /// after the reader's first NV_Read of the record or the counter.
 #[test]
 fn a_seal_completing_between_a_readers_two_reads_is_not_a_rollback() {
-    let (work, t, store, mut direct, first) = sealed_once();
+    let (work, t, store, direct, first) = sealed_once();
     let new = set_of(work.path(), &["new-1", "new-2"]);
     drop(direct);
 
