@@ -140,20 +140,19 @@ fn read_text(path: &Path) -> Result<String> {
 
 /// Parses a nova.conf's text; `path` names the file in errors.
 pub fn parse_nova_conf(text: &str, path: &Path) -> Result<GlanceOptions> {
-    let ini = ini::Ini::load_from_str_opt(
-        text,
-        ini::ParseOption {
-            enabled_quote: false,
-            enabled_escape: false,
-            ..Default::default()
-        },
-    )
-    .map_err(|e| Error::bad_input(format!("{}: not a nova.conf (INI): {e}", path.display())))?;
-    let Some(section) = ini.section(Some("glance")) else {
+    let sections = parse_oslo_ini(text).map_err(|(line, why)| {
+        Error::bad_input(format!(
+            "{}: not a nova.conf (INI): line {line}: {why}",
+            path.display()
+        ))
+    })?;
+    let Some(section) = sections.get("glance") else {
         return Ok(GlanceOptions::default());
     };
+    // oslo.config takes the last value an option is given.
+    let last = |key: &str| section.get(key).and_then(|v| v.last()).map(String::as_str);
     let flag = |key: &str| -> Result<Option<bool>> {
-        match section.get(key) {
+        match last(key) {
             None => Ok(None),
             Some(v) => parse_oslo_bool(v).map(Some).ok_or_else(|| {
                 Error::bad_input(format!(
@@ -166,10 +165,102 @@ pub fn parse_nova_conf(text: &str, path: &Path) -> Result<GlanceOptions> {
     Ok(GlanceOptions {
         verify_glance_signatures: flag("verify_glance_signatures")?,
         enable_certificate_validation: flag("enable_certificate_validation")?,
-        default_trusted_certificate_ids: section
-            .get("default_trusted_certificate_ids")
-            .map(split_ids),
+        default_trusted_certificate_ids: last("default_trusted_certificate_ids").map(split_ids),
     })
+}
+
+/// Sections (names as oslo.config normalizes them) → option → every value
+/// given, in order.
+type OsloSections =
+    std::collections::HashMap<String, std::collections::HashMap<String, Vec<String>>>;
+
+/// oslo.config's `iniparser.BaseParser` and `ConfigParser`, which no INI
+/// crate follows: indented lines continue the previous value (joined with a
+/// newline; a blank line ends it), `#` and `;` start comment lines only, a
+/// key ends at the first `=` or `:`, one pair of surrounding quotes is
+/// removed, repeated sections merge, every value of a repeated option is
+/// kept (the last one counts), and section names other than `DEFAULT` are
+/// lower-cased. `Err` is (line number, what oslo would raise).
+fn parse_oslo_ini(text: &str) -> std::result::Result<OsloSections, (usize, String)> {
+    let mut sections = OsloSections::new();
+    let mut section: Option<String> = None;
+    let mut pending: Option<(String, Vec<String>)> = None;
+    let flush = |sections: &mut OsloSections,
+                 section: &Option<String>,
+                 pending: &mut Option<(String, Vec<String>)>,
+                 line: usize|
+     -> std::result::Result<(), (usize, String)> {
+        if let Some((key, value)) = pending.take() {
+            let Some(name) = section else {
+                return Err((line, "an option before any [section]".into()));
+            };
+            sections
+                .entry(name.clone())
+                .or_default()
+                .entry(key)
+                .or_default()
+                .push(value.join("\n"));
+        }
+        Ok(())
+    };
+    for (index, raw) in text.lines().enumerate() {
+        let number = index + 1;
+        let line = raw.trim_end();
+        if line.is_empty() {
+            flush(&mut sections, &section, &mut pending, number)?;
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            match &mut pending {
+                Some((_, value)) => value.push(line.trim_start().to_string()),
+                None => return Err((number, "a continuation line with no option above it".into())),
+            }
+            continue;
+        }
+        flush(&mut sections, &section, &mut pending, number)?;
+        if let Some(rest) = line.strip_prefix('[') {
+            let Some(name) = rest.strip_suffix(']') else {
+                return Err((
+                    number,
+                    format!("section header \"{line}\" has no closing ]"),
+                ));
+            };
+            if name.is_empty() {
+                return Err((number, "an empty section name".into()));
+            }
+            let name = if name == "DEFAULT" {
+                name.to_string()
+            } else {
+                name.to_lowercase()
+            };
+            sections.entry(name.clone()).or_default();
+            section = Some(name);
+        } else if line.starts_with(['#', ';']) {
+            continue;
+        } else {
+            let at = match (line.find('='), line.find(':')) {
+                (Some(e), Some(c)) => e.min(c),
+                (Some(e), None) => e,
+                (None, Some(c)) => c,
+                (None, None) => {
+                    return Err((number, format!("\"{line}\" is not key = value")));
+                }
+            };
+            let key = line[..at].trim();
+            if key.is_empty() {
+                return Err((number, "an option with no name".into()));
+            }
+            let mut value = line[at + 1..].trim();
+            // Python's `value[1:-1]` when the first and last characters are
+            // the same quote: a lone quote becomes the empty string.
+            if (value.starts_with('"') || value.starts_with('\'')) && value.ends_with(&value[..1]) {
+                value = value.get(1..value.len() - 1).unwrap_or("");
+            }
+            pending = Some((key.to_string(), vec![value.to_string()]));
+        }
+    }
+    flush(&mut sections, &section, &mut pending, text.lines().count())?;
+    Ok(sections)
 }
 
 /// oslo.config's boolean spellings.
@@ -391,6 +482,57 @@ mod tests {
             e.contains("verify_glance_signatures = \"maybe\" is not a boolean"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn nova_conf_is_read_as_oslo_config_reads_it() {
+        let path = Path::new("nova.conf");
+        let read = |text: &str| parse_nova_conf(text, path).unwrap();
+        // An indented line continues the value (oslo joins with a newline;
+        // the list type strips each item).
+        let g = read(
+            "[glance]\ndefault_trusted_certificate_ids = ca,\n    inta\nverify_glance_signatures = True\nenable_certificate_validation = True\n",
+        );
+        assert_eq!(g.default_trusted_certificate_ids.unwrap(), ["ca", "inta"]);
+        assert_eq!(g.verify_glance_signatures, Some(true));
+        assert_eq!(g.enable_certificate_validation, Some(true));
+        // The last value counts, repeated sections merge, group names are
+        // lower-cased, and one pair of quotes goes.
+        let g = read(
+            "[GLANCE]\nverify_glance_signatures = False\n[DEFAULT]\ndebug = true\n[Glance]\nverify_glance_signatures: \"True\"\ndefault_trusted_certificate_ids = 'a,b'\n",
+        );
+        assert_eq!(g.verify_glance_signatures, Some(true));
+        assert_eq!(g.default_trusted_certificate_ids.unwrap(), ["a", "b"]);
+        // The first of = and : ends the key; comments are whole lines.
+        let g = read("[glance]\n# verify_glance_signatures = False\nverify_glance_signatures=on\n");
+        assert_eq!(g.verify_glance_signatures, Some(true));
+        // What oslo.config refuses, with the line.
+        for (text, why) in [
+            (
+                "[glance\n",
+                "line 1: section header \"[glance\" has no closing ]",
+            ),
+            ("[]\n", "line 1: an empty section name"),
+            (
+                "verify_glance_signatures = True\n",
+                "an option before any [section]",
+            ),
+            (
+                "  indented\n",
+                "line 1: a continuation line with no option above it",
+            ),
+            (
+                "[glance]\nverify_glance_signatures\n",
+                "line 2: \"verify_glance_signatures\" is not key = value",
+            ),
+            ("[glance]\n= True\n", "line 2: an option with no name"),
+        ] {
+            let e = parse_nova_conf(text, path).unwrap_err().to_string();
+            assert!(
+                e.contains("not a nova.conf (INI)") && e.contains(why),
+                "{text:?}: {e}"
+            );
+        }
     }
 
     #[test]

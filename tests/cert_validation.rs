@@ -1141,3 +1141,50 @@ fn crl_signer_covered_by_its_own_crl() {
     }];
     verify("other-issuer", pki::crl(&signer, Some(&point), &revoked)).code(0);
 }
+
+/// Nova fetches only the ids it is given: a stray file in the certificate
+/// store (a garbage CRL, a private key saved as .pem) must not change or
+/// break `--policy nova`, while strict, which reads the whole store and its
+/// CRLs, refuses to guess.
+#[test]
+fn stray_store_files_do_not_touch_the_nova_policy() {
+    let env = Env::new();
+    let root = issue(&Spec::ca("Stray-file root"), None);
+    let leaf = issue(
+        &Spec {
+            serial: 2,
+            ..Spec::leaf("Stray-file signer")
+        },
+        Some(&root),
+    );
+    let dir = env.path("stray");
+    pki::cert_dir(&dir, &[("root", &root), ("leaf", &leaf)]);
+    let verify = |policy: &str| {
+        env.run(&[
+            "cert",
+            "verify",
+            "leaf",
+            "--cert-dir",
+            dir.to_str().unwrap(),
+            "--policy",
+            policy,
+            "--trusted-cert-id",
+            "root",
+        ])
+    };
+    verify("nova").code(0);
+    verify("strict").code(0);
+    std::fs::write(dir.join("junk.crl"), b"not a CRL").unwrap();
+    std::fs::write(
+        dir.join("signing-key.pem"),
+        leaf.key.private_key_to_pem_pkcs8().unwrap(),
+    )
+    .unwrap();
+    verify("nova").code(0);
+    let out = verify("strict").code(3);
+    assert!(
+        out.stderr.contains("junk.crl") || out.stderr.contains("signing-key.pem"),
+        "{}",
+        out.stderr
+    );
+}

@@ -144,14 +144,21 @@ fn verify_certificates(
             leaves.push((cert.to_string(), found.certificate));
         }
     }
-    // The store is read once, however many certificates are checked.
-    let contents = store_contents(ctx, cert_dir.as_ref())?;
+    // The store is read once, however many certificates are checked, and
+    // only for the strict policy: Nova reads neither the store's other
+    // certificates nor CRLs, so a stray file there must not change its answer.
+    let strict = policy == imgseal::validate::PolicyName::Strict;
+    let contents = if strict {
+        store_contents(ctx, cert_dir.as_ref())?
+    } else {
+        Vec::new()
+    };
     let plan = trust.plan(
         &config,
         settings.clone(),
         trusted_find,
         contents,
-        cert_dir.as_ref(),
+        cert_dir.as_ref().filter(|_| strict),
     )?;
     let mut code = 0;
     for (leaf_id, leaf) in &leaves {

@@ -117,13 +117,20 @@ impl ResolvedTrust {
             trust.check_inputs()?;
             return Ok(None);
         }
-        let store = store_contents(ctx, self.cert_dir.as_ref())?;
+        // Nova reads neither the store's other certificates nor CRLs: a stray
+        // file there must not change (or break) its answer.
+        let strict = self.policy == PolicyName::Strict;
+        let store = if strict {
+            store_contents(ctx, self.cert_dir.as_ref())?
+        } else {
+            Vec::new()
+        };
         Ok(Some(trust.plan(
             &self.config,
             self.settings.clone(),
             &*self.trusted_find,
             store,
-            self.cert_dir.as_ref(),
+            self.cert_dir.as_ref().filter(|_| strict),
         )?))
     }
 

@@ -90,12 +90,19 @@ struct LenientTbs {
     extensions: Option<Vec<x509_cert::ext::Extension>>,
 }
 
-/// Seconds since the epoch, read by OpenSSL (which handles every year).
-fn unix_time(t: &openssl::asn1::Asn1TimeRef) -> i64 {
+/// Seconds since the epoch, read by OpenSSL (which handles every year). A
+/// time OpenSSL cannot compare is an error, never the epoch: 1970 would make
+/// an unreadable notBefore always in the past.
+fn unix_time(t: &openssl::asn1::Asn1TimeRef, cert: &Certificate, field: &str) -> Result<i64> {
     openssl::asn1::Asn1Time::from_unix(0)
         .and_then(|epoch| epoch.diff(t))
         .map(|d| d.days as i64 * 86_400 + d.secs as i64)
-        .unwrap_or(0)
+        .map_err(|_| {
+            Error::bad_input(format!(
+                "certificate {}: {field} is not a time OpenSSL can read",
+                cert.subject()
+            ))
+        })
 }
 
 impl CertFacts {
@@ -117,8 +124,8 @@ impl CertFacts {
             basic_constraints: None,
             key_usage: None,
             extended_key_usage: None,
-            not_before: unix_time(cert.x509.not_before()),
-            not_after: unix_time(cert.x509.not_after()),
+            not_before: unix_time(cert.x509.not_before(), cert, "notBefore")?,
+            not_after: unix_time(cert.x509.not_after(), cert, "notAfter")?,
         };
         for ext in tbs.extensions.iter().flatten() {
             let value = ext.extn_value.as_bytes();
