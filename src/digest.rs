@@ -91,7 +91,9 @@ pub(crate) struct FileStamp {
 }
 
 impl FileStamp {
-    fn from_meta(m: &Metadata) -> Self {
+    /// The stamp of a regular file from metadata already read, so that a
+    /// caller mapping `m.len()` bytes stamps the same observation.
+    pub(crate) fn from_meta(m: &Metadata) -> Self {
         FileStamp {
             dev: m.dev(),
             ino: m.ino(),

@@ -11,7 +11,6 @@
 //! removed or changed anywhere breaks the signature.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -548,7 +547,13 @@ pub fn default_tree_path(manifest: &Manifest, manifest_path: &Path) -> Option<Pa
         return None;
     }
     let path = manifest_path.parent().unwrap_or(Path::new(".")).join(name);
-    path.is_file().then_some(path)
+    // Nor through a symbolic link of that name (O_NOFOLLOW); and a FIFO
+    // there must not block the lookup (O_NONBLOCK). Anything but a regular
+    // file is no tree.
+    match crate::fsverity::tree::open_regular(&path, true) {
+        Ok(crate::fsverity::tree::Opened::Regular(..)) => Some(path),
+        _ => None,
+    }
 }
 
 fn block_range(params: &TreeParams, size: u64, block: u64) -> (u64, u64) {
@@ -651,14 +656,15 @@ pub fn verify_image_range(
 ) -> Result<()> {
     let expected = manifest.fsverity()?;
     let size = manifest.body.image.size;
-    let image = File::open(image_path).map_err(|e| Error::io(image_path, e))?;
-    let meta = image.metadata().map_err(|e| Error::io(image_path, e))?;
-    if !meta.is_file() {
+    // Not File::open: a FIFO given as the image would block it for good.
+    let opened = crate::fsverity::tree::open_regular(image_path, false)
+        .map_err(|e| Error::io(image_path, e))?;
+    let crate::fsverity::tree::Opened::Regular(image, meta) = opened else {
         return Err(Error::usage(format!(
             "{}: --range needs a regular file",
             image_path.display()
         )));
-    }
+    };
     verdict.valid = false;
     if meta.len() != size {
         verdict.reason = Some(format!(

@@ -694,3 +694,137 @@ fn a_manifest_signer_is_validated_against_the_trusted_ids() {
     )
     .code(3);
 }
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+/// Runs imgseal with stdout and stderr in files; a run still going after
+/// 30 s (as in tests/bad_input.rs) is a hang: it is killed and the test
+/// fails. Returns the run and how long it took.
+fn run_bounded(env: &Env, args: &[&str]) -> (Run, std::time::Duration) {
+    use std::time::{Duration, Instant};
+    let (out, err) = (env.path(".bounded.stdout"), env.path(".bounded.stderr"));
+    let mut child = env
+        .command()
+        .args(args)
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .expect("imgseal runs");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("imgseal {args:?} did not finish within 30 s: a hang");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let read = |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned();
+    let run = Run {
+        code: status.code().unwrap_or(-1),
+        stdout: read(&out),
+        stderr: read(&err),
+    };
+    (run, start.elapsed())
+}
+
+/// One clean line on stderr, with `needle`, and the exit code.
+#[track_caller]
+fn refused(env: &Env, args: &[&str], code: i32, needle: &str) {
+    let (run, _) = run_bounded(env, args);
+    let run = run.code(code);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(
+        run.stderr.starts_with("imgseal: ") && run.stderr.contains(needle),
+        "{args:?}: {}",
+        run.stderr
+    );
+}
+
+/// Review finding: the tree file and the `--range` image were opened before
+/// their type was checked, so a FIFO blocked the open for good, and the
+/// manifest was read whole, so `--manifest /dev/zero` took all the memory.
+#[test]
+fn a_fifo_or_a_device_is_refused_without_waiting() {
+    let env = Env::new();
+    let key = env.key_with_certificate("ecc-secp384r1", "k", CERT);
+    let image = env.image("img", 3 * 4096 + 5);
+    let signed = sign(&env, &key, &image, &[]);
+    let (m, img) = (s(&signed.manifest), s(&image));
+    let fifo = env.path("fifo");
+    mkfifo(&fifo);
+    let fifo = s(&fifo);
+    // As the tree, with and without a range.
+    for extra in [&["--range", "0:1"][..], &[]] {
+        let mut args = vec!["verify", "--manifest", &m, "--tree", &fifo];
+        args.extend(extra);
+        args.push(&img);
+        refused(&env, &args, 3, "fifo: not a regular file");
+    }
+    // As the image of a range check.
+    refused(
+        &env,
+        &["verify", "--manifest", &m, "--range", "0:1", &fifo],
+        2,
+        "--range needs a regular file",
+    );
+    // As the manifest.
+    refused(
+        &env,
+        &["verify", "--manifest", &fifo, &img],
+        3,
+        "fifo: not a regular file",
+    );
+    // /dev/zero, named through a symbolic link, as the manifest: refused at
+    // once, not read until the memory runs out.
+    let zero = env.path("zero.json");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let (run, took) = run_bounded(&env, &["verify", "--manifest", &s(&zero), &img]);
+    let run = run.code(3);
+    assert!(run.stderr.contains("not a regular file"), "{}", run.stderr);
+    assert!(took.as_secs() < 10, "took {took:?}");
+    // A regular file past the limit is refused the same way; the manifest
+    // itself still verifies.
+    let mut big = std::fs::read(&signed.manifest).unwrap();
+    big.resize((1 << 20) + 1, b' ');
+    let padded = env.path("big.json");
+    std::fs::write(&padded, &big).unwrap();
+    refused(
+        &env,
+        &["verify", "--manifest", &s(&padded), &img],
+        3,
+        "more than 1 MiB",
+    );
+    verify(&env, &signed.manifest, &image, &[]).ok();
+}
+
+/// The tree the manifest names beside it is not taken through a symbolic
+/// link (the manifest must not steer reads elsewhere), nor from a FIFO.
+#[test]
+fn the_tree_beside_the_manifest_is_not_a_symlink_or_a_fifo() {
+    let env = Env::new();
+    let key = env.key_with_certificate("ecc-secp384r1", "k", CERT);
+    let image = env.image("img", 3 * 4096 + 5);
+    let signed = sign(&env, &key, &image, &[]);
+    verify(&env, &signed.manifest, &image, &["--range", "0:1"]).ok();
+    let elsewhere = env.path("elsewhere.tree");
+    std::fs::rename(&signed.tree, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &signed.tree).unwrap();
+    let (m, img) = (s(&signed.manifest), s(&image));
+    let args = ["verify", "--manifest", &m, "--range", "0:1", &img];
+    refused(&env, &args, 2, "--range needs the tree file");
+    // Named on the command line, the same link is the user's choice.
+    let t = s(&signed.tree);
+    let (run, _) = run_bounded(&env, &[&args[..3], &["--tree", &t], &args[3..]].concat());
+    run.ok();
+    std::fs::remove_file(&signed.tree).unwrap();
+    mkfifo(&signed.tree);
+    refused(&env, &args, 2, "--range needs the tree file");
+}
