@@ -4,7 +4,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rand::Rng;
@@ -69,6 +69,24 @@ impl Home {
         self.dir.join("so.pin")
     }
 
+    /// The home must be this user's and not writable by others: the
+    /// embedded token's keys and PINs live in it, and `DirBuilder::mode`
+    /// applies only to directories it creates, not to one that was there.
+    fn check_private(&self) -> Result<()> {
+        let meta = fs::metadata(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        // Safety: geteuid has no preconditions and cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        if meta.uid() != euid || meta.mode() & 0o022 != 0 {
+            return Err(Error::usage(format!(
+                "{}: owned by uid {} with mode {:04o}: IMGSEAL_HOME must be yours and not writable by others (the embedded token's keys and PINs live there); fix it with chown/chmod go-w, or choose another IMGSEAL_HOME",
+                self.dir.display(),
+                meta.uid(),
+                meta.mode() & 0o7777
+            )));
+        }
+        Ok(())
+    }
+
     /// Makes the directory tree and SoftHSM configuration of the embedded
     /// token. Returns whether the token still has to be initialised.
     pub fn prepare_embedded(&self) -> Result<bool> {
@@ -79,6 +97,7 @@ impl Home {
                 .create(dir)
                 .map_err(|e| Error::io(dir, e))?;
         }
+        self.check_private()?;
         let conf = format!(
             "# written by imgseal: the embedded token\n\
              directories.tokendir = {}\n\
@@ -114,12 +133,14 @@ impl Home {
             .mode(0o700)
             .create(&self.dir)
             .map_err(|e| Error::io(&self.dir, e))?;
+        self.check_private()?;
         let path = self.dir.join(".lock");
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
         file.lock().map_err(|e| Error::io(&path, e))?;

@@ -18,7 +18,12 @@ pub fn read_pin_file(path: &Path, what: &str) -> Result<Pin> {
     let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| Error::io(path, e))?);
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| Error::bad_input(format!("{}: {what} is not UTF-8 text", path.display())))?;
-    let line = text.lines().next().unwrap_or("");
+    // The first line, as an editor writes it: without a UTF-8 byte-order
+    // mark or a CR before the newline (both would become part of the PIN
+    // and spend a login attempt).
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let line = text.split('\n').next().unwrap_or("");
+    let line = line.strip_suffix('\r').unwrap_or(line);
     if line.is_empty() {
         return Err(Error::bad_input(format!(
             "{}: {what} is empty",
@@ -46,10 +51,14 @@ pub fn resolve_pin(
             return read_pin_file(&path, "the pin-source file");
         }
     }
-    if let Ok(v) = std::env::var("IMGSEAL_PIN") {
-        if !v.is_empty() {
-            return Ok(Zeroizing::new(v));
+    match std::env::var("IMGSEAL_PIN") {
+        Ok(v) if !v.is_empty() => return Ok(Zeroizing::new(v)),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            return Err(Error::bad_input(
+                "IMGSEAL_PIN is not UTF-8 text (a PIN is passed to the token as text)",
+            ));
         }
+        _ => {}
     }
     if let Some(path) = std::env::var_os("IMGSEAL_PIN_FILE").filter(|v| !v.is_empty()) {
         return read_pin_file(Path::new(&path), "IMGSEAL_PIN_FILE");
@@ -65,4 +74,34 @@ pub fn resolve_pin(
     Err(Error::Auth(format!(
         "no PIN for token \"{token_label}\": give pin-source= in the key URI, set IMGSEAL_PIN or IMGSEAL_PIN_FILE, or run on a terminal to be asked"
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pin_file_is_its_first_line_as_an_editor_wrote_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pin");
+        for bytes in [
+            &b"1234"[..],
+            b"1234\n",
+            b"1234\r\n",
+            b"1234\r",
+            b"\xef\xbb\xbf1234\r\nsecond line\n",
+        ] {
+            std::fs::write(&path, bytes).unwrap();
+            assert_eq!(
+                read_pin_file(&path, "pin").unwrap().as_str(),
+                "1234",
+                "{bytes:?}"
+            );
+        }
+        // Spaces are the user's: kept.
+        std::fs::write(&path, b" 12 34 \n").unwrap();
+        assert_eq!(read_pin_file(&path, "pin").unwrap().as_str(), " 12 34 ");
+        std::fs::write(&path, b"\xef\xbb\xbf\n").unwrap();
+        assert!(read_pin_file(&path, "pin").is_err(), "empty after the BOM");
+    }
 }

@@ -318,3 +318,25 @@ fn json_output_carries_the_verdict_and_reason() {
     assert_eq!(v["error"], "bad-input");
     assert!(v["reason"].as_str().unwrap().contains("\"MD5\""));
 }
+
+/// The embedded token's keys and PINs live in $IMGSEAL_HOME: a home another
+/// user could write to is refused before anything is created in it.
+#[test]
+fn a_home_writable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    std::fs::set_permissions(env.home.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = env.run(&["key", "list"]).code(2);
+    assert!(
+        out.stderr
+            .contains("IMGSEAL_HOME must be yours and not writable by others"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !env.home.path().join("user.pin").exists(),
+        "nothing was created"
+    );
+    std::fs::set_permissions(env.home.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    env.run(&["key", "list"]).ok();
+}

@@ -87,6 +87,14 @@ impl Module {
         if let Some(m) = cache.get(path) {
             return Ok(m.clone());
         }
+        // dlopen searches the library path for a name without a slash, so a
+        // relative path that exists here could still load another library.
+        if !path.is_absolute() {
+            return Err(HsmError::ModuleLoad {
+                path: path.to_path_buf(),
+                reason: "not an absolute path (give module-path=/…/lib….so)".into(),
+            });
+        }
         if !path.exists() {
             return Err(HsmError::ModuleLoad {
                 path: path.to_path_buf(),

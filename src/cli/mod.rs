@@ -157,7 +157,7 @@ impl Context {
     pub fn device(&self, key: Option<&Pkcs11Uri>, login: Login) -> Result<Pkcs11Device, Error> {
         let token = self.token_uri()?;
         let merged = match (token, key) {
-            (Some(t), Some(k)) => Some(merge_uris(&t, k)),
+            (Some(t), Some(k)) => Some(merge_uris(&t, k)?),
             (None, Some(k)) => Some(k.clone()),
             (t, None) => t,
         };
@@ -170,8 +170,36 @@ pub fn parse_uri(s: &str, what: &str) -> Result<Pkcs11Uri, Error> {
         .map_err(|e| Error::bad_input(format!("{what}: {e}")))
 }
 
-/// Token and module attributes from `key` win; missing ones come from `token`.
-fn merge_uris(token: &Pkcs11Uri, key: &Pkcs11Uri) -> Pkcs11Uri {
+/// The key URI completed by `--token`: token and module attributes the key
+/// URI lacks come from `--token`. Where both name the token or the module
+/// and disagree, it is refused: completing one token's identity with the
+/// other's module and PIN would send a PIN to a token it does not belong to.
+/// The PIN comes from one URI only: the key's when it carries one, else
+/// `--token`'s (RFC 7512 §2.3: never a pin-value and a pin-source at once).
+fn merge_uris(token: &Pkcs11Uri, key: &Pkcs11Uri) -> Result<Pkcs11Uri, Error> {
+    let conflict = |what: &str, k: &dyn std::fmt::Debug, t: &dyn std::fmt::Debug| {
+        Error::usage(format!(
+            "the key URI's {what} ({k:?}) is not --token's ({t:?}): give the key URI alone, or make them agree"
+        ))
+    };
+    macro_rules! agree {
+        ($($f:ident => $name:literal),*) => { $(
+            if let (Some(k), Some(t)) = (&key.$f, &token.$f) {
+                if k != t {
+                    return Err(conflict($name, k, t));
+                }
+            }
+        )* };
+    }
+    agree!(
+        token => "token",
+        serial => "serial",
+        manufacturer => "manufacturer",
+        model => "model",
+        slot_id => "slot-id",
+        module_path => "module-path",
+        module_name => "module-name"
+    );
     let mut out = key.clone();
     macro_rules! fill {
         ($($f:ident),*) => { $( if out.$f.is_none() { out.$f = token.$f.clone(); } )* };
@@ -183,11 +211,48 @@ fn merge_uris(token: &Pkcs11Uri, key: &Pkcs11Uri) -> Pkcs11Uri {
         model,
         slot_id,
         module_path,
-        module_name,
-        pin_source,
-        pin_value
+        module_name
     );
-    out
+    if key.pin_source.is_none() && key.pin_value.is_none() {
+        out.pin_source = token.pin_source.clone();
+        out.pin_value = token.pin_value.clone();
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uri(s: &str) -> Pkcs11Uri {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_key_uri_is_completed_by_token_but_never_contradicts_it() {
+        let token =
+            uri("pkcs11:token=prod?module-path=/usr/lib/vendor.so&pin-source=file:/etc/prod.pin");
+        // Completed: the key names only its object.
+        let m = merge_uris(&token, &uri("pkcs11:object=k")).unwrap();
+        assert_eq!(m.token.as_deref(), Some("prod"));
+        assert_eq!(m.pin_source.as_deref(), Some("file:/etc/prod.pin"));
+        // Another token, or another module: refused, no PIN travels.
+        for key in [
+            "pkcs11:token=staging;object=k",
+            "pkcs11:object=k?module-path=/usr/lib/other.so",
+        ] {
+            let e = merge_uris(&token, &uri(key)).unwrap_err().to_string();
+            assert!(e.contains("is not --token's"), "{key}: {e}");
+            assert!(!e.contains("prod.pin"), "{e}");
+        }
+        // The key's own PIN wins alone: never a pin-value and a pin-source.
+        let token = uri("pkcs11:token=prod?pin-value=1234");
+        let m = merge_uris(&token, &uri("pkcs11:object=k?pin-source=file:/k.pin")).unwrap();
+        assert_eq!(m.pin_source.as_deref(), Some("file:/k.pin"));
+        assert!(m.pin_value.is_none());
+        let m = merge_uris(&token, &uri("pkcs11:token=prod;object=k")).unwrap();
+        assert!(m.pin_value.is_some() && m.pin_source.is_none());
+    }
 }
 
 pub fn print_json(value: &serde_json::Value) {
