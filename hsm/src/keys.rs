@@ -85,22 +85,43 @@ pub struct KeyFilter {
 impl Token {
     /// Generates a key pair that never leaves the token: the private half is
     /// sensitive, non-extractable, private and persistent, with `label` and `id`.
+    ///
+    /// Both halves are final: `CKA_MODIFIABLE` is false, so no later
+    /// `C_SetAttributeValue` can turn on decryption or change what they are
+    /// (everything they need, `CKA_ID` included, is set here). The private
+    /// half signs with imgseal's one mechanism for its type only
+    /// (`allowed_mechanisms`): a PIN holder cannot use an RSA key for raw RSA
+    /// (`CKM_RSA_X_509`, which is decryption) or PKCS#1 v1.5 signatures.
     pub fn generate_key_pair(&self, spec: &KeySpec, label: &str, id: &[u8]) -> Result<KeyObject> {
         if !self.logged_in {
             return Err(HsmError::Invalid(
                 "generating a key needs a logged-in session (no PIN was given)".into(),
             ));
         }
+        let algorithm = match spec {
+            KeySpec::Rsa { .. } => KeyAlgorithm::Rsa,
+            KeySpec::Ec { .. } => KeyAlgorithm::Ec,
+            KeySpec::Dsa { .. } => KeyAlgorithm::Dsa,
+        };
+        let allowed: Vec<u8> = allowed_mechanisms(algorithm)
+            .iter()
+            .flat_map(|m| m.to_ne_bytes())
+            .collect();
         let common_private = vec![
             Attribute::Token(true),
             Attribute::Private(true),
             Attribute::Sensitive(true),
             Attribute::Extractable(false),
-            // A signing key and nothing else: no decryption, unwrapping or derivation.
+            // A signing key and nothing else: no decryption, unwrapping,
+            // derivation or signatures with recovery, with one mechanism, and
+            // no changing that later.
             Attribute::Sign(true),
+            Attribute::SignRecover(false),
             Attribute::Decrypt(false),
             Attribute::Unwrap(false),
             Attribute::Derive(false),
+            raw::attribute_by_number(cryptoki_sys::CKA_ALLOWED_MECHANISMS, allowed),
+            Attribute::Modifiable(false),
             Attribute::Label(label.as_bytes().to_vec()),
             Attribute::Id(id.to_vec()),
         ];
@@ -111,27 +132,25 @@ impl Token {
             Attribute::Encrypt(false),
             Attribute::Wrap(false),
             Attribute::Derive(false),
+            Attribute::Modifiable(false),
             Attribute::Label(label.as_bytes().to_vec()),
             Attribute::Id(id.to_vec()),
         ];
-        let (mechanism, algorithm) = match spec {
+        let mechanism = match spec {
             KeySpec::Rsa { bits } => {
                 public.push(Attribute::ModulusBits((*bits).into()));
                 public.push(Attribute::PublicExponent(vec![0x01, 0x00, 0x01]));
-                (Mechanism::RsaPkcsKeyPairGen, KeyAlgorithm::Rsa)
+                Mechanism::RsaPkcsKeyPairGen
             }
             KeySpec::Ec { params_der } => {
                 public.push(Attribute::EcParams(params_der.clone()));
-                (Mechanism::EccKeyPairGen, KeyAlgorithm::Ec)
+                Mechanism::EccKeyPairGen
             }
             KeySpec::Dsa { p, q, g } => {
                 public.push(Attribute::Prime(p.clone()));
                 public.push(raw::attribute_by_number(raw::CKA_SUBPRIME, q.clone()));
                 public.push(raw::attribute_by_number(raw::CKA_BASE, g.clone()));
-                (
-                    raw::mechanism_by_number(raw::CKM_DSA_KEY_PAIR_GEN),
-                    KeyAlgorithm::Dsa,
-                )
+                raw::mechanism_by_number(raw::CKM_DSA_KEY_PAIR_GEN)
             }
         };
         let (public_handle, private_handle) =
@@ -395,6 +414,23 @@ impl Token {
     }
 }
 
+/// The mechanisms (`CKA_ALLOWED_MECHANISMS`) a generated private key of type
+/// `algorithm` signs with: the raw, digest-in mechanism imgseal signs images,
+/// manifests and CSRs with ([`SignMechanism`](crate::SignMechanism)
+/// `RsaPss`, `Ecdsa` and `Dsa`), and nothing else. In particular not
+/// `CKM_RSA_X_509` (raw RSA), `CKM_RSA_PKCS` (`SignMechanism::RsaPkcs1`,
+/// which imgseal never uses) or the hash-and-sign variants.
+pub(crate) fn allowed_mechanisms(
+    algorithm: KeyAlgorithm,
+) -> &'static [cryptoki_sys::CK_MECHANISM_TYPE] {
+    match algorithm {
+        KeyAlgorithm::Rsa => &[cryptoki_sys::CKM_RSA_PKCS_PSS],
+        KeyAlgorithm::Ec => &[cryptoki_sys::CKM_ECDSA],
+        KeyAlgorithm::Dsa => &[cryptoki_sys::CKM_DSA],
+        KeyAlgorithm::Other(_) => &[],
+    }
+}
+
 /// See [`Token::public_params`]; `None` where the token did not say.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct PublicParams {
@@ -424,5 +460,232 @@ fn algorithm_of(t: KeyType) -> KeyAlgorithm {
         KeyAlgorithm::Dsa
     } else {
         KeyAlgorithm::Other(cryptoki_sys::CK_KEY_TYPE::from(t))
+    }
+}
+
+/// Generated keys against a real SoftHSM token, through cryptoki directly:
+/// what their attributes say and what the token then refuses.
+#[cfg(test)]
+mod softhsm_tests {
+    use std::path::Path;
+    use std::process::Command;
+
+    use cryptoki::error::RvError;
+    use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
+    use cryptoki::mechanism::{Mechanism, MechanismType};
+
+    use super::*;
+    use crate::module::{Module, TokenSelector};
+    use crate::sign::{DigestMechanism, SignMechanism};
+
+    fn softhsm_module() -> &'static Path {
+        [
+            "/usr/lib/softhsm/libsofthsm2.so",
+            "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+        ]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+        .expect("softhsm2 installed")
+    }
+
+    /// One DER TLV at `*at`: its tag and contents; `*at` moves past it.
+    fn tlv<'a>(der: &'a [u8], at: &mut usize) -> (u8, &'a [u8]) {
+        let tag = der[*at];
+        let mut len = der[*at + 1] as usize;
+        *at += 2;
+        if len & 0x80 != 0 {
+            let n = len & 0x7f;
+            len = der[*at..*at + n]
+                .iter()
+                .fold(0, |acc, &b| (acc << 8) | b as usize);
+            *at += n;
+        }
+        let contents = &der[*at..*at + len];
+        *at += len;
+        (tag, contents)
+    }
+
+    /// DSA domain parameters (p, q, g) from the openssl CLI, as imgseal's own
+    /// (FIPS 186-4, q of 256 bits for L = 2048).
+    fn dsa_params() -> KeySpec {
+        let out = Command::new("openssl")
+            .args(["dsaparam", "-outform", "DER", "2048"])
+            .output()
+            .expect("openssl runs");
+        assert!(out.status.success(), "{out:?}");
+        let mut at = 0;
+        let (tag, seq) = tlv(&out.stdout, &mut at);
+        assert_eq!(tag, 0x30);
+        let mut at = 0;
+        let mut int = || {
+            let (tag, v) = tlv(seq, &mut at);
+            assert_eq!(tag, 0x02);
+            v.strip_prefix(&[0]).unwrap_or(v).to_vec()
+        };
+        let (p, q, g) = (int(), int(), int());
+        KeySpec::Dsa { p, q, g }
+    }
+
+    #[track_caller]
+    fn rv_of<T: std::fmt::Debug>(r: Result<T>) -> RvError {
+        r.expect_err("the token refused").rv().expect("a CKR_ code")
+    }
+
+    #[test]
+    fn generated_keys_sign_with_one_mechanism_and_cannot_be_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("tokens")).unwrap();
+        let conf = dir.path().join("softhsm2.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}/tokens\nobjectstore.backend = file\nlog.level = ERROR\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        // SoftHSM reads its configuration at C_Initialize. This is the only
+        // test in the crate that loads a module, and nothing else here
+        // reads the environment from C.
+        unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
+        let module = Module::load(softhsm_module()).unwrap();
+        module.init_token("keys-test", "12345678", "1234").unwrap();
+        let slot = module
+            .find_slot(&TokenSelector {
+                label: Some("keys-test".into()),
+                ..Default::default()
+            })
+            .unwrap();
+        let token = module.open(slot, Some("1234"), true).unwrap();
+        let session = token.session();
+
+        let secp384r1 = vec![0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+        let cases = [
+            (KeySpec::Rsa { bits: 2048 }, cryptoki_sys::CKM_RSA_PKCS_PSS),
+            (
+                KeySpec::Ec {
+                    params_der: secp384r1,
+                },
+                cryptoki_sys::CKM_ECDSA,
+            ),
+            (dsa_params(), cryptoki_sys::CKM_DSA),
+        ];
+        let digest = [0x5a; 32];
+        for (i, (spec, mechanism)) in cases.iter().enumerate() {
+            let what = format!("{spec:?}");
+            let key = token
+                .generate_key_pair(spec, &format!("k{i}"), &[i as u8])
+                .unwrap();
+            let public = key.public.unwrap();
+
+            // CKA_ALLOWED_MECHANISMS: imgseal's one mechanism for the type.
+            // Read as bytes: cryptoki cannot map CKM_DSA back to a variant.
+            let allowed =
+                raw::get_attribute_bytes(&token, key.private, cryptoki_sys::CKA_ALLOWED_MECHANISMS)
+                    .unwrap();
+            assert_eq!(allowed, mechanism.to_ne_bytes(), "{what}");
+            let attrs = session
+                .get_attributes(
+                    key.private,
+                    &[
+                        AttributeType::Modifiable,
+                        AttributeType::SignRecover,
+                        AttributeType::Sign,
+                        AttributeType::Decrypt,
+                    ],
+                )
+                .unwrap();
+            assert_eq!(
+                attrs,
+                [
+                    Attribute::Modifiable(false),
+                    Attribute::SignRecover(false),
+                    Attribute::Sign(true),
+                    Attribute::Decrypt(false),
+                ],
+                "{what}"
+            );
+            assert_eq!(
+                session
+                    .get_attributes(public, &[AttributeType::Modifiable])
+                    .unwrap(),
+                [Attribute::Modifiable(false)],
+                "{what}"
+            );
+
+            // No C_SetAttributeValue turns on decryption (or anything else).
+            let refused = session.update_attributes(key.private, &[Attribute::Decrypt(true)]);
+            assert_eq!(
+                rv_of(refused.map_err(HsmError::from)),
+                RvError::ActionProhibited,
+                "{what}"
+            );
+            let refused = session.update_attributes(public, &[Attribute::Encrypt(true)]);
+            assert_eq!(
+                rv_of(refused.map_err(HsmError::from)),
+                RvError::ActionProhibited,
+                "{what}"
+            );
+            assert_eq!(
+                session
+                    .get_attributes(key.private, &[AttributeType::Decrypt])
+                    .unwrap(),
+                [Attribute::Decrypt(false)],
+                "{what}"
+            );
+
+            // imgseal's own mechanism signs, and the signature verifies.
+            let own = match spec {
+                KeySpec::Rsa { .. } => SignMechanism::RsaPss {
+                    digest: DigestMechanism::Sha256,
+                    salt_len: 222,
+                },
+                KeySpec::Ec { .. } => SignMechanism::Ecdsa,
+                KeySpec::Dsa { .. } => SignMechanism::Dsa,
+            };
+            let sig = token.sign_digest(key.private, &own, &digest).unwrap();
+            assert!(
+                token.verify_digest(public, &own, &digest, &sig).unwrap(),
+                "{what}"
+            );
+
+            // Any other mechanism is refused at C_SignInit.
+            let others: Vec<Mechanism> = match spec {
+                KeySpec::Rsa { .. } => vec![
+                    Mechanism::RsaX509,
+                    Mechanism::RsaPkcs,
+                    Mechanism::Sha256RsaPkcsPss(PkcsPssParams {
+                        hash_alg: MechanismType::SHA256,
+                        mgf: PkcsMgfType::MGF1_SHA256,
+                        s_len: 32.into(),
+                    }),
+                ],
+                KeySpec::Ec { .. } => vec![Mechanism::EcdsaSha256],
+                KeySpec::Dsa { .. } => vec![raw::mechanism_by_number(0x12)], // CKM_DSA_SHA1
+            };
+            for m in &others {
+                let input = match m {
+                    Mechanism::RsaX509 => vec![0x01; 256],
+                    _ => digest.to_vec(),
+                };
+                let refused = session.sign(m, key.private, &input);
+                assert_eq!(
+                    rv_of(refused.map_err(HsmError::from)),
+                    RvError::MechanismInvalid,
+                    "{what}: {:?}",
+                    m.mechanism_type()
+                );
+            }
+            if matches!(spec, KeySpec::Rsa { .. }) {
+                assert_eq!(
+                    rv_of(token.sign_digest(key.private, &SignMechanism::RsaPkcs1, &digest)),
+                    RvError::MechanismInvalid
+                );
+            }
+
+            // Not modifiable is not undeletable.
+            token.destroy_key(&key).unwrap();
+        }
     }
 }

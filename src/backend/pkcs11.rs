@@ -364,21 +364,8 @@ impl SigningDevice for Pkcs11Device {
         if label.is_empty() {
             return Err(Error::usage("the key label is empty"));
         }
-        let existing = {
-            let _held = self.lock.shared()?;
-            self.token
-                .find_keys(&KeyFilter {
-                    label: Some(label.into()),
-                    id: None,
-                })
-                .map_err(Error::device("checking the label"))?
-        };
-        if !existing.is_empty() {
-            return Err(Error::usage(format!(
-                "token \"{}\" already holds a key labelled \"{label}\"",
-                self.token.label()
-            )));
-        }
+        // Domain parameters first: DSA's take a second or more, and no token
+        // lock is held for that.
         let spec = match kind {
             KeyKind::RsaPss { bits } => KeySpec::Rsa { bits: bits.into() },
             KeyKind::Ec(curve) => KeySpec::Ec {
@@ -397,7 +384,24 @@ impl SigningDevice for Pkcs11Device {
         };
         let mut id = vec![0u8; 8];
         rand::rngs::OsRng.fill_bytes(&mut id);
+        // The label check and the generation under one exclusive lock: with
+        // the check under a lock of its own, two `key generate --label k` at
+        // once both found no "k" and both created one. (Only SoftHSM token
+        // directories are locked across processes; see TokenDirLock.)
         let _held = self.lock.exclusive()?;
+        let existing = self
+            .token
+            .find_keys(&KeyFilter {
+                label: Some(label.into()),
+                id: None,
+            })
+            .map_err(Error::device("checking the label"))?;
+        if !existing.is_empty() {
+            return Err(Error::usage(format!(
+                "token \"{}\" already holds a key labelled \"{label}\"",
+                self.token.label()
+            )));
+        }
         let key = self
             .token
             .generate_key_pair(&spec, label, &id)
