@@ -547,6 +547,54 @@ fn lock_blocks_writes_until_a_tpm_reset_and_locks_again() {
     assert_eq!(shown["anchors"].as_array().unwrap().len(), 2);
 }
 
+/// The record index defined first by someone else (the usual empty owner
+/// auth) with imgseal's attributes, size and policy but another nameAlg: its
+/// name would never match what verifiers compute, so it is refused up front.
+#[test]
+fn a_record_index_with_another_name_algorithm_is_refused_clearly() {
+    let env = Env::new();
+    let tpm = TestTpm::start();
+    let a = cert_file(env.work.path(), "a");
+    for (alg, shown) in [("sha1", "SHA-1"), ("sha384", "SHA-384")] {
+        let _ = tpm.tool("tpm2_nvundefine", &["-C", "o", "0x0181a000"]);
+        tpm.tool_ok(
+            "tpm2_nvdefine",
+            &[
+                "0x0181a000",
+                "-C",
+                "o",
+                "-g",
+                alg,
+                "-s",
+                "256",
+                "-a",
+                "ownerwrite|ownerread|authread|no_da|write_stclear|writeall",
+            ],
+        );
+        let out = env
+            .tpm_run(&tpm, &["anchors", "seal", "--cert", s(&a)])
+            .code(5);
+        assert!(out.stderr.contains("0x0181a000"), "{}", out.stderr);
+        assert!(
+            out.stderr
+                .contains(&format!("nameAlg {shown} (expected SHA-256")),
+            "{}",
+            out.stderr
+        );
+        let out = env.tpm_run(&tpm, &["anchors", "show"]).code(5);
+        assert!(
+            out.stderr.contains("the anchor record is not imgseal's"),
+            "{}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains(&format!("nameAlg {shown}")),
+            "{}",
+            out.stderr
+        );
+    }
+}
+
 #[test]
 fn missing_indices_wrong_attributes_owner_auth_and_lockout_give_clear_errors() {
     let env = Env::new();

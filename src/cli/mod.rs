@@ -47,7 +47,7 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
-    /// The TPM for sealed trust anchors: swtpm:host=H,port=P, mssim:…,
+    /// The TPM for sealed trust anchors: swtpm:host=H,port=P,
     /// device:/dev/tpmrm0, tabrmd. Else $TPM2TOOLS_TCTI, then $TCTI, then the
     /// embedded swtpm under $IMGSEAL_HOME/swtpm (started on demand).
     #[arg(long, global = true, value_name = "TCTI")]

@@ -111,8 +111,9 @@ impl RawEsys {
         value.size = auth.len() as u16;
         value.buffer[..auth.len()].copy_from_slice(auth);
         let rc = unsafe { Esys_TR_SetAuth(self.esys, tr, &value) };
-        // Do not leave the secret in this stack copy.
-        value.buffer.iter_mut().for_each(|b| *b = 0);
+        // Do not leave the secret in this stack copy (zeroize: volatile
+        // writes the compiler cannot drop as dead stores).
+        zeroize::Zeroize::zeroize(&mut value.buffer[..]);
         self.check("Esys_TR_SetAuth", rc, Subject::None)
     }
 

@@ -299,9 +299,27 @@ impl NvSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NvInfo {
     pub public: NvSpec,
+    /// The index's nameAlg: imgseal defines its indices with SHA-256, and
+    /// attestation verifiers recompute the name with it.
+    pub name_alg: HashingAlgorithm,
     /// The name the TPM computed (algorithm id + digest); it changes when the
     /// index is first written and when it is write-locked.
     pub name: Vec<u8>,
+}
+
+/// A hash algorithm as people write it (SHA-256, not Sha256).
+fn hash_name(alg: HashingAlgorithm) -> String {
+    match alg {
+        HashingAlgorithm::Sha1 => "SHA-1".into(),
+        HashingAlgorithm::Sha256 => "SHA-256".into(),
+        HashingAlgorithm::Sha384 => "SHA-384".into(),
+        HashingAlgorithm::Sha512 => "SHA-512".into(),
+        HashingAlgorithm::Sm3_256 => "SM3-256".into(),
+        HashingAlgorithm::Sha3_256 => "SHA3-256".into(),
+        HashingAlgorithm::Sha3_384 => "SHA3-384".into(),
+        HashingAlgorithm::Sha3_512 => "SHA3-512".into(),
+        other => format!("{other:?}"),
+    }
 }
 
 /// Which authorization an NV command uses (its `authHandle`).
@@ -416,6 +434,7 @@ impl Tpm {
                 attributes: NvAttributes(public.attributes().0),
                 auth_policy: public.authorization_policy().value().to_vec(),
             },
+            name_alg: public.name_algorithm(),
             name: name.value().to_vec(),
         })
     }
@@ -540,6 +559,12 @@ impl Tpm {
         let info = self.nv_read_public(expected.index)?;
         let found = &info.public;
         let mut problems = Vec::new();
+        if info.name_alg != HashingAlgorithm::Sha256 {
+            problems.push(format!(
+                "nameAlg {} (expected SHA-256; its name would not match what verifiers compute)",
+                hash_name(info.name_alg)
+            ));
+        }
         if found.attributes.definition() != expected.attributes.definition() {
             problems.push(format!(
                 "attributes {} (expected {})",

@@ -92,6 +92,37 @@ fn swtpm_args(state_dir: &Path, port: u16) -> Vec<String> {
     ]
 }
 
+/// Creates `state_dir` and returns its canonical (absolute) path. swtpm
+/// takes the directory inside comma-separated option strings (`--tpmstate
+/// dir=…`, `--pid file=…`) with no escaping, so a path holding ',' would be
+/// cut there or inject options (`mode=`, `backend-uri=`): it is refused. A
+/// relative path is made absolute because `swtpm --daemon` changes to `/`.
+fn prepare_state_dir(state_dir: &Path) -> Result<PathBuf> {
+    refuse_comma(state_dir)?;
+    fs::create_dir_all(state_dir)
+        .map_err(|e| TpmError::io(format!("creating {}", state_dir.display()), e))?;
+    let dir = fs::canonicalize(state_dir)
+        .map_err(|e| TpmError::io(format!("resolving {}", state_dir.display()), e))?;
+    refuse_comma(&dir)?;
+    Ok(dir)
+}
+
+fn refuse_comma(dir: &Path) -> Result<()> {
+    if dir.as_os_str().as_encoded_bytes().contains(&b',') {
+        return Err(TpmError::Swtpm(format!(
+            "the TPM state directory {} contains a comma, which swtpm cannot take in its options (--tpmstate dir=…); use a path without ',' (e.g. another IMGSEAL_HOME)",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The canonical form of an existing state directory (as the daemon was
+/// started with it), else the path as given.
+fn resolved(state_dir: &Path) -> PathBuf {
+    fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_path_buf())
+}
+
 fn address_in_use(stderr: &str) -> bool {
     stderr.contains("Address already in use")
 }
@@ -117,8 +148,7 @@ impl SwtpmInstance {
         state_dir: &Path,
         ports: impl IntoIterator<Item = u16>,
     ) -> Result<SwtpmInstance> {
-        fs::create_dir_all(state_dir)
-            .map_err(|e| TpmError::io(format!("creating {}", state_dir.display()), e))?;
+        let state_dir = &prepare_state_dir(state_dir)?;
         let mut tried = Vec::new();
         for port in ports {
             if port == 0 || port >= u16::MAX - 1 {
@@ -352,8 +382,7 @@ pub fn reset_tpm(port: u16) -> Result<()> {
 /// at 0x81010001) with a certificate from swtpm's local CA at 0x01c00002, and
 /// a platform certificate. Needs a writable swtpm-localca (root by default).
 pub fn manufacture(state_dir: &Path) -> Result<()> {
-    fs::create_dir_all(state_dir)
-        .map_err(|e| TpmError::io(format!("creating {}", state_dir.display()), e))?;
+    let state_dir = &prepare_state_dir(state_dir)?;
     let out = child("swtpm_setup")
         .arg("--tpm2")
         .arg("--tpmstate")
@@ -389,8 +418,7 @@ const STATE_FILE: &str = "tpm2-00.permall";
 /// certificate when `swtpm_setup` can do it (else it stays a bare TPM and a
 /// warning is logged). A file lock makes concurrent first calls start one daemon.
 pub fn ensure_running(state_dir: &Path) -> Result<Tcti> {
-    fs::create_dir_all(state_dir)
-        .map_err(|e| TpmError::io(format!("creating {}", state_dir.display()), e))?;
+    let state_dir = &prepare_state_dir(state_dir)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -409,6 +437,14 @@ pub fn ensure_running(state_dir: &Path) -> Result<Tcti> {
     locked.map_err(|e| TpmError::io(format!("locking {}", lock_path.display()), e))?;
 
     if let Some(port) = running_daemon(state_dir) {
+        return Ok(Tcti::swtpm_localhost(port));
+    }
+    // A live swtpm on this state without a usable port file (imgseal died
+    // between `swtpm --daemon` and writing it): adopt it, or stop it. Never
+    // start a second one beside it: it would fail on swtpm's state lock.
+    if let Some(pid) = daemon_pid(state_dir)
+        && let Some(port) = adopt_orphan(state_dir, pid)?
+    {
         return Ok(Tcti::swtpm_localhost(port));
     }
     let _ = fs::remove_file(state_dir.join(PID_FILE));
@@ -451,16 +487,24 @@ pub fn ensure_running(state_dir: &Path) -> Result<Tcti> {
                 message.trim()
             )));
         }
+        // From here on the daemon runs (it bound both ports, or it would
+        // have exited with "Address already in use"): an error stops it, so
+        // that no orphan without a port file is left behind.
         let deadline = Instant::now() + READY_TIMEOUT;
         while !(connects(port + 1) && connects(port)) {
             if Instant::now() > deadline {
+                let _ = ctrl_command(port, CMD_SHUTDOWN, &[]);
                 return Err(TpmError::Swtpm(format!(
                     "daemon did not accept connections on 127.0.0.1:{port} within {READY_TIMEOUT:?}"
                 )));
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        write_atomically(&state_dir.join(PORT_FILE), format!("{port}\n").as_bytes())?;
+        if let Err(e) = write_atomically(&state_dir.join(PORT_FILE), format!("{port}\n").as_bytes())
+        {
+            let _ = ctrl_command(port, CMD_SHUTDOWN, &[]);
+            return Err(e);
+        }
         return Ok(Tcti::swtpm_localhost(port));
     }
     Err(TpmError::Swtpm(format!(
@@ -479,9 +523,86 @@ pub fn daemon_pid(state_dir: &Path) -> Option<u32> {
     // The pid must still be a swtpm serving this directory (pids are reused).
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    let ours = format!("dir={}", state_dir.display());
+    // Started with the canonical path (older versions: the path as given).
+    let ours = [
+        format!("dir={}", resolved(state_dir).display()),
+        format!("dir={}", state_dir.display()),
+    ];
     let is_swtpm = args.first().is_some_and(|a| a.ends_with(b"swtpm"));
-    (is_swtpm && args.contains(&ours.as_bytes())).then_some(pid)
+    (is_swtpm && ours.iter().any(|o| args.contains(&o.as_bytes()))).then_some(pid)
+}
+
+/// The data port of swtpm `pid`, from its command line (`--server
+/// type=tcp,port=P`), when its control port (`--ctrl`) is P+1 as the TCTI
+/// expects.
+fn cmdline_port(pid: u32) -> Option<u16> {
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let option_port = |name: &str| -> Option<u16> {
+        let i = args.iter().position(|a| a == name)?;
+        let value = args.get(i + 1)?;
+        let mut opts = value.split(',');
+        if !opts.any(|o| o == "type=tcp") {
+            return None;
+        }
+        value
+            .split(',')
+            .find_map(|o| o.strip_prefix("port="))?
+            .parse()
+            .ok()
+    };
+    let port = option_port("--server")?;
+    (option_port("--ctrl")? == port.checked_add(1)?).then_some(port)
+}
+
+/// A live swtpm `pid` on `state_dir` whose port file is missing or stale:
+/// its port is recovered from its command line and, once it serves there,
+/// written back (`Some(port)`). If it does not come to serve, it is stopped
+/// over its control channel (`None`: start a new one); if that cannot be
+/// done safely, an error names it.
+fn adopt_orphan(state_dir: &Path, pid: u32) -> Result<Option<u16>> {
+    let stuck = |why: String| {
+        TpmError::Swtpm(format!(
+            "swtpm (pid {pid}) holds the TPM state in {} but {why}; stop it (kill {pid}) and retry",
+            state_dir.display()
+        ))
+    };
+    let Some(port) = cmdline_port(pid) else {
+        return Err(stuck("its TCP ports cannot be recovered".into()));
+    };
+    // It may still be starting (another imgseal died right after spawning it).
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        if daemon_pid(state_dir) != Some(pid) {
+            return Ok(None);
+        }
+        if daemon_serves(pid, port) {
+            write_atomically(&state_dir.join(PORT_FILE), format!("{port}\n").as_bytes())?;
+            tracing::info!("reusing swtpm (pid {pid}) on port {port}: its port file was missing");
+            return Ok(Some(port));
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Only a control port it owns itself is told to shut down.
+    let owns_ctrl = matches!(listening_inode(port + 1), Some(Some(ctrl)) if owns_socket(pid, ctrl));
+    if !owns_ctrl {
+        return Err(stuck(format!(
+            "does not serve 127.0.0.1:{port}/{}",
+            port + 1
+        )));
+    }
+    let _ = ctrl_command(port, CMD_SHUTDOWN, &[]);
+    wait_for_exit(pid);
+    if daemon_pid(state_dir) == Some(pid) {
+        return Err(stuck("did not stop on CMD_SHUTDOWN".into()));
+    }
+    Ok(None)
 }
 
 fn running_daemon(state_dir: &Path) -> Option<u16> {
@@ -491,19 +612,24 @@ fn running_daemon(state_dir: &Path) -> Option<u16> {
         .trim()
         .parse()
         .ok()?;
+    daemon_serves(pid, port).then_some(port)
+}
+
+fn daemon_serves(pid: u32, port: u16) -> bool {
+    let Some(ctrl_port) = port.checked_add(1) else {
+        return false;
+    };
     // The daemon serves when it owns the sockets listening on both ports.
     // Not tested by connecting: swtpm listens with a backlog of 1 and serves
     // one connection at a time, so while other imgseal processes use it a
     // connection attempt can time out; the daemon was then taken for dead,
     // and the new one started in its place failed on swtpm's state lock
     // (eight `imgseal verify` at once, tests/concurrency.rs).
-    match (listening_inode(port), listening_inode(port + 1)) {
-        (Some(Some(data)), Some(Some(ctrl))) => {
-            (owns_socket(pid, data) && owns_socket(pid, ctrl)).then_some(port)
-        }
-        (Some(_), Some(_)) => None,
+    match (listening_inode(port), listening_inode(ctrl_port)) {
+        (Some(Some(data)), Some(Some(ctrl))) => owns_socket(pid, data) && owns_socket(pid, ctrl),
+        (Some(_), Some(_)) => false,
         // No /proc/net/tcp: connect, as before.
-        _ => (connects(port + 1) && connects(port)).then_some(port),
+        _ => connects(ctrl_port) && connects(port),
     }
 }
 
@@ -517,13 +643,22 @@ pub fn stop_daemon(state_dir: &Path) -> Result<bool> {
     if rc != 0 {
         return Err(TpmError::Swtpm(format!("CMD_SHUTDOWN returned {rc:#x}")));
     }
+    if let Some(p) = pid {
+        wait_for_exit(p);
+    }
+    let _ = fs::remove_file(state_dir.join(PORT_FILE));
+    Ok(true)
+}
+
+/// Waits (up to `READY_TIMEOUT`) until process `pid` is gone or a zombie.
+fn wait_for_exit(pid: u32) {
     let deadline = Instant::now() + READY_TIMEOUT;
-    while let Some(p) = pid {
-        if !Path::new(&format!("/proc/{p}")).exists() || Instant::now() > deadline {
+    loop {
+        if !Path::new(&format!("/proc/{pid}")).exists() || Instant::now() > deadline {
             break;
         }
         // A zombie has no comm worth checking; the daemon's parent is init.
-        if fs::read_to_string(format!("/proc/{p}/stat"))
+        if fs::read_to_string(format!("/proc/{pid}/stat"))
             .map(|s| s.contains(") Z "))
             .unwrap_or(true)
         {
@@ -531,8 +666,6 @@ pub fn stop_daemon(state_dir: &Path) -> Result<bool> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let _ = fs::remove_file(state_dir.join(PORT_FILE));
-    Ok(true)
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -4,11 +4,19 @@
 //! `TPM2TOOLS_TCTI`, then `TCTI`, then a default the caller provides (imgseal's
 //! embedded swtpm). Empty variables count as unset.
 //!
-//! Accepted forms: `swtpm[:host=H,port=P]`, `mssim[:host=H,port=P]`,
-//! `device[:PATH]` (e.g. `device:/dev/tpmrm0`), `tabrmd[:bus_name=..,bus_type=..]`,
-//! and the library spelling tpm2-tools also takes (`libtss2-tcti-swtpm.so.0:…`).
-//! `swtpm:path=…` (a unix socket) is refused: tss-esapi 7.7 parses it, drops
-//! the path and silently connects to localhost:2321 instead.
+//! Accepted forms: `swtpm[:host=H,port=P]`, `device:PATH` (e.g.
+//! `device:/dev/tpmrm0`), `tabrmd[:bus_name=..,bus_type=..]`, and the library
+//! spelling tpm2-tools also takes (`libtss2-tcti-swtpm.so.0:…`).
+//!
+//! imgseal opens a second, raw ESYS connection next to tss-esapi's for the
+//! commands tss-esapi 7.7 lacks (`anchors lock`, attestation), so TCTIs that
+//! admit one connection at a time are refused when parsed:
+//! - `swtpm:path=…` (a unix socket): tss-esapi 7.7 parses it, drops the path
+//!   and silently connects to localhost:2321 instead;
+//! - `device` without a path and `device:/dev/tpmN`: the raw device, which
+//!   the kernel lets one handle open (the second fails with EBUSY);
+//! - `mssim`: its TCTI holds the socket for the context's life, and the
+//!   second connection hangs.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -20,9 +28,9 @@ use crate::error::{Result, TpmError};
 
 /// Default port of the simulator TCTIs (tpm2-tss and tss-esapi).
 pub const DEFAULT_SIMULATOR_PORT: u16 = 2321;
-/// Default device of tpm2-tss's device TCTI. Prefer `/dev/tpmrm0` (the kernel
-/// resource manager): imgseal opens a second connection for the commands
-/// tss-esapi 7.7 lacks, and `/dev/tpm0` admits only one.
+/// Default device of tpm2-tss's device TCTI; refused (see the module
+/// documentation): imgseal opens a second connection for the commands
+/// tss-esapi 7.7 lacks, and `/dev/tpm0` admits only one. Use `/dev/tpmrm0`.
 pub const DEFAULT_DEVICE: &str = "/dev/tpm0";
 
 /// A parsed, validated TCTI.
@@ -30,7 +38,8 @@ pub const DEFAULT_DEVICE: &str = "/dev/tpm0";
 pub enum Tcti {
     /// swtpm's TCP protocol: commands on `port`, control channel on `port + 1`.
     Swtpm { host: String, port: u16 },
-    /// The Microsoft/IBM simulator protocol (same port pairing).
+    /// The Microsoft/IBM simulator protocol (same port pairing). Never
+    /// parsed (refused: see the module documentation).
     Mssim { host: String, port: u16 },
     /// A character device: `/dev/tpmrm0` (resource manager) or `/dev/tpm0`.
     Device { path: PathBuf },
@@ -177,18 +186,25 @@ impl FromStr for Tcti {
                         }
                     }
                 }
-                Ok(if name == "swtpm" {
-                    Tcti::Swtpm { host, port }
-                } else {
-                    Tcti::Mssim { host, port }
-                })
+                if name == "mssim" {
+                    return Err(bad(format!(
+                        "mssim is not supported: its TCTI holds the connection open, so imgseal's second connection (anchors lock, attestation) would hang; serve the TPM with swtpm and use swtpm:host={host},port={port}, or device:/dev/tpmrm0 for a real TPM"
+                    )));
+                }
+                Ok(Tcti::Swtpm { host, port })
             }
             "device" => {
-                let path = if conf.is_empty() {
-                    DEFAULT_DEVICE
-                } else {
-                    conf
-                };
+                let path = conf.trim();
+                if path.is_empty() || is_raw_device(path) {
+                    let named = if path.is_empty() {
+                        format!("device means {DEFAULT_DEVICE}, which")
+                    } else {
+                        path.to_string()
+                    };
+                    return Err(bad(format!(
+                        "{named} is the raw TPM device: the kernel lets one handle open it, and imgseal's second connection (anchors lock, attestation) would fail with EBUSY; use device:/dev/tpmrm0 (the kernel resource manager)"
+                    )));
+                }
                 if !path.starts_with('/') {
                     return Err(bad(format!(
                         "device path \"{path}\" must be absolute, e.g. device:/dev/tpmrm0"
@@ -203,10 +219,16 @@ impl FromStr for Tcti {
             }),
             "" => Err(bad("empty TCTI name".into())),
             other => Err(bad(format!(
-                "unsupported TCTI \"{other}\": use swtpm:host=H,port=P, mssim:host=H,port=P, device:/dev/tpmrm0 or tabrmd"
+                "unsupported TCTI \"{other}\": use swtpm:host=H,port=P, device:/dev/tpmrm0 or tabrmd"
             ))),
         }
     }
+}
+
+/// `/dev/tpm0`, `/dev/tpm1`, …: a TPM without the kernel resource manager.
+fn is_raw_device(path: &str) -> bool {
+    path.strip_prefix("/dev/tpm")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn parse_host(value: &str) -> std::result::Result<String, String> {
@@ -249,16 +271,15 @@ mod tests {
         );
         assert_eq!(parse("swtpm").to_string(), "swtpm:host=localhost,port=2321");
         assert_eq!(
-            parse("mssim:host=tpm.example.org").to_string(),
-            "mssim:host=tpm.example.org,port=2321"
-        );
-        assert_eq!(
             parse("device:/dev/tpmrm0"),
             Tcti::Device {
                 path: "/dev/tpmrm0".into()
             }
         );
-        assert_eq!(parse("device").to_string(), "device:/dev/tpm0");
+        assert_eq!(
+            parse("device:/dev/tpmrm1").to_string(),
+            "device:/dev/tpmrm1"
+        );
         assert_eq!(
             parse("libtss2-tcti-swtpm.so.0:port=2400"),
             Tcti::Swtpm {
@@ -268,11 +289,7 @@ mod tests {
         );
         assert_eq!(parse("tabrmd").to_string(), "tabrmd");
         // Every canonical string goes through tss-esapi unchanged.
-        for s in [
-            "swtpm:host=127.0.0.1,port=20000",
-            "mssim:host=localhost,port=2321",
-            "device:/dev/tpmrm0",
-        ] {
+        for s in ["swtpm:host=127.0.0.1,port=20000", "device:/dev/tpmrm0"] {
             parse(s).name_conf().unwrap();
         }
     }
@@ -298,6 +315,39 @@ mod tests {
         ] {
             assert!(bad.parse::<Tcti>().is_err(), "{bad} should be refused");
         }
+    }
+
+    #[test]
+    fn refuses_tctis_that_admit_one_connection() {
+        for raw in [
+            "device",
+            "device:",
+            "device:/dev/tpm0",
+            " device:/dev/tpm1 ",
+            "libtss2-tcti-device.so.0",
+            "libtss2-tcti-device.so.0:/dev/tpm0",
+        ] {
+            let err = raw.parse::<Tcti>().unwrap_err().to_string();
+            assert!(err.contains("raw TPM device"), "{raw}: {err}");
+            assert!(err.contains("EBUSY"), "{raw}: {err}");
+            assert!(err.contains("device:/dev/tpmrm0"), "{raw}: {err}");
+        }
+        let err = "device".parse::<Tcti>().unwrap_err().to_string();
+        assert!(err.contains("/dev/tpm0"), "{err}");
+        for sim in [
+            "mssim",
+            "mssim:host=tpm.example.org",
+            "mssim:host=127.0.0.1,port=2321",
+            "libtss2-tcti-mssim.so.0:port=2400",
+        ] {
+            let err = sim.parse::<Tcti>().unwrap_err().to_string();
+            assert!(err.contains("mssim is not supported"), "{sim}: {err}");
+            assert!(err.contains("swtpm:host="), "{sim}: {err}");
+            assert!(err.contains("device:/dev/tpmrm0"), "{sim}: {err}");
+        }
+        // The resource manager's devices stay accepted.
+        assert!("device:/dev/tpmrm0".parse::<Tcti>().is_ok());
+        assert!("device:/dev/tpmrm12".parse::<Tcti>().is_ok());
     }
 
     #[test]

@@ -129,3 +129,94 @@ fn the_embedded_daemon_is_started_once_reused_and_restarted_with_its_state() {
         b"kept"
     );
 }
+
+#[test]
+fn a_state_dir_with_a_comma_is_refused_and_a_relative_one_works() {
+    quiet();
+    let home = tempfile::tempdir().unwrap();
+    let comma = home.path().join("My,Files").join("tpm");
+    for err in [
+        ensure_running(&comma).unwrap_err().to_string(),
+        SwtpmInstance::start(&comma).unwrap_err().to_string(),
+    ] {
+        assert!(err.contains("contains a comma"), "{err}");
+        assert!(err.contains("My,Files"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    assert!(!comma.exists(), "nothing is created for a refused path");
+
+    // A relative path (from the test's cwd, the crate directory) that means
+    // nothing from `/`, where `swtpm --daemon` changes to.
+    let target = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    let common = cwd
+        .ancestors()
+        .find(|a| target.path().starts_with(a))
+        .unwrap();
+    let mut relative = std::path::PathBuf::new();
+    for _ in cwd.strip_prefix(common).unwrap().components() {
+        relative.push("..");
+    }
+    relative.push(target.path().strip_prefix(common).unwrap());
+    relative.push("tpm");
+    assert!(!std::path::Path::new("/").join(&relative).exists());
+    assert!(relative.is_relative());
+    let _guard = DaemonGuard(relative.clone());
+    let tcti = ensure_running(&relative).unwrap();
+    assert!(daemon_pid(&relative).is_some());
+    assert!(target.path().join("tpm/tpm2-00.permall").exists());
+    let mut tpm = Tpm::open(&tcti).unwrap();
+    tpm.nv_define_space(&NvSpec::sealed_data(0x0181_A003, 4), &[])
+        .unwrap();
+    drop(tpm);
+    assert_eq!(ensure_running(&relative).unwrap(), tcti);
+    assert!(stop_daemon(&relative).unwrap());
+}
+
+/// Kills a process by pid (the daemon a failed assertion would leave behind).
+struct KillGuard(u32);
+impl Drop for KillGuard {
+    fn drop(&mut self) {
+        if std::path::Path::new(&format!("/proc/{}", self.0)).exists() {
+            let _ = std::process::Command::new("kill")
+                .arg(self.0.to_string())
+                .status();
+        }
+    }
+}
+
+#[test]
+fn a_daemon_whose_port_file_is_lost_is_reused() {
+    quiet();
+    let home = tempfile::tempdir().unwrap();
+    let state = home.path().join("tpm");
+    let _guard = DaemonGuard(state.clone());
+
+    let tcti = ensure_running(&state).unwrap();
+    let pid = daemon_pid(&state).expect("a daemon runs");
+    let _kill = KillGuard(pid);
+    let mut tpm = Tpm::open(&tcti).unwrap();
+    tpm.nv_define_space(&NvSpec::sealed_data(0x0181_A004, 4), &[])
+        .unwrap();
+    tpm.nv_write(0x0181_A004, &NvAccess::Owner, 0, b"orph")
+        .unwrap();
+    drop(tpm);
+
+    // As if imgseal died after `swtpm --daemon` but before writing the port.
+    std::fs::remove_file(state.join("swtpm.port")).unwrap();
+    assert_eq!(ensure_running(&state).unwrap(), tcti);
+    assert_eq!(daemon_pid(&state), Some(pid), "the same daemon serves");
+    assert!(state.join("swtpm.port").exists());
+    // A port file pointing elsewhere is corrected the same way.
+    std::fs::write(state.join("swtpm.port"), "2\n").unwrap();
+    assert_eq!(ensure_running(&state).unwrap(), tcti);
+    assert_eq!(daemon_pid(&state), Some(pid));
+    let mut tpm = Tpm::open(&tcti).unwrap();
+    assert_eq!(
+        tpm.nv_read_all(0x0181_A004, &NvAccess::public()).unwrap(),
+        b"orph"
+    );
+    drop(tpm);
+    assert!(stop_daemon(&state).unwrap());
+    assert_eq!(daemon_pid(&state), None);
+}
