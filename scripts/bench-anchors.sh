@@ -91,9 +91,13 @@ imgseal sign --key "$uri" --cert-id signer image.raw >props.json
 imgseal --tcti "$TCTI" anchors seal --cert ca.pem >/dev/null
 
 # Both ways must agree before they are timed.
-imgseal verify --props props.json --trusted-cert-id root image.raw | grep -q "trusted ids from --trusted-cert-id" \
+# (Output captured first: `imgseal … | grep -q` under pipefail fails when grep
+# exits before imgseal has written its last line.)
+out=$(imgseal verify --props props.json --trusted-cert-id root image.raw)
+grep -q "trusted ids from --trusted-cert-id" <<<"$out" \
     || die "verification by id did not validate against the CA"
-imgseal --tcti "$TCTI" verify --props props.json image.raw | grep -q "trusted ids from the TPM-sealed anchors" \
+out=$(imgseal --tcti "$TCTI" verify --props props.json image.raw)
+grep -q "trusted ids from the TPM-sealed anchors" <<<"$out" \
     || die "verification did not use the TPM-sealed anchors"
 
 by_id=()
@@ -120,7 +124,8 @@ EMBEDDED_STATE="$HOME2/swtpm"
 cp -a "$IMGSEAL_HOME" "$HOME2"
 rm -rf "$HOME2/anchors"
 IMGSEAL_HOME="$HOME2" imgseal anchors seal --cert ca.pem >/dev/null
-IMGSEAL_HOME="$HOME2" imgseal verify --props props.json image.raw | grep -q "TPM-sealed anchors" \
+out=$(IMGSEAL_HOME="$HOME2" imgseal verify --props props.json image.raw)
+grep -q "TPM-sealed anchors" <<<"$out" \
     || die "the embedded swtpm's anchors were not used"
 by_embedded=()
 for i in $(seq "$((RUNS + 3))"); do

@@ -82,7 +82,8 @@ stop_embedded_swtpm() {
     [[ -f "$state/swtpm.pid" ]] || return 0
     pid=$(cat "$state/swtpm.pid")
     # Only a swtpm serving this state directory: pids are reused.
-    if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "swtpm .*dir=$state"; then
+    # imgseal hands swtpm the resolved path: compare with that, as text.
+    if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "dir=$state"; then
         kill "$pid" 2>/dev/null || true
     fi
 }
@@ -101,7 +102,7 @@ DEMO_DIR="${IMGSEAL_DEMO_DIR:-$REPO/target/demo}"
 MARKER=".imgseal-demo-dir"
 if [[ -e "$DEMO_DIR" ]]; then
     if [[ -e "$DEMO_DIR/$MARKER" ]] || [[ -z "$(ls -A "$DEMO_DIR")" ]]; then
-        stop_embedded_swtpm "$(cd "$DEMO_DIR" && pwd)/tpm-home/swtpm"
+        stop_embedded_swtpm "$(cd "$DEMO_DIR" && pwd -P)/tpm-home/swtpm"
         rm -rf "$DEMO_DIR"
     else
         die "$DEMO_DIR exists and was not made by this demo: move it away or set IMGSEAL_DEMO_DIR"
@@ -109,7 +110,7 @@ if [[ -e "$DEMO_DIR" ]]; then
 fi
 mkdir -p "$DEMO_DIR"
 touch "$DEMO_DIR/$MARKER"
-DEMO_DIR="$(cd "$DEMO_DIR" && pwd)"
+DEMO_DIR="$(cd "$DEMO_DIR" && pwd -P)"
 cd "$DEMO_DIR"
 if [[ -n "${IMGSEAL_HOME:-}" ]]; then
     ok "using your IMGSEAL_HOME=$IMGSEAL_HOME (left as it is)"
@@ -296,6 +297,14 @@ show_cmd imgseal attest enroll --out enrollment.json "${EK_CA[@]}"
 if imgseal attest enroll --out enrollment.json "${EK_CA[@]}" 2>&1 | indent; then
     AK_ARGS=(--ak enrollment.json)
     ok "the attestation key is tied to the TPM's endorsement key (EK certificate + credential activation)"
+    if ((${#EK_CA[@]})); then
+        # The verifier's own check: a secret only this TPM can open.
+        run_i imgseal attest challenge enrollment.json "${EK_CA[@]}" --out challenge.json --secret-out verifier-secret.json
+        run_i imgseal attest activate challenge.json --out response.json
+        run_i imgseal attest confirm enrollment.json --secret verifier-secret.json --response response.json --out confirmed-enrollment.json
+        AK_ARGS=(--ak confirmed-enrollment.json)
+        ok "the verifier confirmed the AK itself (MakeCredential on its side, ActivateCredential on the host)"
+    fi
 else
     log "no EK certificate in the embedded TPM (swtpm_setup could not run): the AK is not pinned"
 fi

@@ -15,7 +15,15 @@ command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 seconds="${1:-600}"
 shift || true
 cd "$REPO/fuzz"
-mapfile -t targets < <(if (($#)); then printf '%s\n' "$@"; else cargo fuzz list; fi)
+if (($#)); then
+    targets=("$@")
+else
+    # Not a process substitution: a failing `cargo fuzz list` must stop the run,
+    # not fuzz nothing and report no crash.
+    list=$(cargo fuzz list) || die "cargo fuzz list failed"
+    mapfile -t targets <<<"$list"
+fi
+((${#targets[@]})) && [[ -n "${targets[0]}" ]] || die "no fuzz targets found"
 export RUSTC_BOOTSTRAP=1
 for t in "${targets[@]}"; do
     log "fuzzing $t for $seconds s"

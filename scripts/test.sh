@@ -9,7 +9,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 ensure_packages "${BUILD_PACKAGES[@]}" softhsm2 opensc openssl python3-venv fsverity \
     swtpm swtpm-tools tpm2-tools libtss2-dev libtss2-tcti-swtpm0
-command -v cargo >/dev/null || die "cargo not found: install Rust >= 1.85 (e.g. with rustup) and re-run"
+ensure_rust
+# The cursive peer tests skip themselves when this is set: never in this run.
+unset IMGSEAL_SKIP_CURSIVE
 
 log "preparing the cursive peer (pinned in tests/peers/requirements.txt)"
 bash "$REPO/scripts/peers-venv.sh" >/dev/null
@@ -26,7 +28,11 @@ cargo test --workspace --locked --no-fail-fast --lib --bins --tests "$@" 2>&1 | 
 status=${PIPESTATUS[0]}
 set -e
 passed=$(grep -oE '^test result: [a-zA-Z]+\. [0-9]+ passed' "$output" | awk '{s += $4} END {print s + 0}')
-failed=$(grep -oE '; [0-9]+ failed' "$output" | awk '{s += $2} END {print s + 0}')
+failed=$(grep -E '^test result:' "$output" | grep -oE '; [0-9]+ failed' | awk '{s += $2} END {print s + 0}')
 echo
 echo "tests: $passed passed, $failed failed"
+# A test binary that crashed reports no 'test result:' line of its own.
+if [[ "$status" -ne 0 && "$failed" -eq 0 ]]; then
+    echo "cargo test exited $status: a test binary failed without a result line (see above)"
+fi
 exit "$status"

@@ -55,18 +55,33 @@ ensure_packages() {
 # shellcheck disable=SC2034  # used by the scripts that source this file
 BUILD_PACKAGES=(build-essential pkg-config libssl-dev libtss2-dev)
 
+# Rust comes from rustup, not Debian (bookworm's cargo is 1.63): pick up a
+# rustup install that is not on PATH yet, and insist on the workspace's
+# rust-version.
+ensure_rust() {
+    if ! command -v cargo >/dev/null && [[ -f "$HOME/.cargo/env" ]]; then
+        # shellcheck source=/dev/null
+        source "$HOME/.cargo/env"
+    fi
+    command -v cargo >/dev/null \
+        || die "cargo not found: install Rust >= 1.89 (e.g. with rustup) and re-run"
+    local version
+    version=$(rustc --version | awk '{print $2}')
+    [[ "$(printf '%s\n1.89.0\n' "$version" | sort -V | head -n 1)" == "1.89.0" ]] \
+        || die "Rust $version is too old: imgseal needs >= 1.89 (rustup update)"
+}
+
 build_release() {
     if [[ -n "${IMGSEAL_BIN:-}" ]]; then
         [[ -x "$IMGSEAL_BIN" ]] || die "IMGSEAL_BIN=$IMGSEAL_BIN is not an executable"
         log "using IMGSEAL_BIN=$IMGSEAL_BIN (not building)"
         return 0
     fi
-    command -v cargo >/dev/null \
-        || die "cargo not found: install Rust >= 1.85 (e.g. with rustup) and re-run"
+    ensure_rust
     local target="${CARGO_TARGET_DIR:-target}"
     [[ "$target" == /* ]] || target="$REPO/$target"
     log "building imgseal (cargo build --release, whole workspace)…"
-    (cd "$REPO" && cargo build --release -q --workspace) || die "cargo build --release failed"
+    (cd "$REPO" && cargo build --release --locked -q --workspace) || die "cargo build --release failed"
     IMGSEAL_BIN="$target/release/imgseal"
     [[ -x "$IMGSEAL_BIN" ]] || die "build finished but $IMGSEAL_BIN is missing"
 }
