@@ -277,4 +277,25 @@ fn a_device_signature_that_the_certificate_does_not_verify_is_not_written() {
     );
     assert!(out.stdout.is_empty(), "{}", out.stdout);
     assert!(!manifest.exists());
+
+    // Nor is a certificate request that names one key and is signed by another.
+    let csr = t.env.path("mixed.csr");
+    let out = t
+        .run(&[
+            "key",
+            "csr",
+            "--key",
+            "pkcs11:object=mixed",
+            "--subject",
+            "CN=mixed",
+            "--out",
+            csr.to_str().unwrap(),
+        ])
+        .code(3);
+    assert!(
+        out.stderr.contains("the token's key pair does not match"),
+        "{}",
+        out.stderr
+    );
+    assert!(!csr.exists());
 }

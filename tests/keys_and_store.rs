@@ -815,3 +815,52 @@ fn two_generates_at_once_with_one_label_make_one_key() {
         assert_eq!(same, 1, "round {round}");
     }
 }
+
+/// One certificate per id: a chain file would store its first certificate
+/// (often the CA's) under the signer's id, and DER with bytes after it is not
+/// one certificate either.
+#[test]
+fn cert_import_takes_exactly_one_certificate() {
+    let env = Env::new();
+    env.key_with_certificate("ecc-secp384r1", "one", "one-cert");
+    let leaf = env.path("one.crt");
+    let ca = common::test_ca().dir.join("ca.crt");
+    let chain = env.path("chain.pem");
+    let mut bytes = std::fs::read(&ca).unwrap();
+    bytes.extend(std::fs::read(&leaf).unwrap());
+    std::fs::write(&chain, &bytes).unwrap();
+    let out = env
+        .run(&["cert", "import", "--id", "chain", chain.to_str().unwrap()])
+        .code(3);
+    assert!(
+        out.stderr.contains("holds 2 certificates"),
+        "{}",
+        out.stderr
+    );
+    let der = env.path("one.der");
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-in", leaf.to_str().unwrap(), "-outform", "DER"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut bytes = out.stdout;
+    bytes.extend(b"trailing");
+    std::fs::write(&der, &bytes).unwrap();
+    let out = env
+        .run(&["cert", "import", "--id", "der", der.to_str().unwrap()])
+        .code(3);
+    assert!(
+        out.stderr.contains("8 bytes after the DER certificate"),
+        "{}",
+        out.stderr
+    );
+    // The certificate alone imports.
+    env.run(&[
+        "cert",
+        "import",
+        "--id",
+        "leaf-again",
+        leaf.to_str().unwrap(),
+    ])
+    .ok();
+}

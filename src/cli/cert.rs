@@ -234,7 +234,29 @@ pub fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<i32> {
     match cmd {
         CertCommand::Import { id, file, store } => {
             check_cert_id(&id).map_err(|e| Error::usage(format!("--id: {e}")))?;
-            let cert = Certificate::parse(&read_input_file(&file)?, &file.display().to_string())?;
+            let bytes = read_input_file(&file)?;
+            // One certificate per id: a chain file would silently store its
+            // first certificate (often the CA, not the signer).
+            let blocks = bytes
+                .windows(27)
+                .filter(|w| *w == b"-----BEGIN CERTIFICATE-----")
+                .count();
+            if blocks > 1 {
+                return Err(Error::bad_input(format!(
+                    "{}: holds {blocks} certificates; import one certificate per id",
+                    file.display()
+                ))
+                .into());
+            }
+            let cert = Certificate::parse(&bytes, &file.display().to_string())?;
+            if blocks == 0 && cert.der.len() != bytes.len() {
+                return Err(Error::bad_input(format!(
+                    "{}: {} bytes after the DER certificate",
+                    file.display(),
+                    bytes.len() - cert.der.len()
+                ))
+                .into());
+            }
             let location = match &store.cert_dir {
                 Some(dir) => DirStore::new(dir)?.store(&id, &cert)?.display().to_string(),
                 None => {

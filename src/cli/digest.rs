@@ -2,7 +2,7 @@
 //! digest in `fsverity digest` format, so it can stand in for either.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use imgseal::algorithms::HashMethod;
@@ -108,6 +108,21 @@ pub fn run(ctx: &Context, args: DigestArgs) -> anyhow::Result<i32> {
         return Err(Error::usage("standard input (-) can be read only once").into());
     }
     let sources: Vec<ImageSource> = args.images.iter().map(|i| ImageSource::parse(i)).collect();
+    let mut named: Vec<(&str, &Path)> = Vec::new();
+    if let Some(d) = &args.out_descriptor {
+        named.push(("--out-descriptor", d));
+    }
+    if let Some(t) = &args.out_merkle_tree {
+        named.push(("--out-merkle-tree", t));
+    }
+    let images: Vec<&Path> = sources
+        .iter()
+        .filter_map(|s| match s {
+            ImageSource::Path(p) => Some(p.as_path()),
+            ImageSource::Stdin => None,
+        })
+        .collect();
+    super::refuse_overlaps(&named, &images)?;
     let linear = (params.is_none() || args.with_linear).then_some(args.hash);
     let bars = Bars::new(args.quiet);
     let threads = rayon::current_num_threads().min(MAX_CONCURRENT_IMAGES);

@@ -137,7 +137,17 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> anyhow::Result<i32> {
                 .unwrap_or(HashMethod::Sha256);
             let scheme = csr_scheme(key_type, hash);
             let pem = build_csr(&subject, &key.public, &scheme, |digest| {
-                device.sign_digest(&key, &scheme, digest)
+                let signature = device.sign_digest(&key, &scheme, digest)?;
+                // The request names key.public: its signature must be that key's.
+                use imgseal::backend::SigningDevice as _;
+                let verifier = imgseal::backend::software::SoftwareVerifier;
+                if !verifier.verify_digest(&key.public, &scheme, digest, &signature)? {
+                    return Err(imgseal::error::Error::bad_input(format!(
+                        "the token's signature does not verify with the public key the request names ({}): the token's key pair does not match",
+                        key.uri.redacted()
+                    )));
+                }
+                Ok(signature)
             })?;
             write_output_file(&out, pem.as_bytes())?;
             if ctx.json {

@@ -10,7 +10,7 @@ mod sign;
 mod trust;
 mod verify;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 use imgseal::backend::pkcs11::{Login, Pkcs11Device};
@@ -253,6 +253,48 @@ mod tests {
         let m = merge_uris(&token, &uri("pkcs11:token=prod;object=k")).unwrap();
         assert!(m.pin_value.is_some() && m.pin_source.is_none());
     }
+}
+
+/// Refuses outputs that are the same file as each other or as an input: a
+/// later write would replace an earlier output (or the image itself) and the
+/// command would still report both. Outputs may not exist yet, so each path
+/// is resolved through its directory.
+pub fn refuse_overlaps(outputs: &[(&str, &Path)], inputs: &[&Path]) -> Result<(), Error> {
+    fn resolve(p: &Path) -> Option<PathBuf> {
+        if let Ok(c) = std::fs::canonicalize(p) {
+            return Some(c);
+        }
+        let name = p.file_name()?;
+        let dir = match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        Some(std::fs::canonicalize(dir).ok()?.join(name))
+    }
+    let resolved: Vec<(&str, &Path, Option<PathBuf>)> = outputs
+        .iter()
+        .map(|(flag, p)| (*flag, *p, resolve(p)))
+        .collect();
+    for (i, (flag, path, r)) in resolved.iter().enumerate() {
+        let Some(r) = r else { continue };
+        for (other, _, q) in &resolved[i + 1..] {
+            if q.as_ref() == Some(r) {
+                return Err(Error::usage(format!(
+                    "{flag} and {other} name the same file ({}): one would replace the other",
+                    path.display()
+                )));
+            }
+        }
+        for input in inputs {
+            if resolve(input).as_ref() == Some(r) {
+                return Err(Error::usage(format!(
+                    "{flag} {} is the image itself: it would be replaced",
+                    path.display()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 pub fn print_json(value: &serde_json::Value) {

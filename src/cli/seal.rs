@@ -102,6 +102,23 @@ pub fn sign_many(
     }
     let outputs = output_paths(&req)?;
     let sources: Vec<ImageSource> = req.images.iter().map(|i| ImageSource::parse(i)).collect();
+    let images: Vec<&Path> = sources
+        .iter()
+        .filter_map(|s| match s {
+            ImageSource::Path(p) => Some(p.as_path()),
+            ImageSource::Stdin => None,
+        })
+        .collect();
+    for out in &outputs {
+        let mut named: Vec<(&str, &Path)> = Vec::new();
+        if let Some(m) = &out.manifest {
+            named.push(("--manifest", m));
+        }
+        if let Some(t) = &out.tree {
+            named.push(("--tree", t));
+        }
+        super::refuse_overlaps(&named, &images)?;
+    }
     let bars = Bars::new(req.quiet);
     let threads = rayon::current_num_threads().min(MAX_CONCURRENT_IMAGES);
     let jobs: Vec<(&ImageSource, &Outputs)> = sources.iter().zip(&outputs).collect();
