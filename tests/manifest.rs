@@ -828,3 +828,36 @@ fn the_tree_beside_the_manifest_is_not_a_symlink_or_a_fifo() {
     mkfifo(&signed.tree);
     refused(&env, &args, 2, "--range needs the tree file");
 }
+
+/// A batch's text output starts each image with a `# name` comment; a file
+/// name holding a newline must not put a command on a line of its own when
+/// the env output is sourced by a shell.
+#[test]
+fn batch_headers_cannot_break_out_of_their_comment() {
+    let env = Env::new();
+    let key = env.key_with_certificate("ecc-secp384r1", "k", CERT);
+    let plain = env.image("plain.img", 4_000);
+    let crafted = env.path("x\ntouch pwned");
+    std::fs::copy(&plain, &crafted).unwrap();
+    let run = env
+        .run(&[
+            "sign",
+            "--key",
+            &key,
+            "--cert-id",
+            CERT,
+            "--format",
+            "env",
+            &s(&plain),
+            &s(&crafted),
+        ])
+        .ok();
+    for line in run.stdout.lines() {
+        assert!(
+            line.starts_with('#') || line.starts_with("IMG_SIGNATURE"),
+            "a line that is neither a comment nor a property: {line:?}\n{}",
+            run.stdout
+        );
+    }
+    assert!(run.stdout.contains("x\\ntouch pwned"), "{}", run.stdout);
+}

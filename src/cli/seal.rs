@@ -227,7 +227,9 @@ fn print_sealed(ctx: &Context, name: &str, sealed: Sealed, single: bool) {
         (true, true) => super::print_json(&sealed.json),
         (true, false) => println!("{}", sealed.json),
         (false, true) => println!("{}", sealed.rendered),
-        (false, false) => println!("# {name}\n{}", sealed.rendered),
+        // The header is a comment line in every format: a file name holding
+        // a newline must not start a line a shell would run (--format env).
+        (false, false) => println!("# {}\n{}", name.escape_debug(), sealed.rendered),
     }
 }
 
