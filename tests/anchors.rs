@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::docs_chain::*;
-use common::pki::{self, KeyAlg, Spec};
 use common::tpm::TestTpm;
 use common::*;
 use imgseal::anchors::{self, AnchorSet, AnchorStore, Bundle, MISMATCH, SealStep};
@@ -17,18 +16,7 @@ use imgseal::x509::Certificate;
 use imgseal_tpm::{NvAccess, RECORD_INDEX, Tpm};
 use sha2::{Digest, Sha256};
 
-/// A small self-signed certificate written as `<dir>/<id>.pem`.
-fn cert_file(dir: &Path, id: &str) -> PathBuf {
-    let issued = pki::issue(
-        &Spec {
-            key: KeyAlg::P384,
-            ..Spec::ca(&format!("anchor {id}"))
-        },
-        None,
-    );
-    pki::write_pem(dir, id, &issued.cert);
-    dir.join(format!("{id}.pem"))
-}
+use common::pki::anchor_cert_file as cert_file;
 
 fn der_of(pem: &Path) -> Vec<u8> {
     Certificate::parse(&std::fs::read(pem).unwrap(), "test")

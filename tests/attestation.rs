@@ -6,9 +6,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::pki::{self, KeyAlg, Spec};
 use common::tpm::TestTpm;
 use common::*;
 use imgseal::anchors::MISMATCH;
@@ -18,17 +17,7 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-fn cert_file(dir: &Path, id: &str) -> PathBuf {
-    let issued = pki::issue(
-        &Spec {
-            key: KeyAlg::P384,
-            ..Spec::ca(&format!("anchor {id}"))
-        },
-        None,
-    );
-    pki::write_pem(dir, id, &issued.cert);
-    dir.join(format!("{id}.pem"))
-}
+use common::pki::anchor_cert_file as cert_file;
 
 fn read_json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()

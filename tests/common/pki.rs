@@ -361,6 +361,20 @@ pub fn crl(signer: &Issued, indirect_point: Option<&X509NameRef>, revoked: &[Rev
     X509Crl::from_der(&list.to_der().unwrap()).unwrap()
 }
 
+/// A small self-signed P-384 CA certificate, as a trust anchor, written as
+/// `<dir>/<id>.pem`.
+pub fn anchor_cert_file(dir: &Path, id: &str) -> std::path::PathBuf {
+    let issued = issue(
+        &Spec {
+            key: KeyAlg::P384,
+            ..Spec::ca(&format!("anchor {id}"))
+        },
+        None,
+    );
+    write_pem(dir, id, &issued.cert);
+    dir.join(format!("{id}.pem"))
+}
+
 /// A certificate directory as `--cert-dir` reads it: `<id>.pem` for each.
 pub fn cert_dir(dir: &Path, certs: &[(&str, &Issued)]) {
     std::fs::create_dir_all(dir).unwrap();
