@@ -17,7 +17,6 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Read as _;
-use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use imgseal_tpm::{
@@ -440,39 +439,15 @@ enum BundleFile {
 }
 
 /// Reads at most `limit` bytes of the regular file at `path` (a symlink is
-/// followed to what it names). The open is non-blocking, so that a FIFO does
-/// not wait for a writer, and the type is checked on the opened file (fstat),
-/// not by a second lookup of the path.
+/// followed to what it names), never waiting on a FIFO or reading a device
+/// ([`crate::home::open_regular`]).
 fn read_bundle_file(path: &Path, limit: u64) -> Result<BundleFile> {
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-    {
-        Ok(f) => f,
+    let file = match crate::home::open_regular(path, false) {
+        Ok(crate::home::Opened::Regular(file, _)) => file,
+        Ok(crate::home::Opened::NotRegular(kind)) => return Ok(BundleFile::NotRegular(kind)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BundleFile::Missing),
-        // A unix socket cannot be opened at all.
-        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
-            return Ok(BundleFile::NotRegular("a socket"));
-        }
         Err(e) => return Err(Error::io(path, e)),
     };
-    let kind = file.metadata().map_err(|e| Error::io(path, e))?.file_type();
-    if !kind.is_file() {
-        return Ok(BundleFile::NotRegular(if kind.is_fifo() {
-            "a FIFO"
-        } else if kind.is_char_device() {
-            "a character device"
-        } else if kind.is_block_device() {
-            "a block device"
-        } else if kind.is_dir() {
-            "a directory"
-        } else if kind.is_socket() {
-            "a socket"
-        } else {
-            "not a regular file"
-        }));
-    }
     let mut bytes = Vec::new();
     file.take(limit)
         .read_to_end(&mut bytes)

@@ -176,6 +176,61 @@ fn generate_pin() -> Zeroizing<String> {
     )
 }
 
+/// What [`open_regular`] opened.
+pub enum Opened {
+    /// A regular file, in blocking mode again, and its metadata.
+    Regular(File, fs::Metadata),
+    /// A FIFO, a device, a socket or a directory, named ("a FIFO"…): never
+    /// read (a FIFO would wait for a writer, `/dev/zero` never end).
+    NotRegular(&'static str),
+}
+
+/// Opens `path` for reading only if it is a regular file, without ever
+/// waiting: the open is non-blocking (`O_NONBLOCK`), so that a FIFO with no
+/// writer does not block it, the type is that of the opened file (`fstat`),
+/// not of a second lookup of the path, and `O_NONBLOCK` is cleared again
+/// before anything is read. With `nofollow`, a symbolic link as the last
+/// component is refused (`O_NOFOLLOW`: the open fails with `ELOOP`).
+pub fn open_regular(path: &Path, nofollow: bool) -> std::io::Result<Opened> {
+    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::io::AsRawFd;
+    let flags = libc::O_NONBLOCK | if nofollow { libc::O_NOFOLLOW } else { 0 };
+    let file = match OpenOptions::new().read(true).custom_flags(flags).open(path) {
+        Ok(f) => f,
+        // A unix socket cannot be opened at all.
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+            return Ok(Opened::NotRegular("a socket"));
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        return Ok(Opened::NotRegular(if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_char_device() {
+            "a character device"
+        } else if kind.is_block_device() {
+            "a block device"
+        } else if kind.is_dir() {
+            "a directory"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        }));
+    }
+    // SAFETY: fcntl on a descriptor this function owns.
+    unsafe {
+        let fd = file.as_raw_fd();
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        if fl == -1 || libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK) == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(Opened::Regular(file, meta))
+}
+
 /// Writes `bytes` to `path` with mode 0600, atomically (temp file + rename).
 pub fn write_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomically(path, bytes, 0o600)

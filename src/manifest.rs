@@ -550,8 +550,8 @@ pub fn default_tree_path(manifest: &Manifest, manifest_path: &Path) -> Option<Pa
     // Nor through a symbolic link of that name (O_NOFOLLOW); and a FIFO
     // there must not block the lookup (O_NONBLOCK). Anything but a regular
     // file is no tree.
-    match crate::fsverity::tree::open_regular(&path, true) {
-        Ok(crate::fsverity::tree::Opened::Regular(..)) => Some(path),
+    match crate::home::open_regular(&path, true) {
+        Ok(crate::home::Opened::Regular(..)) => Some(path),
         _ => None,
     }
 }
@@ -657,9 +657,9 @@ pub fn verify_image_range(
     let expected = manifest.fsverity()?;
     let size = manifest.body.image.size;
     // Not File::open: a FIFO given as the image would block it for good.
-    let opened = crate::fsverity::tree::open_regular(image_path, false)
-        .map_err(|e| Error::io(image_path, e))?;
-    let crate::fsverity::tree::Opened::Regular(image, meta) = opened else {
+    let opened =
+        crate::home::open_regular(image_path, false).map_err(|e| Error::io(image_path, e))?;
+    let crate::home::Opened::Regular(image, meta) = opened else {
         return Err(Error::usage(format!(
             "{}: --range needs a regular file",
             image_path.display()

@@ -115,14 +115,7 @@ pub fn run(ctx: &Context, args: DigestArgs) -> anyhow::Result<i32> {
     if let Some(t) = &args.out_merkle_tree {
         named.push(("--out-merkle-tree", t));
     }
-    let images: Vec<&Path> = sources
-        .iter()
-        .filter_map(|s| match s {
-            ImageSource::Path(p) => Some(p.as_path()),
-            ImageSource::Stdin => None,
-        })
-        .collect();
-    super::refuse_overlaps(&named, &images)?;
+    super::refuse_overlaps(&named, &sources)?;
     let linear = (params.is_none() || args.with_linear).then_some(args.hash);
     let bars = Bars::new(args.quiet);
     let threads = rayon::current_num_threads().min(MAX_CONCURRENT_IMAGES);

@@ -259,7 +259,17 @@ mod tests {
 /// later write would replace an earlier output (or the image itself) and the
 /// command would still report both. Outputs may not exist yet, so each path
 /// is resolved through its directory.
-pub fn refuse_overlaps(outputs: &[(&str, &Path)], inputs: &[&Path]) -> Result<(), Error> {
+pub fn refuse_overlaps(
+    outputs: &[(&str, &Path)],
+    images: &[imgseal::digest::ImageSource],
+) -> Result<(), Error> {
+    let inputs: Vec<&Path> = images
+        .iter()
+        .filter_map(|s| match s {
+            imgseal::digest::ImageSource::Path(p) => Some(p.as_path()),
+            imgseal::digest::ImageSource::Stdin => None,
+        })
+        .collect();
     fn resolve(p: &Path) -> Option<PathBuf> {
         if let Ok(c) = std::fs::canonicalize(p) {
             return Some(c);
@@ -285,7 +295,7 @@ pub fn refuse_overlaps(outputs: &[(&str, &Path)], inputs: &[&Path]) -> Result<()
                 )));
             }
         }
-        for input in inputs {
+        for input in &inputs {
             if resolve(input).as_ref() == Some(r) {
                 return Err(Error::usage(format!(
                     "{flag} {} is the image itself: it would be replaced",

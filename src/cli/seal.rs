@@ -102,13 +102,6 @@ pub fn sign_many(
     }
     let outputs = output_paths(&req)?;
     let sources: Vec<ImageSource> = req.images.iter().map(|i| ImageSource::parse(i)).collect();
-    let images: Vec<&Path> = sources
-        .iter()
-        .filter_map(|s| match s {
-            ImageSource::Path(p) => Some(p.as_path()),
-            ImageSource::Stdin => None,
-        })
-        .collect();
     for out in &outputs {
         let mut named: Vec<(&str, &Path)> = Vec::new();
         if let Some(m) = &out.manifest {
@@ -117,7 +110,7 @@ pub fn sign_many(
         if let Some(t) = &out.tree {
             named.push(("--tree", t));
         }
-        super::refuse_overlaps(&named, &images)?;
+        super::refuse_overlaps(&named, &sources)?;
     }
     let bars = Bars::new(req.quiet);
     let threads = rayon::current_num_threads().min(MAX_CONCURRENT_IMAGES);
@@ -256,18 +249,18 @@ pub fn verify_manifest(
     /// refused without waiting for a writer, a device without reading it) of at
     /// most [`MAX_MANIFEST_BYTES`].
     fn read_manifest_file(path: &Path, origin: &str) -> Result<Vec<u8>, Error> {
-        use imgseal::fsverity::tree::{Opened, open_regular};
+        use imgseal::home::{Opened, open_regular};
         use std::io::Read;
         let file = match open_regular(path, false).map_err(|e| Error::io(path, e))? {
             Opened::Regular(file, _) => file,
             // As reading a directory always said.
-            Opened::NotRegular { dir: true } => {
+            Opened::NotRegular("a directory") => {
                 return Err(Error::io(
                     path,
                     std::io::Error::from_raw_os_error(libc::EISDIR),
                 ));
             }
-            Opened::NotRegular { dir: false } => {
+            Opened::NotRegular(_) => {
                 return Err(Error::bad_input(format!("{origin}: not a regular file")));
             }
         };

@@ -9,10 +9,9 @@
 //! inclusion proof), and a bad data block can be named once the stored tree
 //! is shown to match the root.
 
-use std::fs::{File, Metadata, OpenOptions};
-use std::io::{self, BufReader, Read};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -20,46 +19,6 @@ use serde::Serialize;
 use super::hasher::BlockHasher;
 use super::{TreeLayout, TreeParams};
 use crate::error::{Error, Result};
-
-/// What [`open_regular`] opened.
-pub enum Opened {
-    /// A regular file, in blocking mode again, and its metadata.
-    Regular(File, Metadata),
-    /// A FIFO, a device, a socket or a directory: never read (a FIFO would
-    /// wait for a writer, `/dev/zero` never end).
-    NotRegular { dir: bool },
-}
-
-/// Opens `path` for reading only if it is a regular file, without ever
-/// waiting: the open is non-blocking (`O_NONBLOCK`), so that a FIFO with no
-/// writer does not block it, the type is that of the opened file (`fstat`),
-/// not of a second lookup of the path, and `O_NONBLOCK` is cleared again
-/// before anything is read. With `nofollow`, a symbolic link as the last
-/// component is refused (`O_NOFOLLOW`: the open fails with `ELOOP`).
-pub fn open_regular(path: &Path, nofollow: bool) -> io::Result<Opened> {
-    let flags = libc::O_NONBLOCK | if nofollow { libc::O_NOFOLLOW } else { 0 };
-    let file = match OpenOptions::new().read(true).custom_flags(flags).open(path) {
-        Ok(f) => f,
-        // A unix socket cannot be opened at all.
-        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
-            return Ok(Opened::NotRegular { dir: false });
-        }
-        Err(e) => return Err(e),
-    };
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Ok(Opened::NotRegular { dir: meta.is_dir() });
-    }
-    // SAFETY: fcntl on a descriptor this function owns.
-    unsafe {
-        let fd = file.as_raw_fd();
-        let fl = libc::fcntl(fd, libc::F_GETFL);
-        if fl == -1 || libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK) == -1 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(Opened::Regular(file, meta))
-}
 
 /// A tree file opened for checks against one image's parameters and size.
 pub struct StoredTree {
@@ -107,15 +66,16 @@ impl StoredTree {
     /// Opens `path` as the tree of a `data_size`-byte image built with
     /// `params`. A file of the wrong size is malformed input.
     pub fn open(path: &Path, params: &TreeParams, data_size: u64) -> Result<Self> {
-        let (file, meta) = match open_regular(path, false).map_err(|e| Error::io(path, e))? {
-            Opened::Regular(file, meta) => (file, meta),
-            Opened::NotRegular { .. } => {
-                return Err(Error::bad_input(format!(
-                    "{}: not a regular file",
-                    path.display()
-                )));
-            }
-        };
+        let (file, meta) =
+            match crate::home::open_regular(path, false).map_err(|e| Error::io(path, e))? {
+                crate::home::Opened::Regular(file, meta) => (file, meta),
+                crate::home::Opened::NotRegular(_) => {
+                    return Err(Error::bad_input(format!(
+                        "{}: not a regular file",
+                        path.display()
+                    )));
+                }
+            };
         let layout = params.layout(data_size);
         if meta.len() != layout.tree_size {
             return Err(Error::bad_input(format!(
