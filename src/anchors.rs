@@ -20,8 +20,8 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use imgseal_tpm::{
-    AnchorLayout, COUNTER_INDEX, DATA_INDEX, NvAccess, NvInfo, NvSpec, RECORD_INDEX, RECORD_SIZE,
-    Tpm, TpmError,
+    AnchorLayout, COUNTER_INDEX, DATA_INDEX, IndexCreator, NvAccess, NvInfo, NvSpec, RECORD_INDEX,
+    RECORD_SIZE, Tpm, TpmError,
 };
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
@@ -465,9 +465,44 @@ fn header_version(bytes: &[u8]) -> Option<u64> {
 
 // ---- reading what the TPM holds ----------------------------------------------
 
-/// The anchor layout with the data index at its defined size (or the size a
-/// new one gets).
-fn layout(tpm: &mut Tpm) -> Result<AnchorLayout> {
+/// The anchor indices already defined, with the hierarchy that created each
+/// (record, counter, data: in that order).
+fn existing_creators(tpm: &mut Tpm) -> Result<Vec<(u32, IndexCreator)>> {
+    let mut out = Vec::new();
+    for index in [RECORD_INDEX, COUNTER_INDEX, DATA_INDEX] {
+        match tpm.nv_read_public(index) {
+            Ok(info) => out.push((index, info.public.creator())),
+            Err(TpmError::IndexMissing { .. }) => {}
+            Err(e) => return Err(Error::tpm("reading the anchor NV indices")(e)),
+        }
+    }
+    Ok(out)
+}
+
+/// The hierarchy that created the anchor indices already defined (the
+/// record's, else the counter's, else the data index's); `None` when none is.
+fn existing_creator(tpm: &mut Tpm) -> Result<Option<IndexCreator>> {
+    Ok(existing_creators(tpm)?.first().map(|&(_, c)| c))
+}
+
+/// As [`existing_creator`], refusing indices of two creators: imgseal
+/// defines them together, so one of them was deleted and defined again.
+fn one_creator(tpm: &mut Tpm) -> Result<Option<IndexCreator>> {
+    let found = existing_creators(tpm)?;
+    let Some(&(first_index, first)) = found.first() else {
+        return Ok(None);
+    };
+    match found.iter().find(|&&(_, c)| c != first) {
+        Some(&(index, other)) if first_index == RECORD_INDEX => Err(recreated(index, other, first)),
+        Some(&(_, other)) => Err(recreated(first_index, first, other)),
+        None => Ok(Some(first)),
+    }
+}
+
+/// The anchor layout as the TPM holds it: the data index at its defined size
+/// (or the size a new one gets), defined by the hierarchy that created the
+/// existing indices, else by `new_creator`.
+fn layout(tpm: &mut Tpm, new_creator: IndexCreator) -> Result<AnchorLayout> {
     let size = match tpm.nv_read_public(DATA_INDEX) {
         Ok(info) => info.public.size,
         Err(TpmError::IndexMissing { .. }) => {
@@ -478,7 +513,17 @@ fn layout(tpm: &mut Tpm) -> Result<AnchorLayout> {
         }
         Err(e) => return Err(Error::tpm("reading the anchor data index")(e)),
     };
-    Ok(AnchorLayout::standard(Some(size)))
+    let creator = existing_creator(tpm)?.unwrap_or(new_creator);
+    Ok(AnchorLayout::standard(Some(size)).created_by(creator))
+}
+
+/// An anchor index defined by another hierarchy than the record: one of them
+/// was deleted and defined again (all three are always defined together, by
+/// one hierarchy), which is how an owner replaces owner-created anchors.
+fn recreated(index: u32, found: IndexCreator, record: IndexCreator) -> Error {
+    mismatch(format!(
+        "NV {index:#010x} is {found}-created but the record NV {RECORD_INDEX:#010x} is {record}-created: an anchor index was deleted and defined again"
+    ))
 }
 
 /// The record and counter as the TPM holds them.
@@ -491,6 +536,16 @@ pub struct TpmAnchors {
     pub counter_state: CounterState,
     /// Whether the record is write-locked (until the next TPM reset).
     pub locked: bool,
+    /// Which hierarchy created the indices: only platform-created ones are
+    /// beyond the owner's reach (the owner cannot delete and redefine them).
+    pub creator: IndexCreator,
+}
+
+impl TpmAnchors {
+    /// Whether the TPM owner is unable to delete (and so replace) the indices.
+    pub fn delete_protected(&self) -> bool {
+        self.creator == IndexCreator::Platform
+    }
 }
 
 fn nothing_sealed() -> Error {
@@ -510,7 +565,12 @@ fn nothing_sealed() -> Error {
 /// way round, an honest seal in between looked like an older record written
 /// back (record at the old version, counter at the new one).
 pub fn read_tpm(tpm: &mut Tpm) -> Result<TpmAnchors> {
-    let layout = AnchorLayout::standard(None);
+    let creator = match tpm.nv_read_public(RECORD_INDEX) {
+        Ok(info) => info.public.creator(),
+        Err(TpmError::IndexMissing { .. }) => return Err(nothing_sealed()),
+        Err(e) => return Err(Error::tpm("reading the anchor record")(e)),
+    };
+    let layout = AnchorLayout::standard(None).created_by(creator);
     let record_info = match tpm.nv_check(&layout.record) {
         Ok(info) => info,
         Err(TpmError::IndexMissing { .. }) => return Err(nothing_sealed()),
@@ -539,6 +599,16 @@ pub fn read_tpm(tpm: &mut Tpm) -> Result<TpmAnchors> {
                 record.version
             )));
         }
+        Err(e @ TpmError::WrongAttributes { .. }) => {
+            // Told apart from other attributes: a counter of another creator
+            // is a recreated index, the owner's way to replace the anchors.
+            return match tpm.nv_read_public(COUNTER_INDEX) {
+                Ok(info) if info.public.creator() != creator => {
+                    Err(recreated(COUNTER_INDEX, info.public.creator(), creator))
+                }
+                _ => Err(Error::tpm("the anchor counter is not imgseal's")(e)),
+            };
+        }
         Err(e) => return Err(Error::tpm("the anchor counter is not imgseal's")(e)),
     };
     let counter = match counter_read {
@@ -559,6 +629,7 @@ pub fn read_tpm(tpm: &mut Tpm) -> Result<TpmAnchors> {
         record_info,
         counter,
         locked,
+        creator,
     })
 }
 
@@ -888,6 +959,11 @@ pub struct SealOutcome {
     pub bundle_len: usize,
     /// Whether an interrupted earlier seal was completed first.
     pub completed_interrupted_seal: bool,
+    /// Whether the indices are platform-created, beyond the owner's reach.
+    pub delete_protected: bool,
+    /// Why the indices this seal defined are owner-created although
+    /// protection was asked for (`--delete-protection auto`).
+    pub unprotected_because: Option<String>,
 }
 
 fn hex_vec<S: serde::Serializer>(b: &[u8], s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -908,17 +984,91 @@ fn install_pending(store: &AnchorStore, record: &Record) -> Result<bool> {
     }
 }
 
+/// Which hierarchy a seal that defines the anchor indices defines them with
+/// (`anchors seal --delete-protection`). Indices already defined keep theirs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteProtection {
+    /// The platform hierarchy where it accepts the definition; else the
+    /// owner's, and the seal says so.
+    Auto,
+    /// The platform hierarchy, or no seal.
+    Required,
+    /// The owner hierarchy (the owner can delete and redefine the indices).
+    Off,
+}
+
+/// Whether the TPM refused the platform hierarchy itself (disabled by
+/// firmware: `TPM_RC_HIERARCHY`; or its authorization is not the one given),
+/// as opposed to any other failure, which a seal reports as it is.
+fn platform_unavailable(e: &TpmError) -> bool {
+    const TPM_RC_HIERARCHY: u32 = 0x085;
+    matches!(e, TpmError::AuthFailed { .. })
+        || e.response_code()
+            .is_some_and(|rc| rc.base() == TPM_RC_HIERARCHY)
+}
+
+/// Defines the missing anchor indices of `layout`, or, with
+/// [`DeleteProtection::Auto`] and a platform hierarchy that refuses, all of
+/// them owner-created; returns the layout in force and why it is not
+/// platform-created when it fell back.
+fn define(
+    tpm: &mut Tpm,
+    layout: AnchorLayout,
+    protection: DeleteProtection,
+) -> Result<(AnchorLayout, Option<String>)> {
+    match tpm.layout_ensure(&layout) {
+        Ok(_) => Ok((layout, None)),
+        Err(e)
+            if protection == DeleteProtection::Auto
+                && layout.creator() == IndexCreator::Platform
+                && platform_unavailable(&e)
+                && existing_creator(tpm)?.is_none() =>
+        {
+            let owner = layout.created_by(IndexCreator::Owner);
+            tpm.layout_ensure(&owner)
+                .map_err(Error::tpm("defining the anchor NV indices"))?;
+            Ok((owner, Some(e.to_string())))
+        }
+        Err(e) if layout.creator() == IndexCreator::Platform && platform_unavailable(&e) => {
+            Err(Error::tpm(
+                "defining the anchor NV indices under the platform hierarchy (--delete-protection required; the platform authorization comes from --platform-auth-file or $IMGSEAL_TPM_PLATFORM_AUTH)",
+            )(e))
+        }
+        Err(e) => Err(Error::tpm("defining the anchor NV indices")(e)),
+    }
+}
+
+/// What [`prepare`] established.
+struct Prepared {
+    counter: u64,
+    data_size: u16,
+    completed: bool,
+    creator: IndexCreator,
+    /// Why the indices it defined are owner-created although protection was asked.
+    unprotected_because: Option<String>,
+}
+
 /// Defines or checks the indices, initialises the counter, and completes an
-/// interrupted seal. Returns the counter, the data index size and whether a
-/// seal was completed.
-fn prepare(tpm: &mut Tpm, store: &AnchorStore) -> Result<(u64, u16, bool)> {
-    let layout = layout(tpm)?;
+/// interrupted seal.
+fn prepare(tpm: &mut Tpm, store: &AnchorStore, protection: DeleteProtection) -> Result<Prepared> {
+    let wanted = match protection {
+        DeleteProtection::Off => IndexCreator::Owner,
+        DeleteProtection::Auto | DeleteProtection::Required => IndexCreator::Platform,
+    };
+    // Sealing over a recreated index would bless it.
+    one_creator(tpm)?;
+    let mut layout = layout(tpm, wanted)?;
+    if protection == DeleteProtection::Required && layout.creator() == IndexCreator::Owner {
+        return Err(Error::TpmState(format!(
+            "the anchor indices are owner-created (NV {RECORD_INDEX:#010x}), so the TPM owner can delete and replace them; to define them platform-created, run `imgseal anchors clear` and seal again with the platform authorization; nothing was changed"
+        )));
+    }
     let data_size = layout.data.as_ref().map(|d| d.size).unwrap_or(0);
+    let mut unprotected_because = None;
     let infos = match tpm.layout_check(&layout) {
         Ok(infos) => infos,
         Err(TpmError::IndexMissing { .. }) => {
-            tpm.layout_ensure(&layout)
-                .map_err(Error::tpm("defining the anchor NV indices"))?;
+            (layout, unprotected_because) = define(tpm, layout, protection)?;
             tpm.layout_check(&layout)
                 .map_err(Error::tpm("checking the anchor NV indices"))?
         }
@@ -942,18 +1092,25 @@ fn prepare(tpm: &mut Tpm, store: &AnchorStore) -> Result<(u64, u16, bool)> {
         Err(TpmError::NotWritten { .. }) => None,
         Err(e) => return Err(Error::tpm("reading the anchor record")(e)),
     };
-    match record {
-        Some(r) if CounterState::of(r.version, counter) == CounterState::SealPending => {
-            install_pending(store, &r)?;
-            let c = tpm
-                .nv_counter_increment(COUNTER_INDEX, &NvAccess::Owner)
-                .map_err(Error::tpm(
-                    "incrementing the anchor counter (completing an interrupted seal)",
-                ))?;
-            Ok((c, data_size, true))
-        }
-        _ => Ok((counter, data_size, false)),
+    let mut prepared = Prepared {
+        counter,
+        data_size,
+        completed: false,
+        creator: layout.creator(),
+        unprotected_because,
+    };
+    if let Some(r) = record
+        && CounterState::of(r.version, counter) == CounterState::SealPending
+    {
+        install_pending(store, &r)?;
+        prepared.counter = tpm
+            .nv_counter_increment(COUNTER_INDEX, &NvAccess::Owner)
+            .map_err(Error::tpm(
+                "incrementing the anchor counter (completing an interrupted seal)",
+            ))?;
+        prepared.completed = true;
     }
+    Ok(prepared)
 }
 
 fn locked_error(index: u32) -> Error {
@@ -972,10 +1129,17 @@ pub fn seal(
     tpm: &mut Tpm,
     store: &AnchorStore,
     set: &AnchorSet,
+    protection: DeleteProtection,
     observe: &mut dyn FnMut(SealStep),
 ) -> Result<SealOutcome> {
     let _lock = store.lock()?;
-    let (counter, data_size, completed) = prepare(tpm, store)?;
+    let Prepared {
+        counter,
+        data_size,
+        completed,
+        creator,
+        unprotected_because,
+    } = prepare(tpm, store, protection)?;
     observe(SealStep::Prepared);
 
     let version = counter
@@ -1028,21 +1192,23 @@ pub fn seal(
         bundle_path: store.bundle_path(),
         bundle_len: bytes.len(),
         completed_interrupted_seal: completed,
+        delete_protected: creator == IndexCreator::Platform,
+        unprotected_because,
     })
 }
 
 /// Write-locks the record, the counter and the data index until the next TPM
 /// reset (owner authorization). Locking again is harmless.
 pub fn lock(tpm: &mut Tpm) -> Result<()> {
-    read_tpm(tpm)?;
-    let layout = layout(tpm)?;
+    let state = read_tpm(tpm)?;
+    let layout = layout(tpm, state.creator)?;
     tpm.layout_lock(&layout)
         .map_err(Error::tpm("write-locking the anchor NV indices"))
 }
 
 /// Whether every anchor index is write-locked.
 pub fn is_locked(tpm: &mut Tpm) -> Result<bool> {
-    let layout = layout(tpm)?;
+    let layout = layout(tpm, IndexCreator::Owner)?;
     match tpm.layout_is_locked(&layout) {
         Ok(l) => Ok(l),
         Err(TpmError::IndexMissing { .. }) => Ok(false),
@@ -1054,7 +1220,7 @@ pub fn is_locked(tpm: &mut Tpm) -> Result<bool> {
 /// order: a host left with a bundle and no record refuses to verify, rather
 /// than silently verifying without anchors). Refused while locked.
 pub fn clear(tpm: &mut Tpm, store: &AnchorStore) -> Result<bool> {
-    let layout = layout(tpm)?;
+    let layout = layout(tpm, IndexCreator::Owner)?;
     let mut any = false;
     for spec in layout.specs() {
         match tpm.nv_read_public(spec.index) {
@@ -1076,9 +1242,10 @@ pub fn clear(tpm: &mut Tpm, store: &AnchorStore) -> Result<bool> {
 }
 
 /// The documented public area of an anchor index, as a verifier expects it
-/// after the first write, locked or not; for recomputing names.
-pub fn expected_public(index: u32, locked: bool) -> Option<NvSpec> {
-    let layout = AnchorLayout::standard(None);
+/// after the first write, locked or not, defined by `creator`; for
+/// recomputing names.
+pub fn expected_public(index: u32, locked: bool, creator: IndexCreator) -> Option<NvSpec> {
+    let layout = AnchorLayout::standard(None).created_by(creator);
     let mut spec = match index {
         RECORD_INDEX => layout.record,
         COUNTER_INDEX => layout.counter,
@@ -1215,10 +1382,10 @@ mod tests {
 
     #[test]
     fn expected_names_cover_written_and_locked() {
-        let unlocked = expected_public(RECORD_INDEX, false).unwrap();
-        let locked = expected_public(RECORD_INDEX, true).unwrap();
+        let unlocked = expected_public(RECORD_INDEX, false, IndexCreator::Owner).unwrap();
+        let locked = expected_public(RECORD_INDEX, true, IndexCreator::Owner).unwrap();
         assert_ne!(unlocked.name(), locked.name());
         assert!(unlocked.attributes.is_written() && !unlocked.attributes.is_write_locked());
-        assert!(expected_public(DATA_INDEX, false).is_none());
+        assert!(expected_public(DATA_INDEX, false, IndexCreator::Owner).is_none());
     }
 }

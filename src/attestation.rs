@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use imgseal_tpm::{
-    AK_HANDLE, COUNTER_INDEX, EkKind, NvAccess, NvAttestation, NvCertified, RECORD_INDEX,
-    RECORD_SIZE, Tpm, endorsement_primary_qualified_name, verify_nv_certification,
+    AK_HANDLE, COUNTER_INDEX, EkKind, IndexCreator, NvAccess, NvAttestation, NvCertified,
+    RECORD_INDEX, RECORD_SIZE, Tpm, endorsement_primary_qualified_name, verify_nv_certification,
 };
 
 use crate::anchors::{Bundle, CounterState, Record, expected_public};
@@ -220,6 +220,9 @@ pub struct AttestVerdict {
     pub counter_state: Option<CounterState>,
     pub record_locked: Option<bool>,
     pub counter_locked: Option<bool>,
+    /// Whether the certified indices are platform-created, so that the TPM
+    /// owner cannot delete and replace them (their names say so).
+    pub delete_protected: Option<bool>,
     pub clock: Option<u64>,
     pub reset_count: Option<u32>,
     pub restart_count: Option<u32>,
@@ -340,8 +343,17 @@ pub(crate) fn check_ak_public_area(
 }
 
 /// A certification that verified: the parsed attestation, the certified
-/// bytes, and whether the index was write-locked.
-type Certified = (NvAttestation, Vec<u8>, bool);
+/// bytes, whether the index was write-locked, and which hierarchy created it.
+type Certified = (NvAttestation, Vec<u8>, bool, IndexCreator);
+
+/// What a verifier demands beyond a valid certification of the expected set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Requirements {
+    /// The indices were write-locked when certified (`--require-locked`).
+    pub locked: bool,
+    /// The indices are platform-created (`--require-delete-protection`).
+    pub delete_protected: bool,
+}
 
 /// Verifies a document offline. Malformed documents are errors; checks that
 /// fail give an invalid verdict with the first reason.
@@ -350,7 +362,7 @@ pub fn verify(
     nonce: &[u8],
     expected: &Expected,
     pinned_ak_spki: Option<&[u8]>,
-    require_locked: bool,
+    require: Requirements,
 ) -> Result<AttestVerdict> {
     // An empty nonce would accept a certification made at any time.
     check_nonce(nonce)?;
@@ -374,6 +386,7 @@ pub fn verify(
         counter_state: None,
         record_locked: None,
         counter_locked: None,
+        delete_protected: None,
         clock: None,
         reset_count: None,
         restart_count: None,
@@ -396,14 +409,15 @@ pub fn verify(
             Ok(p) => p,
             Err(e) => return Ok(Err(format!("the {what} certification: {e}"))),
         };
-        let locked = if expected_public(index, false).map(|s| s.name())
-            == Some(parsed.index_name.clone())
-        {
-            false
-        } else if expected_public(index, true).map(|s| s.name()) == Some(parsed.index_name.clone())
-        {
-            true
-        } else {
+        // The name covers the attributes: whether the index was locked and
+        // which hierarchy created it are read off it.
+        let shapes = [IndexCreator::Owner, IndexCreator::Platform]
+            .into_iter()
+            .flat_map(|creator| [(false, creator), (true, creator)]);
+        let Some((locked, creator)) = shapes.into_iter().find(|&(locked, creator)| {
+            expected_public(index, locked, creator).map(|s| s.name())
+                == Some(parsed.index_name.clone())
+        }) else {
             return Ok(Err(format!(
                 "the certified index is not imgseal's {what} at {index:#010x} with the documented attributes (its name differs)"
             )));
@@ -421,18 +435,19 @@ pub fn verify(
                 "the document's {what} is not the one the TPM certified"
             )));
         }
-        Ok(Ok((parsed, data, locked)))
+        Ok(Ok((parsed, data, locked, creator)))
     };
 
-    let (rec_att, rec_bytes, rec_locked) =
+    let (rec_att, rec_bytes, rec_locked, rec_creator) =
         match check("record", &doc.record, RECORD_INDEX, RECORD_SIZE as usize)? {
             Ok(x) => x,
             Err(why) => return fail(v, why),
         };
-    let (ctr_att, ctr_bytes, ctr_locked) = match check("counter", &doc.counter, COUNTER_INDEX, 8)? {
-        Ok(x) => x,
-        Err(why) => return fail(v, why),
-    };
+    let (ctr_att, ctr_bytes, ctr_locked, ctr_creator) =
+        match check("counter", &doc.counter, COUNTER_INDEX, 8)? {
+            Ok(x) => x,
+            Err(why) => return fail(v, why),
+        };
     // The signer is a restricted key (it signs only what the TPM made) of
     // the endorsement hierarchy, and the public area shows it.
     let public_area = unhex("ak.public_area", &doc.ak.public_area)?;
@@ -449,6 +464,17 @@ pub fn verify(
     }
     v.record_locked = Some(rec_locked);
     v.counter_locked = Some(ctr_locked);
+    v.delete_protected = Some(rec_creator == IndexCreator::Platform);
+    if rec_creator != ctr_creator {
+        // imgseal defines the three together, by one hierarchy.
+        return fail(
+            v,
+            format!(
+                "{}: the record is {rec_creator}-created but the counter {ctr_creator}-created: an anchor index was deleted and defined again",
+                crate::anchors::MISMATCH
+            ),
+        );
+    }
     v.clock = Some(rec_att.clock);
     v.reset_count = Some(rec_att.reset_count);
     v.restart_count = Some(rec_att.restart_count);
@@ -509,8 +535,14 @@ pub fn verify(
             }
         }
     }
-    if require_locked && !(rec_locked && ctr_locked) {
+    if require.locked && !(rec_locked && ctr_locked) {
         return fail(v, "the anchors were not write-locked when certified".into());
+    }
+    if require.delete_protected && rec_creator != IndexCreator::Platform {
+        return fail(
+            v,
+            "the anchor indices are owner-created: the TPM owner can delete and replace them (--require-delete-protection)".into(),
+        );
     }
     v.valid = true;
     Ok(v)

@@ -718,7 +718,8 @@ fn missing_indices_wrong_attributes_owner_auth_and_lockout_give_clear_errors() {
     .ok();
 
     // The record index redefined with other attributes: refused as not imgseal's (5).
-    tpm.tool_ok("tpm2_nvundefine", &["-C", "o", "-P", secret, "0x0181a000"]);
+    // (The indices are platform-created: the owner cannot undefine them.)
+    tpm.tool_ok("tpm2_nvundefine", &["-C", "p", "0x0181a000"]);
     tpm.tool_ok(
         "tpm2_nvdefine",
         &[
@@ -752,8 +753,14 @@ fn missing_indices_wrong_attributes_owner_auth_and_lockout_give_clear_errors() {
                 s(&a),
             ],
         )
-        .code(5);
+        .code(1);
+    // The owner's record beside the platform's counter: a recreated index.
     assert!(out.stderr.contains("0x0181a000"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("deleted and defined again"),
+        "{}",
+        out.stderr
+    );
     // clear removes what is there (it checks nothing but the locks), and a
     // new seal defines the documented indices again.
     env.tpm_run(
@@ -777,7 +784,7 @@ fn missing_indices_wrong_attributes_owner_auth_and_lockout_give_clear_errors() {
     .ok();
 
     // The counter undefined behind imgseal's back: the version proves nothing.
-    tpm.tool_ok("tpm2_nvundefine", &["-C", "o", "-P", secret, "0x0181a001"]);
+    tpm.tool_ok("tpm2_nvundefine", &["-C", "p", "0x0181a001"]);
     let out = env.tpm_run(&tpm, &["anchors", "show"]).code(1);
     assert!(
         out.stderr
@@ -841,19 +848,32 @@ fn a_seal_interrupted_after_any_step_leaves_the_old_set_or_the_new_one() {
                 dir: work.path().join(format!("home-{crash:?}-{stop:?}/anchors")),
             };
             let mut tpm = Tpm::open(&t.swtpm.tcti()).unwrap();
-            let first = anchors::seal(&mut tpm, &store, &old, &mut |_| {}).unwrap();
+            let first = anchors::seal(
+                &mut tpm,
+                &store,
+                &old,
+                anchors::DeleteProtection::Auto,
+                &mut |_| {},
+            )
+            .unwrap();
 
             let mut seen = Vec::new();
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                anchors::seal(&mut tpm, &store, &new, &mut |step| {
-                    seen.push(step);
-                    if step == stop {
-                        match crash {
-                            Crash::TpmDies => t.swtpm.kill(),
-                            Crash::ProcessDies => panic!("simulated crash after {step:?}"),
+                anchors::seal(
+                    &mut tpm,
+                    &store,
+                    &new,
+                    anchors::DeleteProtection::Auto,
+                    &mut |step| {
+                        seen.push(step);
+                        if step == stop {
+                            match crash {
+                                Crash::TpmDies => t.swtpm.kill(),
+                                Crash::ProcessDies => panic!("simulated crash after {step:?}"),
+                            }
                         }
-                    }
-                })
+                    },
+                )
             }));
             assert!(seen.contains(&stop), "{case}: reached only {seen:?}");
             match (crash, result) {
@@ -904,7 +924,14 @@ fn a_seal_interrupted_after_any_step_leaves_the_old_set_or_the_new_one() {
                 },
                 "{case}"
             );
-            let next = anchors::seal(&mut tpm, &store, &old, &mut |_| {}).unwrap();
+            let next = anchors::seal(
+                &mut tpm,
+                &store,
+                &old,
+                anchors::DeleteProtection::Auto,
+                &mut |_| {},
+            )
+            .unwrap();
             assert_eq!(next.completed_interrupted_seal, pending, "{case}");
             let loaded = anchors::load(&mut tpm, &store).unwrap();
             assert_eq!(
@@ -1250,7 +1277,14 @@ fn seal_directly(
 ) -> impl FnOnce() + Send + 'static {
     move || {
         let mut tpm = Tpm::open(&tcti).unwrap();
-        anchors::seal(&mut tpm, &store, &set, &mut |_| {}).unwrap();
+        anchors::seal(
+            &mut tpm,
+            &store,
+            &set,
+            anchors::DeleteProtection::Auto,
+            &mut |_| {},
+        )
+        .unwrap();
     }
 }
 
@@ -1270,7 +1304,14 @@ fn sealed_once() -> (
         dir: work.path().join("home/anchors"),
     };
     let mut direct = Tpm::open(&t.swtpm.tcti()).unwrap();
-    let first = anchors::seal(&mut direct, &store, &old, &mut |_| {}).unwrap();
+    let first = anchors::seal(
+        &mut direct,
+        &store,
+        &old,
+        anchors::DeleteProtection::Auto,
+        &mut |_| {},
+    )
+    .unwrap();
     (work, t, store, direct, first)
 }
 
@@ -1336,7 +1377,7 @@ fn a_seal_completing_between_the_two_certifications_still_verifies() {
         nonce,
         &imgseal::attestation::Expected::Bundle(new_bundle),
         None,
-        false,
+        imgseal::attestation::Requirements::default(),
     )
     .unwrap();
     assert!(verdict.valid, "{:?}", verdict.reason);
@@ -1484,4 +1525,391 @@ fn a_fifo_or_a_device_as_the_bundle_is_refused_promptly() {
     );
     std::fs::write(&bundle, &sealed).unwrap();
     run_bounded(&env, &tpm, &["anchors", "show"]).ok();
+}
+
+// ---- what the lock protects against (docs/anchors.md, "What the lock protects") ----
+
+/// The docs' chain (CA, Intermediate A and B) as an anchor set: what an
+/// attacker seals so that the docs' image verifies.
+fn docs_chain_set(dir: &Path) -> AnchorSet {
+    let mut set = AnchorSet::new();
+    for id in [CA, INT_A, INT_B] {
+        let pem = std::fs::read(dir.join("km").join(format!("{id}.pem"))).unwrap();
+        set.insert(id, Certificate::parse(&pem, id).unwrap())
+            .unwrap();
+    }
+    set
+}
+
+/// The counter's value, read with tpm2-tools.
+fn counter_value(tpm: &TestTpm) -> u64 {
+    let bytes = tpm.tool_ok(
+        "tpm2_nvread",
+        &["-C", "0x0181a001", "0x0181a001", "-s", "8"],
+    );
+    u64::from_be_bytes(bytes.try_into().unwrap())
+}
+
+/// The attack, as a TPM owner (empty owner authorization) runs it
+/// with tpm2-tools: undefine the record index (`-C o`), define it again with
+/// the documented attributes, write a record naming `forged` at the
+/// counter's version, and put `forged` where imgseal reads its bundle.
+/// Returns whether the TPM let the owner undefine the record.
+fn owner_replaces_the_anchors(env: &Env, tpm: &TestTpm, forged: &AnchorSet) -> bool {
+    let undefined = tpm
+        .tool("tpm2_nvundefine", &["-C", "o", "0x0181a000"])
+        .status
+        .success();
+    if !undefined {
+        return false;
+    }
+    let version = counter_value(tpm);
+    let bundle = Bundle {
+        version,
+        anchors: forged.clone(),
+    }
+    .encode();
+    tpm.tool_ok(
+        "tpm2_nvdefine",
+        &[
+            "0x0181a000",
+            "-C",
+            "o",
+            "-s",
+            "256",
+            "-a",
+            "ownerwrite|ownerread|authread|no_da|write_stclear|writeall",
+        ],
+    );
+    let record = env.path("forged.record");
+    std::fs::write(
+        &record,
+        documented_record(&bundle, version, forged.len() as u32, false),
+    )
+    .unwrap();
+    tpm.tool_ok("tpm2_nvwrite", &["-C", "o", "-i", s(&record), "0x0181a000"]);
+    std::fs::write(bundle_path(env), &bundle).unwrap();
+    true
+}
+
+/// `verify --anchors tpm --policy nova` of the docs' image (signed under the
+/// docs' chain, which the honest set does not trust).
+fn verify_docs_image(env: &Env, tpm: &TestTpm, dir: &Path, props: &Path, image: &Path) -> Run {
+    env.tpm_run(
+        tpm,
+        &[
+            "--json",
+            "verify",
+            "--anchors",
+            "tpm",
+            "--policy",
+            "nova",
+            "--props",
+            s(props),
+            "--cert-dir",
+            s(&dir.join("km")),
+            s(image),
+        ],
+    )
+}
+
+#[test]
+fn a_tpm_owner_cannot_replace_locked_platform_created_anchors() {
+    let env = Env::new();
+    let tpm = TestTpm::start();
+    let (dir, props, image) = docs_setup(&env);
+    let honest = cert_file(env.work.path(), "honest-root");
+    let sealed = env
+        .tpm_run(&tpm, &["--json", "anchors", "seal", "--cert", s(&honest)])
+        .ok()
+        .json();
+    assert_eq!(sealed["delete_protected"], true, "{sealed}");
+    env.tpm_run(&tpm, &["anchors", "lock"]).ok();
+    // The indices are platform-created, as tpm2-tools reads them.
+    for index in ["0x0181a000", "0x0181a001", "0x0181a002"] {
+        let public = String::from_utf8(tpm.tool_ok("tpm2_nvreadpublic", &[index])).unwrap();
+        assert!(public.contains("platformcreate"), "{index}: {public}");
+    }
+
+    // The attack: the owner may neither undefine nor write.
+    assert!(!owner_replaces_the_anchors(
+        &env,
+        &tpm,
+        &docs_chain_set(&dir)
+    ));
+    for index in ["0x0181a001", "0x0181a002"] {
+        let out = tpm.tool("tpm2_nvundefine", &["-C", "o", index]);
+        assert!(!out.status.success(), "the owner undefined {index}");
+    }
+    let forged = env.path("forged.record");
+    std::fs::write(&forged, [0u8; 256]).unwrap();
+    let out = tpm.tool("tpm2_nvwrite", &["-C", "o", "-i", s(&forged), "0x0181a000"]);
+    assert!(!out.status.success(), "the owner wrote a locked record");
+    // Only the bundle file is the attacker's: it does not match the record.
+    let bundle = Bundle {
+        version: counter_value(&tpm),
+        anchors: docs_chain_set(&dir),
+    };
+    std::fs::write(bundle_path(&env), bundle.encode()).unwrap();
+    let out = verify_docs_image(&env, &tpm, &dir, &props, &image).code(1);
+    assert!(
+        out.stdout.contains(MISMATCH) || out.stderr.contains(MISMATCH),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    let shown = env
+        .tpm_run(&tpm, &["--json", "anchors", "show"])
+        .code(1)
+        .json();
+    assert_eq!(shown["locked"], true, "{shown}");
+    assert_eq!(shown["delete_protected"], true, "{shown}");
+    assert_eq!(shown["verdict"], "refused", "{shown}");
+}
+
+#[test]
+fn owner_created_anchors_can_be_replaced_by_the_owner_and_a_remote_verifier_catches_it() {
+    let env = Env::new();
+    let tpm = TestTpm::start();
+    let (dir, props, image) = docs_setup(&env);
+    let honest = cert_file(env.work.path(), "honest-root");
+    let sealed = env
+        .tpm_run(
+            &tpm,
+            &[
+                "--json",
+                "anchors",
+                "seal",
+                "--delete-protection",
+                "off",
+                "--cert",
+                s(&honest),
+            ],
+        )
+        .ok()
+        .json();
+    assert_eq!(sealed["delete_protected"], false, "{sealed}");
+    env.tpm_run(&tpm, &["anchors", "lock"]).ok();
+    let honest_bundle = env.path("honest.bundle");
+    std::fs::copy(bundle_path(&env), &honest_bundle).unwrap();
+    verify_docs_image(&env, &tpm, &dir, &props, &image).code(1);
+    let ak = env.path("ak.pem");
+    let attest = |name: &str| {
+        let doc = env.path(name);
+        env.tpm_run(&tpm, &["attest", "--nonce", "0a0b0c0d", "--out", s(&doc)])
+            .ok();
+        doc
+    };
+    let before = attest("before.json");
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&before).unwrap()).unwrap();
+    std::fs::write(&ak, doc["ak"]["public_key_pem"].as_str().unwrap()).unwrap();
+    let attest_verify = |doc: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "--json",
+            "attest",
+            "verify",
+            s(doc),
+            "--nonce",
+            "0a0b0c0d",
+            "--expected-anchors",
+            s(&honest_bundle),
+            "--ak",
+            s(&ak),
+        ];
+        args.extend_from_slice(extra);
+        env.run(&args)
+    };
+    let ok = attest_verify(&before, &[]).ok().json();
+    assert_eq!(ok["delete_protected"], false, "{ok}");
+    // The verifier can demand indices the owner cannot delete.
+    let out = attest_verify(&before, &["--require-delete-protection"])
+        .code(1)
+        .json();
+    assert!(
+        out["reason"].as_str().unwrap().contains("owner-created"),
+        "{out}"
+    );
+
+    // The documented limit: the owner replaces owner-created anchors, lock
+    // or not, and this host cannot tell.
+    assert!(owner_replaces_the_anchors(
+        &env,
+        &tpm,
+        &docs_chain_set(&dir)
+    ));
+    let shown = env
+        .tpm_run(&tpm, &["--json", "anchors", "show"])
+        .ok()
+        .json();
+    assert_eq!(shown["verdict"], "intact", "{shown}");
+    assert_eq!(shown["locked"], false, "{shown}");
+    assert_eq!(shown["delete_protected"], false, "{shown}");
+    let out = verify_docs_image(&env, &tpm, &dir, &props, &image)
+        .ok()
+        .json();
+    assert_eq!(out["verdict"], "valid", "{out}");
+    // A remote verifier expecting the honest set is not fooled, and sees
+    // the lock gone.
+    let after = attest("after.json");
+    let out = attest_verify(&after, &[]).code(1).json();
+    assert!(
+        out["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not the expected bundle"),
+        "{out}"
+    );
+    assert_eq!(out["record_locked"], false, "{out}");
+}
+
+#[test]
+fn a_recreated_index_is_refused_and_the_platform_holder_is_the_limit() {
+    let env = Env::new();
+    let tpm = TestTpm::start();
+    let (dir, props, image) = docs_setup(&env);
+    let honest = cert_file(env.work.path(), "honest-root");
+    env.tpm_run(&tpm, &["anchors", "seal", "--cert", s(&honest)])
+        .ok();
+    // Whoever holds the platform authorization (empty on swtpm; firmware's
+    // on real hosts) may delete platform-created indices...
+    tpm.tool_ok("tpm2_nvundefine", &["-C", "p", "0x0181a000"]);
+    // ...and one the owner defines again in its place is a recreated
+    // index: refused by show and verify, whatever it holds.
+    let forged = docs_chain_set(&dir);
+    let version = counter_value(&tpm);
+    let bundle = Bundle {
+        version,
+        anchors: forged.clone(),
+    }
+    .encode();
+    tpm.tool_ok(
+        "tpm2_nvdefine",
+        &[
+            "0x0181a000",
+            "-C",
+            "o",
+            "-s",
+            "256",
+            "-a",
+            "ownerwrite|ownerread|authread|no_da|write_stclear|writeall",
+        ],
+    );
+    let record = env.path("forged.record");
+    std::fs::write(&record, documented_record(&bundle, version, 3, false)).unwrap();
+    tpm.tool_ok("tpm2_nvwrite", &["-C", "o", "-i", s(&record), "0x0181a000"]);
+    std::fs::write(bundle_path(&env), &bundle).unwrap();
+    let out = env.tpm_run(&tpm, &["anchors", "show"]).code(1);
+    assert!(
+        out.stderr.contains("deleted and defined again"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    let out = verify_docs_image(&env, &tpm, &dir, &props, &image).code(1);
+    assert!(
+        out.stdout.contains("deleted and defined again"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    // A seal refuses to build on it too (add starts from the sealed set).
+    env.tpm_run(&tpm, &["anchors", "add", "--cert", s(&honest)])
+        .code(1);
+}
+
+#[test]
+fn delete_protection_falls_back_only_when_allowed_and_says_so() {
+    let env = Env::new();
+    let tpm = TestTpm::start();
+    let a = cert_file(env.work.path(), "a");
+    // A platform hierarchy imgseal cannot use (its authorization set by
+    // someone else, as firmware does on real hosts).
+    tpm.tool_ok("tpm2_changeauth", &["-c", "platform", "firmware-secret"]);
+    let out = env
+        .tpm_run(
+            &tpm,
+            &[
+                "anchors",
+                "seal",
+                "--delete-protection",
+                "required",
+                "--cert",
+                s(&a),
+            ],
+        )
+        .code(6);
+    assert!(
+        out.stderr.contains("--delete-protection required"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("firmware-secret"));
+    // Nothing was defined.
+    env.tpm_run(&tpm, &["anchors", "show"]).code(4);
+    let out = env
+        .tpm_run(&tpm, &["anchors", "seal", "--cert", s(&a)])
+        .ok();
+    assert!(
+        out.stdout
+            .contains("warning: the platform hierarchy refused"),
+        "{}",
+        out.stdout
+    );
+    let shown = env
+        .tpm_run(&tpm, &["--json", "anchors", "show"])
+        .ok()
+        .json();
+    assert_eq!(shown["delete_protected"], false, "{shown}");
+    let text = env.tpm_run(&tpm, &["anchors", "show"]).ok();
+    assert!(
+        text.stdout.contains("deletion: owner-created"),
+        "{}",
+        text.stdout
+    );
+    // Indices keep their creator; `required` refuses to build on owner-created ones.
+    let out = env
+        .tpm_run(
+            &tpm,
+            &[
+                "anchors",
+                "add",
+                "--delete-protection",
+                "required",
+                "--cert",
+                s(&cert_file(env.work.path(), "b")),
+            ],
+        )
+        .code(5);
+    assert!(out.stderr.contains("owner-created"), "{}", out.stderr);
+    // With the platform authorization given, clear and seal again: protected.
+    let pa = env.path("platform.auth");
+    std::fs::write(&pa, "firmware-secret\n").unwrap();
+    env.tpm_run(&tpm, &["anchors", "clear"]).ok();
+    let sealed = env
+        .tpm_run(
+            &tpm,
+            &[
+                "--json",
+                "anchors",
+                "seal",
+                "--platform-auth-file",
+                s(&pa),
+                "--cert",
+                s(&a),
+            ],
+        )
+        .ok()
+        .json();
+    assert_eq!(sealed["delete_protected"], true, "{sealed}");
+    // Removing platform-created indices takes the platform authorization.
+    let out = env.tpm_run(&tpm, &["anchors", "clear"]).code(6);
+    assert!(
+        out.stderr.contains("--platform-auth-file"),
+        "{}",
+        out.stderr
+    );
+    env.tpm_run(&tpm, &["anchors", "show"]).ok();
+    env.tpm_run(&tpm, &["anchors", "clear", "--platform-auth-file", s(&pa)])
+        .ok();
+    env.tpm_run(&tpm, &["anchors", "show"]).code(4);
 }

@@ -19,6 +19,7 @@ use imgseal::anchors::{AnchorSet, Bundle, Record, expected_public};
 use imgseal::attestation::{self, AttestationDoc, CertifiedIndex, EnrollmentDoc, Expected};
 use imgseal::enrollment::{self, ChallengeSecret, ResponseDoc};
 use imgseal_tpm::{
+    IndexCreator,
     COUNTER_INDEX, NvAttestation, NvCertified, RECORD_INDEX, endorsement_primary_qualified_name,
 };
 use libfuzzer_sys::fuzz_target;
@@ -43,11 +44,18 @@ fn ak_public_area() -> Vec<u8> {
     p
 }
 
-fn rebuild(c: &mut CertifiedIndex, index: u32, locked: bool, signer: &[u8], nonce: &[u8], n: u8) {
+fn rebuild(
+    c: &mut CertifiedIndex,
+    index: u32,
+    (locked, creator): (bool, IndexCreator),
+    signer: &[u8],
+    nonce: &[u8],
+    n: u8,
+) {
     let Ok(data) = hex::decode(&c.contents) else {
         return;
     };
-    let Some(spec) = expected_public(index, locked) else {
+    let Some(spec) = expected_public(index, locked, creator) else {
         return;
     };
     let a = NvAttestation {
@@ -131,11 +139,26 @@ fuzz_target!(|data: &[u8]| {
             doc.record.contents = hex::encode(Record::for_bundle(&empty, &bytes, false).encode());
         }
         let locked = mode2 & 1 != 0;
-        rebuild(&mut doc.record, RECORD_INDEX, locked, &signer, &nonce, 0);
+        // Either creator, and now and then a record and a counter of two.
+        let creator = |bit: u8| {
+            if mode2 & bit != 0 {
+                IndexCreator::Platform
+            } else {
+                IndexCreator::Owner
+            }
+        };
+        rebuild(
+            &mut doc.record,
+            RECORD_INDEX,
+            (locked, creator(16)),
+            &signer,
+            &nonce,
+            0,
+        );
         rebuild(
             &mut doc.counter,
             COUNTER_INDEX,
-            locked,
+            (locked, creator(if mode2 & 32 != 0 { 64 } else { 16 })),
             &signer,
             &nonce,
             mode2 >> 1,
@@ -164,15 +187,21 @@ fuzz_target!(|data: &[u8]| {
         Expected::Digest([0; 32])
     };
     let pinned = (mode & 64 != 0).then_some(ak_spki.as_slice());
-    let require_locked = mode & 128 != 0;
-    if let Ok(v) = attestation::verify(&doc, &nonce, &expected, pinned, require_locked) {
+    let require = attestation::Requirements {
+        locked: mode & 128 != 0,
+        delete_protected: data.len() % 2 == 1,
+    };
+    if let Ok(v) = attestation::verify(&doc, &nonce, &expected, pinned, require) {
         if v.valid {
             let digest = v.digest.clone().expect("a valid verdict has a digest");
             match &expected {
                 Expected::Digest(d) => assert_eq!(digest, hex::encode(d)),
                 Expected::Bundle(b) => assert_eq!(digest, hex::encode(Bundle::digest(b))),
             }
-            if require_locked {
+            if require.delete_protected {
+                assert_eq!(v.delete_protected, Some(true));
+            }
+            if require.locked {
                 assert_eq!(
                     (v.record_locked, v.counter_locked),
                     (Some(true), Some(true))

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use imgseal::anchors::{
-    self, AnchorSet, AnchorStore, BundleSource, CounterState, Inspection, SealedAnchors,
+    self, AnchorSet, AnchorStore, BundleSource, CounterState, DeleteProtection, Inspection,
+    SealedAnchors,
 };
 use imgseal::config::TrustSettings;
 use imgseal::error::{Error, ErrorKind};
@@ -31,7 +32,16 @@ pub enum AnchorsMode {
     Off,
 }
 
-/// `--owner-auth-file`, shared by the commands that write to the TPM.
+/// `--delete-protection`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeleteProtectionArg {
+    Auto,
+    Required,
+    Off,
+}
+
+/// `--owner-auth-file` and `--platform-auth-file`, shared by the commands
+/// that write to the TPM.
 #[derive(Debug, Args, Clone, Default)]
 pub struct OwnerAuthArgs {
     /// A file holding the TPM owner authorization (one trailing newline is
@@ -39,47 +49,81 @@ pub struct OwnerAuthArgs {
     /// else empty. Never printed.
     #[arg(long, value_name = "FILE", global = true)]
     pub owner_auth_file: Option<PathBuf>,
+    /// A file holding the TPM platform authorization, which defines and
+    /// removes platform-created anchor indices (same format). Default:
+    /// $IMGSEAL_TPM_PLATFORM_AUTH, else empty. Never printed.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub platform_auth_file: Option<PathBuf>,
 }
 
 /// The largest TPM2B_AUTH (the size of a SHA-512 digest).
 const MAX_AUTH: usize = 64;
 
 impl OwnerAuthArgs {
+    /// The owner authorization.
     pub fn read(&self) -> Result<Zeroizing<Vec<u8>>, Error> {
-        let (raw, origin) = match &self.owner_auth_file {
-            Some(path) => (
-                Zeroizing::new(read_input_file(path)?),
-                format!("--owner-auth-file {}", path.display()),
-            ),
-            None => match std::env::var_os("IMGSEAL_TPM_OWNER_AUTH") {
-                Some(v) => (
-                    Zeroizing::new(v.into_encoded_bytes()),
-                    "$IMGSEAL_TPM_OWNER_AUTH".to_string(),
-                ),
-                None => return Ok(Zeroizing::new(Vec::new())),
-            },
-        };
-        let mut value: &[u8] = &raw;
-        // Files written with `echo` end in a newline that is not part of the secret.
-        value = value
-            .strip_suffix(b"\n")
-            .map(|v| v.strip_suffix(b"\r").unwrap_or(v))
-            .unwrap_or(value);
-        let value = match value.strip_prefix(b"hex:") {
-            Some(h) => Zeroizing::new(hex::decode(h).map_err(|_| {
-                // Never echo the value: it is a secret.
-                Error::usage(format!("{origin}: the \"hex:\" value is not hex"))
-            })?),
-            None => Zeroizing::new(value.to_vec()),
-        };
-        if value.len() > MAX_AUTH {
-            return Err(Error::usage(format!(
-                "{origin}: the owner authorization is {} bytes; a TPM takes at most {MAX_AUTH}",
-                value.len()
-            )));
-        }
-        Ok(value)
+        read_auth(
+            self.owner_auth_file.as_deref(),
+            "--owner-auth-file",
+            "IMGSEAL_TPM_OWNER_AUTH",
+            "owner",
+        )
     }
+
+    /// The platform authorization.
+    pub fn read_platform(&self) -> Result<Zeroizing<Vec<u8>>, Error> {
+        read_auth(
+            self.platform_auth_file.as_deref(),
+            "--platform-auth-file",
+            "IMGSEAL_TPM_PLATFORM_AUTH",
+            "platform",
+        )
+    }
+
+    /// Whether a platform authorization was given at all (an empty one is
+    /// swtpm's and many firmwares' default, and is used without being given).
+    pub fn platform_given(&self) -> bool {
+        self.platform_auth_file.is_some() || std::env::var_os("IMGSEAL_TPM_PLATFORM_AUTH").is_some()
+    }
+}
+
+/// A hierarchy authorization from `flag FILE`, else `$env`, else empty.
+fn read_auth(
+    file: Option<&Path>,
+    flag: &str,
+    env: &str,
+    hierarchy: &str,
+) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let (raw, origin) = match file {
+        Some(path) => (
+            Zeroizing::new(read_input_file(path)?),
+            format!("{flag} {}", path.display()),
+        ),
+        None => match std::env::var_os(env) {
+            Some(v) => (Zeroizing::new(v.into_encoded_bytes()), format!("${env}")),
+            None => return Ok(Zeroizing::new(Vec::new())),
+        },
+    };
+    let mut value: &[u8] = &raw;
+    // Files written with `echo` end in a newline that is not part of the secret.
+    value = value
+        .strip_suffix(b"\n")
+        .map(|v| v.strip_suffix(b"\r").unwrap_or(v))
+        .unwrap_or(value);
+    let value = match value.strip_prefix(b"hex:") {
+        Some(h) => Zeroizing::new(hex::decode(h).map_err(|_| {
+            // Never echo the value: it is a secret.
+            Error::usage(format!("{origin}: the \"hex:\" value is not hex"))
+        })?),
+        None => Zeroizing::new(value.to_vec()),
+    };
+    if value.len() > MAX_AUTH {
+        return Err(Error::usage(format!(
+            "{origin}: the {hierarchy} authorization is {} bytes; a TPM takes at most {MAX_AUTH}",
+            value.len()
+        )));
+    }
+    Ok(value)
 }
 
 /// The TPM named by `--tcti`, $TPM2TOOLS_TCTI or $TCTI, else the embedded
@@ -96,6 +140,7 @@ pub fn open_tpm(
     let mut tpm = Tpm::open(&tcti).map_err(Error::tpm(format!("opening the TPM ({origin})")))?;
     if let Some(auth) = auth {
         tpm.set_owner_auth(&auth.read()?);
+        tpm.set_platform_auth(&auth.read_platform()?);
     }
     Ok((tpm, tcti, origin))
 }
@@ -144,6 +189,7 @@ pub fn describe_sealed(sealed: &SealedAnchors, tcti: &Tcti) -> serde_json::Value
         "source": sealed.source.to_string(),
         "counter_state": sealed.tpm.counter_state,
         "locked": sealed.tpm.locked,
+        "delete_protected": sealed.tpm.delete_protected(),
         "tcti": tcti.to_string(),
     })
 }
@@ -152,6 +198,20 @@ pub fn describe_sealed(sealed: &SealedAnchors, tcti: &Tcti) -> serde_json::Value
 pub struct AnchorsArgs {
     #[command(flatten)]
     pub auth: OwnerAuthArgs,
+    /// Who may delete the anchor indices a seal defines: `auto` defines them
+    /// under the platform hierarchy when it accepts (then the TPM owner
+    /// cannot delete and replace them) and else under the owner's, saying
+    /// so; `required` refuses to seal without that; `off` uses the owner's.
+    /// Indices already defined keep theirs. A given platform authorization
+    /// makes `auto` mean `required`.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        default_value = "auto",
+        global = true
+    )]
+    pub delete_protection: DeleteProtectionArg,
     #[command(subcommand)]
     pub command: AnchorsCommand,
 }
@@ -239,7 +299,7 @@ pub fn owner_auth_hint(e: Error) -> Error {
             source: source @ imgseal_tpm::TpmError::AuthFailed { .. },
         } => Error::Tpm {
             context: format!(
-                "{context} (the owner authorization comes from --owner-auth-file or $IMGSEAL_TPM_OWNER_AUTH)"
+                "{context} (the owner authorization comes from --owner-auth-file or $IMGSEAL_TPM_OWNER_AUTH; the platform authorization, for platform-created anchor indices, from --platform-auth-file or $IMGSEAL_TPM_PLATFORM_AUTH)"
             ),
             source,
         },
@@ -249,18 +309,34 @@ pub fn owner_auth_hint(e: Error) -> Error {
 
 fn run_command(ctx: &Context, args: AnchorsArgs) -> Result<i32, Error> {
     let store = store(ctx)?;
+    let protection = match args.delete_protection {
+        // A platform authorization someone took the trouble to give is meant
+        // to be used: its refusal is an error, not a reason to fall back.
+        DeleteProtectionArg::Auto if args.auth.platform_given() => DeleteProtection::Required,
+        DeleteProtectionArg::Auto => DeleteProtection::Auto,
+        DeleteProtectionArg::Required => DeleteProtection::Required,
+        DeleteProtectionArg::Off => DeleteProtection::Off,
+    };
     match args.command {
         AnchorsCommand::Seal(sources) => {
             let mut set = AnchorSet::new();
             sources.add_to(ctx, &mut set)?;
             let (mut tpm, tcti, _) = open_tpm(ctx, Some(&args.auth))?;
-            seal_and_report(ctx, &mut tpm, &tcti, &store, &set, "sealed")
+            seal_and_report(ctx, &mut tpm, &tcti, &store, &set, protection, "sealed")
         }
         AnchorsCommand::Add(sources) => {
             let (mut tpm, tcti, _) = open_tpm(ctx, Some(&args.auth))?;
             let mut set = anchors::load(&mut tpm, &store)?.bundle.anchors;
             sources.add_to(ctx, &mut set)?;
-            seal_and_report(ctx, &mut tpm, &tcti, &store, &set, "added; sealed")
+            seal_and_report(
+                ctx,
+                &mut tpm,
+                &tcti,
+                &store,
+                &set,
+                protection,
+                "added; sealed",
+            )
         }
         AnchorsCommand::Remove { ids } => {
             let ids: Vec<String> = ids
@@ -280,7 +356,15 @@ fn run_command(ctx: &Context, args: AnchorsArgs) -> Result<i32, Error> {
                     )));
                 }
             }
-            seal_and_report(ctx, &mut tpm, &tcti, &store, &set, "removed; sealed")
+            seal_and_report(
+                ctx,
+                &mut tpm,
+                &tcti,
+                &store,
+                &set,
+                protection,
+                "removed; sealed",
+            )
         }
         AnchorsCommand::Show => show(ctx, &store),
         AnchorsCommand::Lock => {
@@ -320,9 +404,10 @@ fn seal_and_report(
     tcti: &Tcti,
     store: &AnchorStore,
     set: &AnchorSet,
+    protection: DeleteProtection,
     verb: &str,
 ) -> Result<i32, Error> {
-    let outcome = anchors::seal(tpm, store, set, &mut |_| {})?;
+    let outcome = anchors::seal(tpm, store, set, protection, &mut |_| {})?;
     if ctx.json {
         let mut obj = json!(outcome);
         obj["ids"] = json!(set.ids());
@@ -346,8 +431,21 @@ fn seal_and_report(
                 String::new()
             }
         );
+        if let Some(why) = &outcome.unprotected_because {
+            println!(
+                "warning: the platform hierarchy refused to define the anchor indices ({why}); they are owner-created, so the TPM owner can delete and replace them (docs/anchors.md, \"What the lock protects\")"
+            );
+        }
     }
     Ok(0)
+}
+
+fn deletion_text(delete_protected: bool) -> &'static str {
+    if delete_protected {
+        "platform-created: the TPM owner cannot delete or replace the indices"
+    } else {
+        "owner-created: the TPM owner can delete and replace the indices (not protected)"
+    }
 }
 
 fn counter_text(state: CounterState) -> &'static str {
@@ -407,6 +505,7 @@ fn show(ctx: &Context, store: &AnchorStore) -> Result<i32, Error> {
                 "state": state.counter_state,
             },
             "locked": state.locked,
+            "delete_protected": state.delete_protected(),
             "bundle": {
                 "source": found.as_ref().map(|(_, _, s)| s.to_string()),
                 "files": files,
@@ -446,6 +545,7 @@ fn show(ctx: &Context, store: &AnchorStore) -> Result<i32, Error> {
             "no"
         }
     );
+    println!("deletion: {}", deletion_text(state.delete_protected()));
     for f in files {
         let what = if !f.exists {
             "missing".to_string()

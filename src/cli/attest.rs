@@ -59,6 +59,10 @@ pub enum AttestCommand {
         /// Also require the anchors to have been write-locked.
         #[arg(long)]
         require_locked: bool,
+        /// Also require platform-created anchor indices, which the TPM owner
+        /// cannot delete and replace (`anchors seal --delete-protection`).
+        #[arg(long)]
+        require_delete_protection: bool,
     },
     /// Show that the AK lives in the same TPM as the endorsement key (EK
     /// certificate + credential activation) and write an enrollment document.
@@ -192,6 +196,7 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
             expected_digest,
             ak,
             require_locked,
+            require_delete_protection,
         }) => {
             let nonce = attestation::parse_hex_arg("--nonce", &nonce)?;
             // The rule `imgseal attest --nonce` applies: an empty nonce would
@@ -233,8 +238,11 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
                 }
                 None => (None, None),
             };
-            let v =
-                attestation::verify(&doc, &nonce, &expected, pinned.as_deref(), require_locked)?;
+            let require = attestation::Requirements {
+                locked: require_locked,
+                delete_protected: require_delete_protection,
+            };
+            let v = attestation::verify(&doc, &nonce, &expected, pinned.as_deref(), require)?;
             let code = if v.valid {
                 0
             } else {
@@ -262,7 +270,7 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
                     v.digest.as_deref().unwrap_or("?"),
                 );
                 println!(
-                    "counter: {} ({}); write-locked: {}",
+                    "counter: {} ({}); write-locked: {}; indices: {}",
                     v.counter.unwrap_or_default(),
                     match v.counter_state {
                         Some(imgseal::anchors::CounterState::SealPending) =>
@@ -273,6 +281,11 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
                         "yes"
                     } else {
                         "no"
+                    },
+                    if v.delete_protected == Some(true) {
+                        "platform-created (the owner cannot delete them)"
+                    } else {
+                        "owner-created (the owner can delete and replace them)"
                     }
                 );
             } else {

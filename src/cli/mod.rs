@@ -314,6 +314,6 @@ pub fn print_json(value: &serde_json::Value) {
     );
 }
 
-pub fn read_input_file(path: &PathBuf) -> Result<Vec<u8>, Error> {
+pub fn read_input_file(path: &Path) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|e| Error::io(path, e))
 }

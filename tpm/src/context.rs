@@ -25,6 +25,7 @@ pub struct Tpm {
     pub(crate) ctx: Context,
     tcti: Tcti,
     owner_auth: Zeroizing<Vec<u8>>,
+    platform_auth: Zeroizing<Vec<u8>>,
     endorsement_auth: Zeroizing<Vec<u8>>,
     lockout_auth: Zeroizing<Vec<u8>>,
     nv_buffer_max: Option<usize>,
@@ -71,6 +72,7 @@ impl Tpm {
             ctx,
             tcti: tcti.clone(),
             owner_auth: Zeroizing::new(Vec::new()),
+            platform_auth: Zeroizing::new(Vec::new()),
             endorsement_auth: Zeroizing::new(Vec::new()),
             lockout_auth: Zeroizing::new(Vec::new()),
             nv_buffer_max: None,
@@ -95,6 +97,13 @@ impl Tpm {
     /// The owner hierarchy's authorization value (empty by default).
     pub fn set_owner_auth(&mut self, auth: &[u8]) {
         self.owner_auth = Zeroizing::new(auth.to_vec());
+    }
+
+    /// The platform hierarchy's authorization value (empty by default): it
+    /// defines and removes platform-created NV indices, which the owner
+    /// cannot delete.
+    pub fn set_platform_auth(&mut self, auth: &[u8]) {
+        self.platform_auth = Zeroizing::new(auth.to_vec());
     }
 
     /// The endorsement hierarchy's authorization value (empty by default).
@@ -275,10 +284,13 @@ impl Tpm {
     pub(crate) fn set_hierarchy_auths(&mut self) -> Result<()> {
         let owner = Auth::try_from(self.owner_auth.to_vec())
             .map_err(|e| self.err("Esys_TR_SetAuth", e, Subject::None))?;
+        let platform = Auth::try_from(self.platform_auth.to_vec())
+            .map_err(|e| self.err("Esys_TR_SetAuth", e, Subject::None))?;
         let endorsement = Auth::try_from(self.endorsement_auth.to_vec())
             .map_err(|e| self.err("Esys_TR_SetAuth", e, Subject::None))?;
         self.ctx
             .tr_set_auth(ObjectHandle::Owner, owner)
+            .and_then(|_| self.ctx.tr_set_auth(ObjectHandle::Platform, platform))
             .and_then(|_| self.ctx.tr_set_auth(ObjectHandle::Endorsement, endorsement))
             .map_err(|e| self.err("Esys_TR_SetAuth", e, Subject::None))
     }

@@ -1,5 +1,6 @@
 //! Where imgseal keeps a sealed set of bytes (the trust-anchor set) in the TPM:
-//! three owner-range NV indices. The device crate stores, locks and certifies
+//! three NV indices in the owner range, defined by the owner or, where the
+//! platform hierarchy is available, by the platform. The device crate stores, locks and certifies
 //! them; what the bytes mean is the caller's.
 //!
 //! | index        | kind    | size                  | attributes                                                     |
@@ -20,10 +21,15 @@
 //!   reads with the empty index authorization (`tpm2_nvread -C 0x0181a000`);
 //!   `no_da` keeps reads working while the TPM is in dictionary-attack lockout;
 //!   `write_stclear` makes [`Tpm::layout_lock`] last until the next TPM reset.
+//! * **Who may delete them** is the hierarchy that defined them
+//!   ([`AnchorLayout::created_by`]): an owner-created index can be undefined
+//!   (and redefined) by the owner, write lock or not; a platform-created one
+//!   (`platformcreate`) only with the platform authorization, which firmware
+//!   normally holds. The three indices always share one creator.
 
 use crate::context::Tpm;
 use crate::error::Result;
-use crate::nv::{Ensured, NvAccess, NvInfo, NvSpec};
+use crate::nv::{Ensured, IndexCreator, NvAccess, NvInfo, NvSpec};
 
 pub const RECORD_INDEX: u32 = 0x0181_A000;
 pub const COUNTER_INDEX: u32 = 0x0181_A001;
@@ -41,13 +47,28 @@ pub struct AnchorLayout {
 }
 
 impl AnchorLayout {
-    /// The documented indices; `data_size` adds the inline data index.
+    /// The documented indices, owner-created; `data_size` adds the inline
+    /// data index.
     pub fn standard(data_size: Option<u16>) -> AnchorLayout {
         AnchorLayout {
             record: NvSpec::sealed_record(RECORD_INDEX, RECORD_SIZE),
             counter: NvSpec::counter(COUNTER_INDEX),
             data: data_size.map(|size| NvSpec::sealed_data(DATA_INDEX, size)),
         }
+    }
+
+    /// The same indices defined by `creator`.
+    pub fn created_by(self, creator: IndexCreator) -> AnchorLayout {
+        AnchorLayout {
+            record: self.record.created_by(creator),
+            counter: self.counter.created_by(creator),
+            data: self.data.map(|d| d.created_by(creator)),
+        }
+    }
+
+    /// Which hierarchy defines the indices.
+    pub fn creator(&self) -> IndexCreator {
+        self.record.creator()
     }
 
     /// Every index, data first and record last (the order writes and locks use).
@@ -110,7 +131,8 @@ impl Tpm {
         Ok(true)
     }
 
-    /// Undefines the layout's indices that exist (owner authorization).
+    /// Undefines the layout's indices that exist, each with the authorization
+    /// of the hierarchy that created it.
     pub fn layout_remove(&mut self, layout: &AnchorLayout) -> Result<()> {
         for spec in layout.specs() {
             if self.nv_exists(spec.index)? {

@@ -31,6 +31,8 @@ pub use context::{DaStatus, Tpm, TpmInfo};
 pub use ek::{Credential, EkKind, EndorsementKey, ek_spki_from_public_area};
 pub use error::{ResponseCode, Result, TpmError};
 pub use layout::{AnchorLayout, COUNTER_INDEX, DATA_INDEX, RECORD_INDEX, RECORD_SIZE};
-pub use nv::{Ensured, NvAccess, NvAttributes, NvInfo, NvKind, NvSpec, SEALED_ATTRIBUTES};
+pub use nv::{
+    Ensured, IndexCreator, NvAccess, NvAttributes, NvInfo, NvKind, NvSpec, SEALED_ATTRIBUTES,
+};
 pub use swtpm::{SwtpmInstance, ensure_running, manufacture, stop_daemon};
 pub use tcti::{Tcti, TctiOrigin};

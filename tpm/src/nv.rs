@@ -238,6 +238,26 @@ impl NvSpec {
         }
     }
 
+    /// The same index defined by `creator` (`PLATFORMCREATE` set or clear).
+    pub fn created_by(mut self, creator: IndexCreator) -> NvSpec {
+        self.attributes = match creator {
+            IndexCreator::Owner => {
+                NvAttributes(self.attributes.0 & !NvAttributes::PLATFORMCREATE.0)
+            }
+            IndexCreator::Platform => self.attributes | NvAttributes::PLATFORMCREATE,
+        };
+        self
+    }
+
+    /// Which hierarchy defined the index (`PLATFORMCREATE`).
+    pub fn creator(&self) -> IndexCreator {
+        if self.attributes.contains(NvAttributes::PLATFORMCREATE) {
+            IndexCreator::Platform
+        } else {
+            IndexCreator::Owner
+        }
+    }
+
     /// The marshalled `TPMS_NV_PUBLIC` (nameAlg SHA-256) with the given state
     /// bits: what the TPM hashes into the index's name.
     pub fn marshal(&self) -> Vec<u8> {
@@ -292,6 +312,34 @@ impl NvSpec {
             .with_index_auth_policy(Digest::try_from(self.auth_policy.clone())?)
             .with_data_area_size(self.size as usize)
             .build()
+    }
+}
+
+/// The hierarchy that defines an index, and so who may delete it. The owner
+/// may undefine only indices it created; a platform-created index needs the
+/// platform authorization (TPM 2.0 Part 3, TPM2_NV_UndefineSpace:
+/// `TPM_RC_NV_AUTHORIZATION`), and TPM2_Clear leaves it in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IndexCreator {
+    Owner,
+    Platform,
+}
+
+impl IndexCreator {
+    fn provision(self) -> Provision {
+        match self {
+            IndexCreator::Owner => Provision::Owner,
+            IndexCreator::Platform => Provision::Platform,
+        }
+    }
+}
+
+impl fmt::Display for IndexCreator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IndexCreator::Owner => "owner",
+            IndexCreator::Platform => "platform",
+        })
     }
 }
 
@@ -372,10 +420,12 @@ fn tpm_handle(index: u32) -> Result<TpmHandle> {
 impl Tpm {
     // ---- commands, one to one -------------------------------------------
 
-    /// TPM2_NV_DefineSpace under the owner hierarchy, with `auth` as the
-    /// index's authorization value (empty for "no secret").
+    /// TPM2_NV_DefineSpace, with `auth` as the index's authorization value
+    /// (empty for "no secret"): under the platform hierarchy when `spec` has
+    /// `PLATFORMCREATE` (the TPM requires the two to agree), else the owner's.
     pub fn nv_define_space(&mut self, spec: &NvSpec, auth: &[u8]) -> Result<()> {
         let subject = Subject::Nv(spec.index);
+        let hierarchy = spec.creator().provision();
         let public = spec
             .to_tss()
             .map_err(|e| self.err("TPM2_NV_DefineSpace", e, subject))?;
@@ -385,7 +435,7 @@ impl Tpm {
             let handle = tpm
                 .ctx
                 .execute_with_session(Some(s), |c| {
-                    c.nv_define_space(Provision::Owner, Some(auth), public)
+                    c.nv_define_space(hierarchy, Some(auth), public)
                 })
                 .map_err(|e| match tpm.err("TPM2_NV_DefineSpace", e, subject) {
                     TpmError::Tpm { command, code } if code.base() == TPM_RC_NV_DEFINED => {
@@ -402,13 +452,16 @@ impl Tpm {
         })
     }
 
-    /// TPM2_NV_UndefineSpace with owner authorization.
+    /// TPM2_NV_UndefineSpace with the authorization of the hierarchy that
+    /// created the index: the owner's, or the platform's for a
+    /// platform-created index (the TPM refuses the owner there).
     pub fn nv_undefine_space(&mut self, index: u32) -> Result<()> {
         let subject = Subject::Nv(index);
+        let hierarchy = self.nv_read_public(index)?.public.creator().provision();
         let handle = self.nv_handle(index)?;
         let result = self.with_hmac_session(|tpm, s| {
             tpm.ctx
-                .execute_with_session(Some(s), |c| c.nv_undefine_space(Provision::Owner, handle))
+                .execute_with_session(Some(s), |c| c.nv_undefine_space(hierarchy, handle))
                 .map_err(|e| tpm.err("TPM2_NV_UndefineSpace", e, subject))
         });
         if result.is_err() {
