@@ -1631,6 +1631,29 @@ fn a_tpm_owner_cannot_replace_locked_platform_created_anchors() {
         assert!(public.contains("platformcreate"), "{index}: {public}");
     }
 
+    // A remote verifier learns it from the certified names.
+    let honest_bundle = env.path("honest.bundle");
+    std::fs::copy(bundle_path(&env), &honest_bundle).unwrap();
+    let doc = env.path("attestation.json");
+    env.tpm_run(&tpm, &["attest", "--nonce", "0a0b0c0d", "--out", s(&doc)])
+        .ok();
+    let verdict = env
+        .run(&[
+            "--json",
+            "attest",
+            "verify",
+            s(&doc),
+            "--nonce",
+            "0a0b0c0d",
+            "--expected-anchors",
+            s(&honest_bundle),
+            "--require-locked",
+            "--require-delete-protection",
+        ])
+        .ok()
+        .json();
+    assert_eq!(verdict["delete_protected"], true, "{verdict}");
+
     // The attack: the owner may neither undefine nor write.
     assert!(!owner_replaces_the_anchors(
         &env,

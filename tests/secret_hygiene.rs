@@ -36,6 +36,8 @@ const SO_PIN: &str = "So4Kd8-hygiene-55qw";
 const WRONG_PIN: &str = "Wr5Zp1-hygiene-33mn";
 const OWNER: &str = "Ow3Xv6-hygiene-77tb";
 const WRONG_OWNER: &str = "Wx8Jm2-hygiene-44rc";
+const PLATFORM: &str = "Pf5Qz1-hygiene-90kd";
+const WRONG_PLATFORM: &str = "Pw2Lc7-hygiene-13sx";
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -163,10 +165,13 @@ fn no_command_prints_a_pin_or_the_owner_authorization() {
     let owner_file = secret_file("owner", &format!("{OWNER}\n"));
     let owner_hex_file = secret_file("owner-hex", &format!("hex:{}", hex::encode(OWNER)));
     let wrong_owner_file = secret_file("wrong-owner", WRONG_OWNER);
+    let platform_file = secret_file("platform", &format!("{PLATFORM}\n"));
+    let wrong_platform_file = secret_file("wrong-platform", WRONG_PLATFORM);
     let owner_hex = format!("hex:{}", hex::encode(OWNER));
 
     let tpm = TestTpm::start_manufactured();
     tpm.tool_ok("tpm2_changeauth", &["-c", "owner", OWNER]);
+    tpm.tool_ok("tpm2_changeauth", &["-c", "platform", PLATFORM]);
 
     let module = softhsm_module();
     let plain = format!("pkcs11:token=hygiene-hsm?module-path={module}");
@@ -524,6 +529,8 @@ fn no_command_prints_a_pin_or_the_owner_authorization() {
             s(&ca),
             "--owner-auth-file",
             s(&owner_file),
+            "--platform-auth-file",
+            s(&platform_file),
         ],
         0,
     );
@@ -768,6 +775,28 @@ fn no_command_prints_a_pin_or_the_owner_authorization() {
         &["anchors", "add", "--cert", s(&other)],
         2,
     );
+    // A wrong platform authorization from each source: platform-created
+    // indices are removed with it (6), never echoed.
+    r.tpm(
+        "wrong --platform-auth-file, clear",
+        &owner_env,
+        &[
+            "anchors",
+            "clear",
+            "--platform-auth-file",
+            s(&wrong_platform_file),
+        ],
+        6,
+    );
+    r.tpm(
+        "wrong $IMGSEAL_TPM_PLATFORM_AUTH, clear",
+        &[
+            ("IMGSEAL_TPM_OWNER_AUTH", OWNER),
+            ("IMGSEAL_TPM_PLATFORM_AUTH", WRONG_PLATFORM),
+        ],
+        &["--json", "anchors", "clear"],
+        6,
+    );
     // Then lock, and a write refused because of it (5).
     r.tpm("anchors lock", &owner_env, &["anchors", "lock"], 0);
     r.tpm(
@@ -891,6 +920,8 @@ fn no_command_prints_a_pin_or_the_owner_authorization() {
             WRONG_PIN,
             OWNER,
             WRONG_OWNER,
+            PLATFORM,
+            WRONG_PLATFORM,
             &user_pin,
             &so_pin,
         ],
@@ -950,6 +981,7 @@ fn spawned_processes_never_receive_a_secret_in_argv_or_environment() {
                 .env("IMGSEAL_PIN", PIN)
                 .env("IMGSEAL_TOKEN", &token)
                 .env("IMGSEAL_TPM_OWNER_AUTH", OWNER)
+                .env("IMGSEAL_TPM_PLATFORM_AUTH", PLATFORM)
                 .env("IMGSEAL_LOG", "trace")
                 .arg("-vv")
                 .args(args)
@@ -957,8 +989,8 @@ fn spawned_processes_never_receive_a_secret_in_argv_or_environment() {
                 .unwrap(),
         )
     };
-    // The embedded TPM has an empty owner authorization: this seal is
-    // refused (6), after the daemon was manufactured and started.
+    // The embedded TPM has empty owner and platform authorizations: this
+    // seal is refused (6), after the daemon was manufactured and started.
     let ca = test_ca().dir.join("ca.crt");
     let out = run(&["anchors", "seal", "--cert", s(&ca)]);
     assert_eq!(out.code, 6, "{}", out.stderr);
@@ -978,7 +1010,7 @@ fn spawned_processes_never_receive_a_secret_in_argv_or_environment() {
         ("daemon cmdline", &cmdline),
         ("daemon environ", &environ),
     ] {
-        for secret in [PIN, OWNER] {
+        for secret in [PIN, OWNER, PLATFORM] {
             for form in forms(secret) {
                 assert!(
                     !text.contains(&form),
@@ -989,12 +1021,13 @@ fn spawned_processes_never_receive_a_secret_in_argv_or_environment() {
         assert!(
             !text.contains("IMGSEAL_PIN=")
                 && !text.contains("IMGSEAL_TPM_OWNER_AUTH=")
+                && !text.contains("IMGSEAL_TPM_PLATFORM_AUTH=")
                 && !text.contains("IMGSEAL_TOKEN="),
             "{what}:\n{text}"
         );
     }
     for r in [&out, &out2] {
-        for secret in [PIN, OWNER] {
+        for secret in [PIN, OWNER, PLATFORM] {
             for form in forms(secret) {
                 assert!(
                     !r.stdout.contains(&form) && !r.stderr.contains(&form),

@@ -30,7 +30,12 @@ use crate::tcti::Tcti;
 /// embedded swtpm daemon outlives imgseal with its environment readable in
 /// `/proc/PID/environ` (it held both secrets before this list existed;
 /// tests/secret_hygiene.rs checks the daemon and `swtpm_setup`).
-const SECRET_ENV: &[&str] = &["IMGSEAL_PIN", "IMGSEAL_TOKEN", "IMGSEAL_TPM_OWNER_AUTH"];
+const SECRET_ENV: &[&str] = &[
+    "IMGSEAL_PIN",
+    "IMGSEAL_TOKEN",
+    "IMGSEAL_TPM_OWNER_AUTH",
+    "IMGSEAL_TPM_PLATFORM_AUTH",
+];
 
 /// A child process without imgseal's secrets in its environment.
 fn child(program: impl AsRef<std::ffi::OsStr>) -> Command {
