@@ -1793,6 +1793,27 @@ fn a_recreated_index_is_refused_and_the_platform_holder_is_the_limit() {
     let honest = cert_file(env.work.path(), "honest-root");
     env.tpm_run(&tpm, &["anchors", "seal", "--cert", s(&honest)])
         .ok();
+    // Unlocked, the owner still cannot undefine the platform-created record...
+    assert!(!owner_replaces_the_anchors(
+        &env,
+        &tpm,
+        &docs_chain_set(&dir)
+    ));
+    // ...but may reseal in place: the documented limit of an unlocked host.
+    let version = counter_value(&tpm);
+    let resealed = Bundle {
+        version,
+        anchors: docs_chain_set(&dir),
+    }
+    .encode();
+    let record = env.path("resealed.record");
+    std::fs::write(&record, documented_record(&resealed, version, 3, false)).unwrap();
+    tpm.tool_ok("tpm2_nvwrite", &["-C", "o", "-i", s(&record), "0x0181a000"]);
+    std::fs::write(bundle_path(&env), &resealed).unwrap();
+    let out = verify_docs_image(&env, &tpm, &dir, &props, &image)
+        .ok()
+        .json();
+    assert_eq!(out["verdict"], "valid", "{out}");
     // Whoever holds the platform authorization (empty on swtpm; firmware's
     // on real hosts) may delete platform-created indices...
     tpm.tool_ok("tpm2_nvundefine", &["-C", "p", "0x0181a000"]);
