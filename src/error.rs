@@ -24,6 +24,8 @@ pub enum ErrorKind {
     Auth,
     /// Reading or writing a file failed.
     Io,
+    /// An OpenStack service could not be reached, timed out, or failed.
+    Service,
 }
 
 impl ErrorKind {
@@ -36,6 +38,7 @@ impl ErrorKind {
             ErrorKind::Device => 5,
             ErrorKind::Auth => 6,
             ErrorKind::Io => 7,
+            ErrorKind::Service => 8,
         }
     }
 
@@ -48,6 +51,7 @@ impl ErrorKind {
             ErrorKind::Device => "device",
             ErrorKind::Auth => "auth",
             ErrorKind::Io => "io",
+            ErrorKind::Service => "service",
         }
     }
 }
@@ -89,6 +93,10 @@ pub enum Error {
     /// example the anchors are write-locked until the next TPM reset).
     #[error("{0}")]
     TpmState(String),
+    /// An OpenStack service could not be reached, timed out, or answered
+    /// with an error that is not about the caller's input.
+    #[error("{0}")]
+    Service(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -110,6 +118,7 @@ impl Error {
             Error::Crypto(_) => ErrorKind::Device,
             Error::Tpm { source, .. } => tpm_error_kind(source),
             Error::TpmState(_) => ErrorKind::Device,
+            Error::Service(_) => ErrorKind::Service,
         }
     }
 
@@ -123,6 +132,10 @@ impl Error {
 
     pub fn not_found(msg: impl Into<String>) -> Self {
         Error::NotFound(msg.into())
+    }
+
+    pub fn service(msg: impl Into<String>) -> Self {
+        Error::Service(msg.into())
     }
 
     pub fn invalid(msg: impl Into<String>) -> Self {

@@ -1,0 +1,46 @@
+//! Where certificates come from: one trait, one implementation per source
+//! (sigstore-rs's `TrustRoot`; Parsec keeps key storage apart from device
+//! operations in the same way). `verify`, `cert verify`, `cert show`, `sign`
+//! and `anchors seal` look certificates up through it, so a new source is one
+//! file here, not a `match` in every command.
+//!
+//! | source | file | finds | lists | stores |
+//! |---|---|---|---|---|
+//! | a directory of `<id>.pem`/`.der` | `dir.rs` | yes | yes | yes |
+//! | the PKCS#11 token | `token.rs` | yes | yes | yes |
+//! | the TPM-sealed anchors | `anchors.rs` | yes | yes | no (`anchors seal`) |
+//! | Barbican, as Glance and Nova read it | `barbican.rs` | yes | yes | yes (`cert publish`) |
+
+mod anchors;
+mod barbican;
+mod dir;
+mod token;
+
+pub use barbican::BarbicanSource;
+pub use token::TokenSource;
+
+use crate::backend::StoredCertificate;
+use crate::error::{Error, Result};
+use crate::x509::Certificate;
+
+fn unsupported(source: &str, what: &str) -> Error {
+    Error::usage(format!("{source} does not support {what}"))
+}
+
+pub trait CertificateSource {
+    /// For messages: "directory /etc/imgseal/certs", "Barbican at https://…".
+    fn describe(&self) -> String;
+
+    /// The certificate stored under `id`, if the source holds one.
+    fn find(&self, id: &str) -> Result<Option<StoredCertificate>>;
+
+    /// Every certificate the source holds (possible intermediates, listings).
+    fn list(&self) -> Result<Vec<StoredCertificate>> {
+        Err(unsupported(&self.describe(), "listing certificates"))
+    }
+
+    /// Stores `cert` under `id`; returns where it went, for users.
+    fn store(&self, _id: &str, _cert: &Certificate) -> Result<String> {
+        Err(unsupported(&self.describe(), "storing certificates"))
+    }
+}

@@ -1,0 +1,28 @@
+//! Certificate objects on the PKCS#11 token (`CKO_CERTIFICATE`, `CKA_LABEL` = id).
+
+use super::CertificateSource;
+use crate::backend::{SigningDevice, StoredCertificate};
+use crate::error::Result;
+use crate::x509::Certificate;
+
+/// The token's certificates; the device is opened once, by the caller.
+pub struct TokenSource(pub Box<dyn SigningDevice>);
+
+impl CertificateSource for TokenSource {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+
+    fn find(&self, id: &str) -> Result<Option<StoredCertificate>> {
+        self.0.find_certificate(id)
+    }
+
+    fn list(&self) -> Result<Vec<StoredCertificate>> {
+        self.0.list_certificates()
+    }
+
+    fn store(&self, id: &str, cert: &Certificate) -> Result<String> {
+        self.0.store_certificate(id, cert)?;
+        Ok(self.0.describe())
+    }
+}

@@ -1,0 +1,543 @@
+//! A Keystone v3 session: one token, the service catalog, and requests that
+//! retry what may be retried (connection failures and 502/503/504 on
+//! idempotent calls, with backoff) and re-authenticate once on 401.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use ureq::Agent;
+use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
+
+use super::cloud::{AuthMethod, CloudConfig, Named, ProjectScope, Secret};
+use crate::error::{Error, Result};
+
+/// How long a request may take: connecting, and each whole call.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub call: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            call: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Bounded retries: three more attempts, 0.25 s, 0.5 s and 1 s apart.
+const RETRIES: u32 = 3;
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// The largest JSON or payload answer read into memory (a certificate is a few KiB).
+const MAX_BODY: u64 = 16 << 20;
+
+/// A service's endpoint in the catalog.
+#[derive(Debug, Clone, Deserialize)]
+struct CatalogEndpoint {
+    interface: String,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    region_id: Option<String>,
+    url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct CatalogService {
+    #[serde(rename = "type")]
+    service_type: String,
+    #[serde(default)]
+    endpoints: Vec<CatalogEndpoint>,
+}
+
+/// An HTTP answer, read whole.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| Error::service(format!("{what}: the answer is not the JSON expected: {e}")))
+    }
+
+    /// The service's own reason, from an OpenStack error body (`{"title": …,
+    /// "description": …}`, `{"error": {"message": …}}`, or plain text).
+    pub fn reason(&self) -> String {
+        let text = String::from_utf8_lossy(&self.body);
+        if let Ok(v) = serde_json::from_slice::<Value>(&self.body) {
+            for path in [
+                &["error", "message"][..],
+                &["description"][..],
+                &["message"][..],
+                &["title"][..],
+            ] {
+                let mut at = &v;
+                for key in path {
+                    at = &at[*key];
+                }
+                if let Some(s) = at.as_str() {
+                    return one_line(s);
+                }
+            }
+        }
+        one_line(&text)
+    }
+}
+
+fn one_line(s: &str) -> String {
+    let s: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.chars().count() > 300 {
+        s.chars().take(300).collect::<String>() + "…"
+    } else {
+        s
+    }
+}
+
+/// An HTTP method, and whether repeating it is harmless.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Delete,
+    Put,
+    Post,
+    Patch,
+}
+
+impl Method {
+    fn idempotent(self) -> bool {
+        !matches!(self, Method::Post | Method::Patch)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Delete => "DELETE",
+            Method::Put => "PUT",
+            Method::Post => "POST",
+            Method::Patch => "PATCH",
+        }
+    }
+}
+
+/// A request to send.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub method: Method,
+    pub url: String,
+    pub headers: Vec<(&'a str, String)>,
+    pub body: Option<Vec<u8>>,
+}
+
+impl<'a> Request<'a> {
+    pub fn get(url: impl Into<String>) -> Self {
+        Request {
+            method: Method::Get,
+            url: url.into(),
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    pub fn post_json(url: impl Into<String>, body: &Value) -> Self {
+        Request {
+            method: Method::Post,
+            url: url.into(),
+            headers: vec![("Content-Type", "application/json".into())],
+            body: Some(body.to_string().into_bytes()),
+        }
+    }
+
+    pub fn header(mut self, name: &'a str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+/// A logged-in cloud.
+pub struct Session {
+    agent: Agent,
+    config: CloudConfig,
+    token: Secret,
+    catalog: Vec<CatalogService>,
+    overrides: BTreeMap<String, String>,
+    /// Keystone's v3 root, where tokens come from.
+    identity: String,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("cloud", &self.config.origin)
+            .field("token", &"<secret>")
+            .finish()
+    }
+}
+
+fn read_file(path: &std::path::Path, what: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io(path, e)).map_err(|e| match e {
+        Error::Io { path, source } => Error::Io {
+            path: std::path::PathBuf::from(format!("{what} {}", path.display())),
+            source,
+        },
+        other => other,
+    })
+}
+
+fn agent(config: &CloudConfig, timeouts: Timeouts) -> Result<Agent> {
+    let mut tls = TlsConfig::builder()
+        .provider(TlsProvider::NativeTls)
+        .root_certs(RootCerts::PlatformVerifier)
+        .disable_verification(config.insecure);
+    if let Some(path) = &config.cacert {
+        let pem = read_file(path, "OS_CACERT")?;
+        let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            })
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| Error::bad_input(format!("{}: not PEM certificates: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(Error::bad_input(format!(
+                "{}: no PEM certificate in the CA file",
+                path.display()
+            )));
+        }
+        tls = tls.root_certs(RootCerts::new_with_certs(&certs));
+    }
+    if let Some((cert, key)) = &config.client_cert {
+        let chain_pem = read_file(cert, "OS_CERT")?;
+        let key_pem = read_file(key, "OS_KEY")?;
+        let chain = vec![Certificate::from_pem(&chain_pem).map_err(|e| {
+            Error::bad_input(format!("{}: not a PEM certificate: {e}", cert.display()))
+        })?];
+        let key = PrivateKey::from_pem(&key_pem).map_err(|_| {
+            Error::bad_input(format!("{}: not a PEM private key", key.display()))
+        })?;
+        tls = tls.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
+    }
+    Ok(Agent::config_builder()
+        .tls_config(tls.build())
+        .http_status_as_error(false)
+        .timeout_connect(Some(timeouts.connect))
+        .timeout_global(Some(timeouts.call))
+        .user_agent(concat!("imgseal/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into())
+}
+
+fn identity_root(auth_url: &str) -> String {
+    let u = auth_url.trim_end_matches('/');
+    if u.ends_with("/v3") {
+        u.to_string()
+    } else {
+        format!("{u}/v3")
+    }
+}
+
+fn named_json(n: &Named) -> Value {
+    match n {
+        Named::Id(id) => json!({ "id": id }),
+        Named::Name(name) => json!({ "name": name }),
+    }
+}
+
+fn user_json(user: &Named, domain: &Option<Named>) -> Value {
+    let mut v = named_json(user);
+    if let (Named::Name(_), Some(d)) = (user, domain) {
+        v["domain"] = named_json(d);
+    }
+    v
+}
+
+fn scope_json(scope: &ProjectScope) -> Value {
+    let mut project = named_json(&scope.project);
+    if let (Named::Name(_), Some(d)) = (&scope.project, &scope.domain) {
+        project["domain"] = named_json(d);
+    }
+    json!({ "project": project })
+}
+
+/// The token request. It holds the secret, so it is built, sent and dropped
+/// inside [`Session::authenticate`] and never logged.
+fn auth_body(config: &CloudConfig) -> zeroize::Zeroizing<String> {
+    let identity = match &config.auth {
+        AuthMethod::Password {
+            user,
+            user_domain,
+            password,
+        } => {
+            let mut u = user_json(user, user_domain);
+            u["password"] = json!(password.expose());
+            json!({ "methods": ["password"], "password": { "user": u } })
+        }
+        AuthMethod::ApplicationCredential {
+            credential,
+            user,
+            secret,
+        } => {
+            let mut c = named_json(credential);
+            if let Some((u, d)) = user {
+                c["user"] = user_json(u, d);
+            }
+            c["secret"] = json!(secret.expose());
+            json!({ "methods": ["application_credential"], "application_credential": c })
+        }
+        AuthMethod::Token { token } => {
+            json!({ "methods": ["token"], "token": { "id": token.expose() } })
+        }
+    };
+    let mut auth = json!({ "identity": identity });
+    if let Some(scope) = &config.scope {
+        auth["scope"] = scope_json(scope);
+    }
+    zeroize::Zeroizing::new(json!({ "auth": auth }).to_string())
+}
+
+/// Why a request did not get an answer, as one line.
+fn transport_reason(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Timeout(t) => format!("timed out ({t})"),
+        ureq::Error::ConnectionFailed => "connection refused or failed".into(),
+        ureq::Error::HostNotFound => "host not found".into(),
+        ureq::Error::Io(io) => io.to_string(),
+        ureq::Error::Tls(t) => format!("TLS: {t}"),
+        other => one_line(&other.to_string()),
+    }
+}
+
+fn retryable(e: &ureq::Error) -> bool {
+    matches!(e, ureq::Error::ConnectionFailed | ureq::Error::Io(_))
+}
+
+impl Session {
+    /// Logs in to the cloud `config` names.
+    pub fn open(config: CloudConfig, timeouts: Timeouts) -> Result<Session> {
+        let agent = agent(&config, timeouts)?;
+        let identity = identity_root(&config.auth_url);
+        let mut session = Session {
+            agent,
+            config,
+            token: Secret::default(),
+            catalog: Vec::new(),
+            overrides: BTreeMap::new(),
+            identity,
+        };
+        session.authenticate()?;
+        Ok(session)
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.config.origin
+    }
+
+    /// Uses `url` for `service_type` instead of the catalog's endpoint.
+    pub fn set_endpoint_override(&mut self, service_type: &str, url: &str) {
+        self.overrides
+            .insert(service_type.to_string(), url.trim_end_matches('/').to_string());
+    }
+
+    fn authenticate(&mut self) -> Result<()> {
+        let url = format!("{}/auth/tokens", self.identity);
+        let body = auth_body(&self.config);
+        let request = Request {
+            method: Method::Post,
+            url: url.clone(),
+            headers: vec![("Content-Type", "application/json".into())],
+            body: Some(body.as_bytes().to_vec()),
+        };
+        let answer = self.send(&request, false);
+        // The request body held the secret: wipe our copy now.
+        drop(request);
+        let answer = answer?;
+        match answer.status {
+            201 | 200 => {}
+            401 => {
+                return Err(Error::Auth(format!(
+                    "Keystone at {} refused the credentials of {} (401: {})",
+                    self.identity,
+                    self.config.origin,
+                    answer.reason()
+                )));
+            }
+            code => {
+                return Err(Error::service(format!(
+                    "Keystone at {url}: {code}: {}",
+                    answer.reason()
+                )));
+            }
+        }
+        let token = answer
+            .headers
+            .get("x-subject-token")
+            .cloned()
+            .ok_or_else(|| Error::service(format!("Keystone at {url}: no X-Subject-Token in its answer")))?;
+        #[derive(Deserialize)]
+        struct TokenBody {
+            token: TokenInfo,
+        }
+        #[derive(Deserialize)]
+        struct TokenInfo {
+            #[serde(default)]
+            catalog: Vec<CatalogService>,
+        }
+        let body: TokenBody = answer.json(&format!("Keystone at {url}"))?;
+        self.token = Secret::new(token);
+        self.catalog = body.token.catalog;
+        Ok(())
+    }
+
+    /// The endpoint of `service_type` (`key-manager`, `image`) for the
+    /// configured region and interface, or its override.
+    pub fn endpoint(&self, service_type: &str) -> Result<String> {
+        if let Some(url) = self.overrides.get(service_type) {
+            return Ok(url.clone());
+        }
+        let Some(service) = self
+            .catalog
+            .iter()
+            .find(|s| s.service_type == service_type)
+        else {
+            let have: Vec<&str> = self.catalog.iter().map(|s| s.service_type.as_str()).collect();
+            return Err(Error::service(format!(
+                "the service catalog of {} has no \"{service_type}\" service (it has: {})",
+                self.config.origin,
+                if have.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    have.join(", ")
+                }
+            )));
+        };
+        let region_matches = |e: &CatalogEndpoint| match &self.config.region {
+            None => true,
+            Some(r) => e.region.as_deref() == Some(r) || e.region_id.as_deref() == Some(r),
+        };
+        service
+            .endpoints
+            .iter()
+            .find(|e| e.interface == self.config.interface && region_matches(e))
+            .map(|e| e.url.trim_end_matches('/').to_string())
+            .ok_or_else(|| {
+                Error::service(format!(
+                    "the \"{service_type}\" service of {} has no {} endpoint{}",
+                    self.config.origin,
+                    self.config.interface,
+                    self.config
+                        .region
+                        .as_ref()
+                        .map(|r| format!(" in region {r}"))
+                        .unwrap_or_default()
+                ))
+            })
+    }
+
+    /// Sends `request` with the token; re-authenticates once on 401.
+    pub fn call(&mut self, request: Request<'_>) -> Result<Response> {
+        let answer = self.send_with_token(&request)?;
+        if answer.status != 401 {
+            return Ok(answer);
+        }
+        tracing::debug!(url = %request.url, "401: re-authenticating once");
+        self.authenticate()?;
+        self.send_with_token(&request)
+    }
+
+    fn send_with_token(&self, request: &Request<'_>) -> Result<Response> {
+        let mut with_token = request.clone();
+        with_token
+            .headers
+            .push(("X-Auth-Token", self.token.expose().to_string()));
+        let answer = self.send(&with_token, request.method.idempotent());
+        // Our copy of the token goes with the request.
+        for (_, v) in with_token.headers.iter_mut() {
+            zeroize::Zeroize::zeroize(v);
+        }
+        answer
+    }
+
+    /// One request, with bounded retries when `may_retry`.
+    fn send(&self, request: &Request<'_>, may_retry: bool) -> Result<Response> {
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.send_once(request) {
+                Ok(r) if may_retry && matches!(r.status, 502..=504) && attempt <= RETRIES => {
+                    tracing::debug!(url = %request.url, status = r.status, attempt, "retrying");
+                }
+                Ok(r) => return Ok(r),
+                Err(e) if may_retry && retryable(&e) && attempt <= RETRIES => {
+                    tracing::debug!(url = %request.url, error = %transport_reason(&e), attempt, "retrying");
+                }
+                Err(e) => {
+                    return Err(Error::service(format!(
+                        "{} {}: {}{}",
+                        request.method.name(),
+                        request.url,
+                        transport_reason(&e),
+                        if attempt > 1 {
+                            format!(" (after {attempt} attempts)")
+                        } else {
+                            String::new()
+                        }
+                    )));
+                }
+            }
+            std::thread::sleep(backoff);
+            backoff *= 2;
+        }
+    }
+
+    fn send_once(&self, request: &Request<'_>) -> std::result::Result<Response, ureq::Error> {
+        let mut builder = ureq::http::Request::builder()
+            .method(request.method.name())
+            .uri(&request.url);
+        for (k, v) in &request.headers {
+            builder = builder.header(*k, v.as_str());
+        }
+        let bad = |e: ureq::http::Error| ureq::Error::BadUri(e.to_string());
+        let mut response = match &request.body {
+            Some(body) => self.agent.run(builder.body(body.clone()).map_err(bad)?)?,
+            None => self.agent.run(builder.body(()).map_err(bad)?)?,
+        };
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_ascii_lowercase(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let mut body = Vec::new();
+        response
+            .body_mut()
+            .as_reader()
+            .take(MAX_BODY + 1)
+            .read_to_end(&mut body)
+            .map_err(ureq::Error::Io)?;
+        if body.len() as u64 > MAX_BODY {
+            return Err(ureq::Error::BodyExceedsLimit(MAX_BODY));
+        }
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+}
