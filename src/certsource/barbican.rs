@@ -9,8 +9,8 @@ use super::CertificateSource;
 use crate::backend::StoredCertificate;
 use crate::error::{Error, ErrorKind, Result};
 use crate::home::write_output_file;
-use crate::openstack::barbican as api;
 use crate::openstack::Session;
+use crate::openstack::barbican as api;
 use crate::x509::Certificate;
 
 /// Certificates in Barbican. The session re-authenticates on expiry, hence

@@ -1,14 +1,21 @@
 //! Certificate objects on the PKCS#11 token (`CKO_CERTIFICATE`, `CKA_LABEL` = id).
 
+use std::ops::Deref;
+
 use super::CertificateSource;
 use crate::backend::{SigningDevice, StoredCertificate};
 use crate::error::Result;
 use crate::x509::Certificate;
 
-/// The token's certificates; the device is opened once, by the caller.
-pub struct TokenSource(pub Box<dyn SigningDevice>);
+/// The token's certificates, over a device the caller opened (owned, or
+/// borrowed from a command that also signs with it: one session, not two).
+pub struct TokenSource<D>(pub D);
 
-impl CertificateSource for TokenSource {
+impl<D> CertificateSource for TokenSource<D>
+where
+    D: Deref,
+    D::Target: SigningDevice,
+{
     fn describe(&self) -> String {
         self.0.describe()
     }

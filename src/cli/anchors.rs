@@ -15,9 +15,10 @@ use imgseal_tpm::{COUNTER_INDEX, DATA_INDEX, RECORD_INDEX, Tcti, TctiOrigin, Tpm
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use super::cert::finder;
+use super::cert::{StoreArgs, find_in};
 use super::trust::TrustArgs;
 use super::{Context, print_json, read_input_file};
+use imgseal::backend::pkcs11::Login;
 
 /// Where trusted certificates come from, for `verify` and `cert verify`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -246,9 +247,10 @@ pub struct CertSources {
     /// without the extension; repeatable.
     #[arg(long = "cert", value_name = "FILE")]
     pub certs: Vec<PathBuf>,
-    /// Look --cert-id up in this directory of <id>.pem/.der (default: the token).
-    #[arg(long, value_name = "DIR")]
-    pub cert_dir: Option<PathBuf>,
+    /// Where --cert-id is looked up (default: the token, or Barbican when a
+    /// cloud is configured).
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 impl CertSources {
@@ -264,11 +266,9 @@ impl CertSources {
             return Err(Error::usage("--cert-id names no certificate id"));
         }
         if !ids.is_empty() {
-            let find = finder(ctx, self.cert_dir.as_ref())?;
+            let opened = self.store.open(ctx, None, Login::NotNeeded)?;
             for id in ids {
-                let found = find(&id)?
-                    .ok_or_else(|| Error::not_found(format!("certificate \"{id}\" not found")))?;
-                set.insert(&id, found.certificate)?;
+                set.insert(&id, find_in(&opened, &id)?.certificate)?;
             }
         }
         for path in &self.certs {

@@ -2,12 +2,16 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Subcommand};
+use std::rc::Rc;
+
+use clap::{Args, Subcommand, ValueEnum};
+use imgseal::backend::StoredCertificate;
 use imgseal::backend::pkcs11::Login;
-use imgseal::backend::{SigningDevice, StoredCertificate};
+use imgseal::certsource::{BarbicanSource, CertificateSource, TokenSource};
 use imgseal::error::Error;
 use imgseal::glance::check_cert_id;
 use imgseal::home::write_output_file;
+use imgseal::openstack::barbican;
 use imgseal::store::DirStore;
 use imgseal::x509::Certificate;
 use serde_json::json;
@@ -15,11 +19,108 @@ use serde_json::json;
 use super::trust::TrustArgs;
 use super::{Context, print_json, read_input_file};
 
-#[derive(Debug, Args)]
+/// Where certificates are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceKind {
+    /// A directory of <id>.pem / <id>.der files (--cert-dir).
+    Dir,
+    /// Certificate objects on the PKCS#11 token.
+    Token,
+    /// Barbican, the cloud's key manager, read as Glance and Nova read it.
+    Barbican,
+}
+
+#[derive(Debug, Args, Clone, Default)]
 pub struct StoreArgs {
-    /// Use a directory of <id>.pem / <id>.der files instead of the token.
+    /// Use a directory of <id>.pem / <id>.der files (implies --cert-source dir).
     #[arg(long, value_name = "DIR")]
     pub cert_dir: Option<PathBuf>,
+    /// Where certificates are: dir, token or barbican. Default: dir with
+    /// --cert-dir (or the configuration's cert_dir); else barbican when a
+    /// cloud is configured (--os-cloud, $OS_CLOUD, $OS_AUTH_URL); else the token.
+    #[arg(long, value_enum, value_name = "SOURCE")]
+    pub cert_source: Option<SourceKind>,
+    /// With barbican: keep each certificate read in DIR (<uuid>.pem), and use
+    /// that copy only when Barbican cannot be reached.
+    #[arg(long, value_name = "DIR")]
+    pub cert_cache: Option<PathBuf>,
+}
+
+/// A certificate source, opened once for a command.
+pub struct OpenedSource {
+    pub source: Rc<dyn CertificateSource>,
+    pub kind: SourceKind,
+    /// The directory, for a directory source: strict validation also reads
+    /// the CRLs kept there.
+    pub dir: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    /// Which source these flags (and the configuration's `cert_dir`) choose.
+    pub fn kind(&self, ctx: &Context, config_dir: Option<&PathBuf>) -> SourceKind {
+        match self.cert_source {
+            Some(kind) => kind,
+            None if self.cert_dir.is_some() || config_dir.is_some() => SourceKind::Dir,
+            None if ctx.cloud.configured() => SourceKind::Barbican,
+            None => SourceKind::Token,
+        }
+    }
+
+    /// Opens the source these flags choose: the one place a command picks it.
+    pub fn open(
+        &self,
+        ctx: &Context,
+        config_dir: Option<&PathBuf>,
+        login: Login,
+    ) -> Result<OpenedSource, Error> {
+        let kind = self.kind(ctx, config_dir);
+        if self.cert_cache.is_some() && kind != SourceKind::Barbican {
+            return Err(Error::usage(
+                "--cert-cache goes with --cert-source barbican",
+            ));
+        }
+        Ok(match kind {
+            SourceKind::Dir => {
+                let dir = self
+                    .cert_dir
+                    .clone()
+                    .or_else(|| config_dir.cloned())
+                    .ok_or_else(|| Error::usage("--cert-source dir needs --cert-dir DIR"))?;
+                OpenedSource {
+                    source: Rc::new(DirStore::new(&dir)?),
+                    kind,
+                    dir: Some(dir),
+                }
+            }
+            SourceKind::Token => {
+                if self.cert_dir.is_some() {
+                    return Err(Error::usage(
+                        "--cert-dir and --cert-source token contradict each other",
+                    ));
+                }
+                OpenedSource {
+                    source: Rc::new(TokenSource(Box::new(ctx.device(None, login)?))),
+                    kind,
+                    dir: None,
+                }
+            }
+            SourceKind::Barbican => {
+                if self.cert_dir.is_some() {
+                    return Err(Error::usage(
+                        "--cert-dir and --cert-source barbican contradict each other",
+                    ));
+                }
+                OpenedSource {
+                    source: Rc::new(BarbicanSource::new(
+                        ctx.cloud.session()?,
+                        self.cert_cache.clone(),
+                    )?),
+                    kind,
+                    dir: None,
+                }
+            }
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,6 +156,31 @@ pub enum CertCommand {
         #[command(flatten)]
         trust: TrustArgs,
     },
+    /// Store a certificate in Barbican as Nova's docs do, print its UUID (the
+    /// id for --cert-id and trusted ids), and keep a copy under that UUID in
+    /// the local store (--cert-dir, else the token) for offline signing.
+    Publish {
+        /// The certificate file (PEM or DER); or --id.
+        #[arg(
+            value_name = "FILE",
+            required_unless_present = "id",
+            conflicts_with = "id"
+        )]
+        file: Option<PathBuf>,
+        /// A certificate already in the local store (--cert-dir, else the token).
+        #[arg(long, value_name = "LOCAL_ID")]
+        id: Option<String>,
+        /// The secret's name in Barbican (default: the subject).
+        #[arg(long)]
+        name: Option<String>,
+        /// Print the UUID of a secret that already holds this certificate
+        /// instead of storing it again.
+        #[arg(long)]
+        reuse: bool,
+        /// The local store for --id and for the copy.
+        #[arg(long, value_name = "DIR")]
+        cert_dir: Option<PathBuf>,
+    },
     /// Print (or write) a stored certificate as PEM, or DER with --der.
     Export {
         id: String,
@@ -65,35 +191,6 @@ pub enum CertCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
-}
-
-/// Finds certificates by id in `--cert-dir` or, without it, in the token.
-pub fn finder(
-    ctx: &Context,
-    cert_dir: Option<&PathBuf>,
-) -> Result<Box<dyn Fn(&str) -> imgseal::Result<Option<StoredCertificate>>>, Error> {
-    match cert_dir {
-        Some(dir) => {
-            let store = DirStore::new(dir)?;
-            Ok(Box::new(move |id| store.find(id)))
-        }
-        None => {
-            let device = ctx.device(None, Login::NotNeeded)?;
-            Ok(Box::new(move |id| device.find_certificate(id)))
-        }
-    }
-}
-
-/// Everything in the store (directory or token), as possible intermediates.
-pub fn store_contents(
-    ctx: &Context,
-    cert_dir: Option<&PathBuf>,
-) -> Result<Vec<(String, Certificate)>, Error> {
-    let list = match cert_dir {
-        Some(dir) => DirStore::new(dir)?.list()?,
-        None => ctx.device(None, Login::NotNeeded)?.list_certificates()?,
-    };
-    Ok(list.into_iter().map(|s| (s.id, s.certificate)).collect())
 }
 
 fn verify_certificates(
@@ -112,15 +209,12 @@ fn verify_certificates(
     if let Some((s, _)) = &sealed {
         settings = s.trust_settings();
     }
-    let cert_dir = store
-        .cert_dir
-        .clone()
-        .or_else(|| config.validation.cert_dir.clone());
-    let find = finder(ctx, cert_dir.as_ref())?;
+    let opened = store.open(ctx, config.validation.cert_dir.as_ref(), Login::NotNeeded)?;
+    let find = |id: &str| opened.source.find(id);
     let sealed_find = sealed.as_ref().map(|(s, _)| move |id: &str| s.find(id));
     let trusted_find: imgseal::verify::CertFinder = match &sealed_find {
         Some(f) => f,
-        None => &*find,
+        None => &find,
     };
     // Read every certificate first: a typo in the last one fails before any work.
     let mut leaves = Vec::new();
@@ -138,7 +232,8 @@ fn verify_certificates(
         } else {
             let found = find(cert)?.ok_or_else(|| {
                 Error::not_found(format!(
-                    "certificate \"{cert}\" not found (neither a file nor an id in the store)"
+                    "certificate \"{cert}\" not found (neither a file nor an id in {})",
+                    opened.source.describe()
                 ))
             })?;
             leaves.push((cert.to_string(), found.certificate));
@@ -149,7 +244,7 @@ fn verify_certificates(
     // certificates nor CRLs, so a stray file there must not change its answer.
     let strict = policy == imgseal::validate::PolicyName::Strict;
     let contents = if strict {
-        store_contents(ctx, cert_dir.as_ref())?
+        list_contents(&opened)?
     } else {
         Vec::new()
     };
@@ -158,7 +253,7 @@ fn verify_certificates(
         settings.clone(),
         trusted_find,
         contents,
-        cert_dir.as_ref().filter(|_| strict),
+        opened.dir.as_ref().filter(|_| strict),
     )?;
     let mut code = 0;
     for (leaf_id, leaf) in &leaves {
@@ -213,6 +308,168 @@ fn verify_certificates(
     Ok(code)
 }
 
+/// `cert publish`: Barbican chooses the UUID; the local store gets a copy
+/// under it. A copy that cannot be kept deletes the new secret: nothing is
+/// left half-published.
+fn publish(
+    ctx: &Context,
+    file: Option<PathBuf>,
+    local_id: Option<String>,
+    name: Option<String>,
+    reuse: bool,
+    cert_dir: Option<PathBuf>,
+) -> anyhow::Result<i32> {
+    let local = StoreArgs {
+        cert_source: Some(if cert_dir.is_some() {
+            SourceKind::Dir
+        } else {
+            SourceKind::Token
+        }),
+        cert_dir,
+        cert_cache: None,
+    };
+    let cert = match (&file, &local_id) {
+        (Some(path), _) => read_one_certificate(path)?,
+        (None, Some(id)) => find_in(&local.open(ctx, None, Login::NotNeeded)?, id)?.certificate,
+        (None, None) => return Err(Error::usage("give a certificate FILE or --id").into()),
+    };
+    let facts = imgseal::validate::facts::CertFacts::of(&cert)?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if facts.not_after <= now {
+        return Err(Error::bad_input(format!(
+            "certificate {} expired at {}: Barbican keeps no secret past its expiration, and Nova refuses an expired signer",
+            cert.subject(),
+            cert.not_after()
+        ))
+        .into());
+    }
+    let not_after = time::OffsetDateTime::from_unix_timestamp(facts.not_after)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        });
+    let mut session = ctx.cloud.session()?;
+    let mut reused = None;
+    if reuse {
+        for meta in barbican::list_certificates(&mut session)? {
+            let uuid =
+                barbican::uuid_of(meta.secret_ref.as_deref().unwrap_or_default()).to_string();
+            if let Ok(Some(found)) = barbican::get_certificate(&mut session, &uuid) {
+                if found.certificate.der == cert.der {
+                    reused = Some((uuid, found.secret_ref));
+                    break;
+                }
+            }
+        }
+    }
+    let (uuid, secret_ref, created) = match reused {
+        Some((uuid, secret_ref)) => (uuid, secret_ref, false),
+        None => {
+            let name = name.unwrap_or_else(|| cert.subject());
+            let (uuid, secret_ref) = barbican::store_certificate(
+                &mut session,
+                &name,
+                cert.pem().as_bytes(),
+                not_after.as_deref(),
+            )?;
+            (uuid, secret_ref, true)
+        }
+    };
+    // The local copy, under the UUID: signing and `--cert-source token|dir` then work offline.
+    let kept = local.open(ctx, None, Login::Required).and_then(|opened| {
+        match opened.source.find(&uuid)? {
+            Some(c) if c.certificate.der == cert.der => Ok(opened.source.describe()),
+            Some(_) => Err(Error::usage(format!(
+                "{} already holds another certificate under {uuid}",
+                opened.source.describe()
+            ))),
+            None => opened.source.store(&uuid, &cert),
+        }
+    });
+    let kept = match kept {
+        Ok(k) => k,
+        Err(e) => {
+            if created {
+                barbican::delete_secret(&mut session, &uuid)?;
+            }
+            return Err(Error::usage(format!(
+                "keeping a local copy of the certificate failed, so {}: {e}",
+                if created {
+                    "the new Barbican secret was deleted again"
+                } else {
+                    "nothing was changed"
+                }
+            ))
+            .into());
+        }
+    };
+    if ctx.json {
+        print_json(&json!({
+            "uuid": uuid,
+            "secret_ref": secret_ref,
+            "subject": cert.subject(),
+            "sha256_fingerprint": cert.sha256_fingerprint(),
+            "not_after": not_after,
+            "reused": !created,
+            "local_copy": kept,
+        }));
+    } else {
+        println!("{uuid}");
+        eprintln!(
+            "{} certificate {} as Barbican secret {secret_ref}; local copy in {kept}",
+            if created { "published" } else { "found" },
+            cert.subject()
+        );
+    }
+    Ok(0)
+}
+
+/// One certificate from a file, PEM or DER: a chain file or trailing bytes
+/// are refused (a chain would silently give its first certificate, often the CA).
+fn read_one_certificate(file: &std::path::Path) -> Result<Certificate, Error> {
+    let bytes = read_input_file(file)?;
+    let blocks = bytes
+        .windows(27)
+        .filter(|w| *w == b"-----BEGIN CERTIFICATE-----")
+        .count();
+    if blocks > 1 {
+        return Err(Error::bad_input(format!(
+            "{}: holds {blocks} certificates; give one certificate",
+            file.display()
+        )));
+    }
+    let cert = Certificate::parse(&bytes, &file.display().to_string())?;
+    if blocks == 0 && cert.der.len() != bytes.len() {
+        return Err(Error::bad_input(format!(
+            "{}: {} bytes after the DER certificate",
+            file.display(),
+            bytes.len() - cert.der.len()
+        )));
+    }
+    Ok(cert)
+}
+
+/// Everything in the source, as possible intermediates for strict validation.
+pub fn list_contents(opened: &OpenedSource) -> Result<Vec<(String, Certificate)>, Error> {
+    Ok(opened
+        .source
+        .list()?
+        .into_iter()
+        .map(|s| (s.id, s.certificate))
+        .collect())
+}
+
+/// `id` in the source, or not-found naming where it looked.
+pub fn find_in(opened: &OpenedSource, id: &str) -> Result<StoredCertificate, Error> {
+    opened.source.find(id)?.ok_or_else(|| {
+        Error::not_found(format!(
+            "certificate \"{id}\" not found in {}",
+            opened.source.describe()
+        ))
+    })
+}
+
 fn describe(c: &StoredCertificate) -> serde_json::Value {
     let cert = &c.certificate;
     let key = cert.public_key().ok();
@@ -234,37 +491,15 @@ pub fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<i32> {
     match cmd {
         CertCommand::Import { id, file, store } => {
             check_cert_id(&id).map_err(|e| Error::usage(format!("--id: {e}")))?;
-            let bytes = read_input_file(&file)?;
-            // One certificate per id: a chain file would silently store its
-            // first certificate (often the CA, not the signer).
-            let blocks = bytes
-                .windows(27)
-                .filter(|w| *w == b"-----BEGIN CERTIFICATE-----")
-                .count();
-            if blocks > 1 {
-                return Err(Error::bad_input(format!(
-                    "{}: holds {blocks} certificates; import one certificate per id",
-                    file.display()
-                ))
+            let cert = read_one_certificate(&file)?;
+            let opened = store.open(ctx, None, Login::Required)?;
+            if opened.kind == SourceKind::Barbican {
+                return Err(Error::usage(
+                    "cert import stores under an id you choose; Barbican chooses the UUID: use `imgseal cert publish`",
+                )
                 .into());
             }
-            let cert = Certificate::parse(&bytes, &file.display().to_string())?;
-            if blocks == 0 && cert.der.len() != bytes.len() {
-                return Err(Error::bad_input(format!(
-                    "{}: {} bytes after the DER certificate",
-                    file.display(),
-                    bytes.len() - cert.der.len()
-                ))
-                .into());
-            }
-            let location = match &store.cert_dir {
-                Some(dir) => DirStore::new(dir)?.store(&id, &cert)?.display().to_string(),
-                None => {
-                    let device = ctx.device(None, Login::Required)?;
-                    device.store_certificate(&id, &cert)?;
-                    device.describe()
-                }
-            };
+            let location = opened.source.store(&id, &cert)?;
             if ctx.json {
                 print_json(&json!({"id": id, "subject": cert.subject(), "stored_in": location}));
             } else {
@@ -275,10 +510,7 @@ pub fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<i32> {
             }
         }
         CertCommand::List { store } => {
-            let list = match &store.cert_dir {
-                Some(dir) => DirStore::new(dir)?.list()?,
-                None => ctx.device(None, Login::NotNeeded)?.list_certificates()?,
-            };
+            let list = store.open(ctx, None, Login::NotNeeded)?.source.list()?;
             if ctx.json {
                 print_json(&json!(list.iter().map(describe).collect::<Vec<_>>()));
             } else {
@@ -288,8 +520,7 @@ pub fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<i32> {
             }
         }
         CertCommand::Show { id, store } => {
-            let c = finder(ctx, store.cert_dir.as_ref())?(&id)?
-                .ok_or_else(|| Error::not_found(format!("certificate \"{id}\" not found")))?;
+            let c = find_in(&store.open(ctx, None, Login::NotNeeded)?, &id)?;
             let d = describe(&c);
             if ctx.json {
                 print_json(&d);
@@ -322,14 +553,20 @@ pub fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<i32> {
         } => {
             return verify_certificates(ctx, &certs, &store, &trust);
         }
+        CertCommand::Publish {
+            file,
+            id,
+            name,
+            reuse,
+            cert_dir,
+        } => return publish(ctx, file, id, name, reuse, cert_dir),
         CertCommand::Export {
             id,
             out,
             der,
             store,
         } => {
-            let c = finder(ctx, store.cert_dir.as_ref())?(&id)?
-                .ok_or_else(|| Error::not_found(format!("certificate \"{id}\" not found")))?;
+            let c = find_in(&store.open(ctx, None, Login::NotNeeded)?, &id)?;
             let bytes = if der {
                 c.certificate.der.clone()
             } else {

@@ -3,6 +3,7 @@
 mod anchors;
 mod attest;
 mod cert;
+mod cloud;
 mod digest;
 mod key;
 mod seal;
@@ -52,6 +53,9 @@ pub struct Cli {
     /// embedded swtpm under $IMGSEAL_HOME/swtpm (started on demand).
     #[arg(long, global = true, value_name = "TCTI")]
     pub tcti: Option<String>,
+
+    #[command(flatten)]
+    pub cloud: cloud::CloudArgs,
 
     #[command(subcommand)]
     pub command: Command,
@@ -103,6 +107,7 @@ pub fn run(mut cli: Cli) -> anyhow::Result<i32> {
         token: cli.token.take().map(Zeroizing::new),
         json: cli.json,
         tcti: cli.tcti.clone(),
+        cloud: cli.cloud.clone(),
     };
     match cli.command {
         Command::Key(cmd) => key::run(&ctx, cmd),
@@ -137,6 +142,8 @@ pub struct Context {
     pub json: bool,
     /// `--tcti`; the environment fallbacks are applied when a TPM is opened.
     pub tcti: Option<String>,
+    /// `--os-cloud`, `--barbican-url`, `--os-timeout`.
+    pub cloud: cloud::CloudArgs,
 }
 
 impl Context {

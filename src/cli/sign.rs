@@ -6,12 +6,13 @@ use clap::Args;
 use imgseal::algorithms::HashMethod;
 use imgseal::backend::SigningDevice;
 use imgseal::backend::pkcs11::Login;
+use imgseal::certsource::{CertificateSource, TokenSource};
 use imgseal::digest::ImageSource;
 use imgseal::glance::{OutputFormat, property_map, render};
 use imgseal::sign::{check_certificate_matches, sign_image};
-use imgseal::store::DirStore;
 use serde_json::json;
 
+use super::cert::{SourceKind, StoreArgs};
 use super::{Context, parse_uri, print_json};
 
 #[derive(Debug, Args)]
@@ -28,9 +29,15 @@ pub struct SignArgs {
     /// How to print the properties.
     #[arg(long, value_enum, default_value = "json")]
     pub format: OutputFormat,
-    /// Check the key against the certificate in this directory (default: the token's certificates).
-    #[arg(long, value_name = "DIR")]
-    pub cert_dir: Option<PathBuf>,
+    /// Where the certificate is looked up, to check that it exists and holds
+    /// the signing key (default: the token, or Barbican when a cloud is
+    /// configured).
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Sign even when the certificate is not in the chosen source (a
+    /// signature under an id Glance cannot resolve is refused on upload).
+    #[arg(long)]
+    pub no_cert_check: bool,
     /// Also write a signed manifest (size, linear and fs-verity digests, the
     /// Glance properties), computed in the same read pass. With several
     /// images: a directory, getting <image name>.manifest.json each.
@@ -66,16 +73,34 @@ pub fn run(ctx: &Context, args: SignArgs) -> anyhow::Result<i32> {
     let device = ctx.device(Some(&uri), Login::Required)?;
     let key = device.find_key(&uri)?;
     // A signature that no certificate can verify is caught here, before upload.
-    let cert = match &args.cert_dir {
-        Some(dir) => DirStore::new(dir)?.find(&args.cert_id)?,
-        None => device.find_certificate(&args.cert_id)?,
+    let cert = match args.store.kind(ctx, None) {
+        // The device already open serves its certificates too: one session.
+        SourceKind::Token if args.store.cert_dir.is_none() => {
+            TokenSource(&device).find(&args.cert_id)?
+        }
+        _ => args
+            .store
+            .open(ctx, None, Login::NotNeeded)?
+            .source
+            .find(&args.cert_id)?,
     };
     match &cert {
         Some(stored) => check_certificate_matches(&key, &args.cert_id, &stored.certificate)?,
-        None => tracing::warn!(
+        None if args.no_cert_check => tracing::warn!(
             cert_id = %args.cert_id,
-            "certificate not in the local store; not checking that it holds the signing key"
+            "certificate not found; --no-cert-check: not checking that it holds the signing key"
         ),
+        None => {
+            let opened = args.store.open(ctx, None, Login::NotNeeded);
+            let where_ = opened
+                .map(|o| o.source.describe())
+                .unwrap_or_else(|_| "the certificate source".into());
+            return Err(imgseal::Error::not_found(format!(
+                "--cert-id {}: no such certificate in {where_}; Glance would refuse the signature on upload (publish it with `imgseal cert publish`, or sign anyway with --no-cert-check)",
+                args.cert_id
+            ))
+            .into());
+        }
     }
     if args.images.len() > 1 || args.manifest.is_some() {
         let req = super::seal::SealRequest {

@@ -19,8 +19,9 @@ use imgseal::verify::TrustPlan;
 use imgseal_tpm::Tcti;
 
 use super::Context;
-use super::cert::{finder, store_contents};
+use super::cert::{OpenedSource, StoreArgs, list_contents};
 use super::trust::TrustArgs;
+use imgseal::backend::pkcs11::Login;
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -43,9 +44,10 @@ pub struct VerifyArgs {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
-    /// Look certificates up in this directory (default: the token).
-    #[arg(long, value_name = "DIR")]
-    pub cert_dir: Option<PathBuf>,
+    /// Where certificates are looked up (default: the token, or Barbican
+    /// when a cloud is configured).
+    #[command(flatten)]
+    pub store: StoreArgs,
     #[command(flatten)]
     pub trust: TrustArgs,
     /// The image file, or - for standard input.
@@ -62,7 +64,7 @@ pub struct ResolvedTrust {
     pub policy: PolicyName,
     pub settings: TrustSettings,
     pub sealed: Option<(Rc<SealedAnchors>, Tcti)>,
-    cert_dir: Option<PathBuf>,
+    source: OpenedSource,
     /// The signing certificate's store.
     pub find: Rc<Finder>,
     /// Where trusted ids are looked up: the sealed bundle when in force, else
@@ -71,11 +73,7 @@ pub struct ResolvedTrust {
 }
 
 impl ResolvedTrust {
-    pub fn resolve(
-        ctx: &Context,
-        trust: &TrustArgs,
-        cert_dir: Option<&PathBuf>,
-    ) -> anyhow::Result<Self> {
+    pub fn resolve(ctx: &Context, trust: &TrustArgs, store: &StoreArgs) -> anyhow::Result<Self> {
         let config = trust.config(ctx)?;
         let policy = trust.policy(&config);
         let settings = trust.settings(&config)?;
@@ -87,10 +85,9 @@ impl ResolvedTrust {
             Some((s, _)) => s.trust_settings(),
             None => settings,
         };
-        let cert_dir = cert_dir
-            .cloned()
-            .or_else(|| config.validation.cert_dir.clone());
-        let find: Rc<Finder> = Rc::from(finder(ctx, cert_dir.as_ref())?);
+        let source = store.open(ctx, config.validation.cert_dir.as_ref(), Login::NotNeeded)?;
+        let lookup = Rc::clone(&source.source);
+        let find: Rc<Finder> = Rc::new(move |id: &str| lookup.find(id));
         let trusted_find: Rc<Finder> = match &sealed {
             Some((s, _)) => {
                 let s = Rc::clone(s);
@@ -103,14 +100,14 @@ impl ResolvedTrust {
             policy,
             settings,
             sealed,
-            cert_dir,
+            source,
             find,
             trusted_find,
         })
     }
 
     /// What certificate validation works with, when it runs.
-    pub fn plan(&self, ctx: &Context, trust: &TrustArgs) -> anyhow::Result<Option<TrustPlan<'_>>> {
+    pub fn plan(&self, trust: &TrustArgs) -> anyhow::Result<Option<TrustPlan<'_>>> {
         if !self.settings.validate_certificate {
             // No validation runs, but a malformed --at, --crl or --intermediates
             // is still refused rather than ignored with exit 0.
@@ -121,7 +118,7 @@ impl ResolvedTrust {
         // file there must not change (or break) its answer.
         let strict = self.policy == PolicyName::Strict;
         let store = if strict {
-            store_contents(ctx, self.cert_dir.as_ref())?
+            list_contents(&self.source)?
         } else {
             Vec::new()
         };
@@ -130,7 +127,7 @@ impl ResolvedTrust {
             self.settings.clone(),
             &*self.trusted_find,
             store,
-            self.cert_dir.as_ref().filter(|_| strict),
+            self.source.dir.as_ref().filter(|_| strict),
         )?))
     }
 
@@ -192,8 +189,8 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
     if args.manifest.is_none() && (args.tree.is_some() || args.range.is_some()) {
         return Err(Error::usage("--tree and --range go with --manifest, not --props").into());
     }
-    let resolved = ResolvedTrust::resolve(ctx, &args.trust, args.cert_dir.as_ref())?;
-    let plan = resolved.plan(ctx, &args.trust)?;
+    let resolved = ResolvedTrust::resolve(ctx, &args.trust, &args.store)?;
+    let plan = resolved.plan(&args.trust)?;
     if let Some(manifest) = &args.manifest {
         return super::seal::verify_manifest(
             ctx,

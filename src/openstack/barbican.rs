@@ -156,7 +156,10 @@ pub fn store_certificate(
     if answer.status != 201 {
         let reason = answer.reason();
         return Err(if (400..500).contains(&answer.status) {
-            Error::bad_input(format!("Barbican refused the certificate ({}: {reason})", answer.status))
+            Error::bad_input(format!(
+                "Barbican refused the certificate ({}: {reason})",
+                answer.status
+            ))
         } else {
             Error::service(format!("Barbican POST {url}: {}: {reason}", answer.status))
         });
@@ -181,6 +184,25 @@ pub fn store_certificate(
     Ok((uuid, created.secret_ref))
 }
 
+/// Deletes the secret `uuid` (undoing a publish whose local copy failed).
+pub fn delete_secret(session: &mut Session, uuid: &str) -> Result<()> {
+    check_uuid(uuid)?;
+    let url = format!("{}/{uuid}", secrets_url(session)?);
+    let answer = session.call(super::session::Request {
+        method: super::session::Method::Delete,
+        url: url.clone(),
+        headers: Vec::new(),
+        body: None,
+    })?;
+    match answer.status {
+        204 | 404 => Ok(()),
+        code => Err(Error::service(format!(
+            "Barbican DELETE {url}: {code}: {}",
+            answer.reason()
+        ))),
+    }
+}
+
 /// Every certificate secret visible to the session (metadata only).
 pub fn list_certificates(session: &mut Session) -> Result<Vec<SecretMeta>> {
     #[derive(Deserialize)]
@@ -190,7 +212,10 @@ pub fn list_certificates(session: &mut Session) -> Result<Vec<SecretMeta>> {
         #[serde(default)]
         next: Option<String>,
     }
-    let mut url = format!("{}?secret_type=certificate&limit=100", secrets_url(session)?);
+    let mut url = format!(
+        "{}?secret_type=certificate&limit=100",
+        secrets_url(session)?
+    );
     let mut out = Vec::new();
     // A bounded walk: Barbican pages by 100, and a loop of `next` links ends.
     for _ in 0..1000 {
@@ -210,7 +235,9 @@ pub fn list_certificates(session: &mut Session) -> Result<Vec<SecretMeta>> {
             _ => return Ok(out),
         }
     }
-    Err(Error::service("Barbican's secret list did not end after 1000 pages"))
+    Err(Error::service(
+        "Barbican's secret list did not end after 1000 pages",
+    ))
 }
 
 /// The UUID at the end of a secret reference.

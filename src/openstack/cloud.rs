@@ -374,7 +374,9 @@ fn config_from_entry(entry: CloudEntry, origin: String) -> Result<CloudConfig> {
             (Some(c), Some(k)) => Some((c, k)),
             (Some(c), None) => Some((c.clone(), c)),
             (None, Some(_)) => {
-                return Err(Error::usage(format!("{origin}: a client key without a cert")));
+                return Err(Error::usage(format!(
+                    "{origin}: a client key without a cert"
+                )));
             }
             (None, None) => None,
         },
@@ -407,9 +409,10 @@ fn application_credential(
     user_domain: Option<Named>,
     origin: &str,
 ) -> Result<AuthMethod> {
-    let secret = a.application_credential_secret.clone().ok_or_else(|| {
-        Error::usage(format!("{origin}: no application_credential_secret"))
-    })?;
+    let secret = a
+        .application_credential_secret
+        .clone()
+        .ok_or_else(|| Error::usage(format!("{origin}: no application_credential_secret")))?;
     let credential = named(
         a.application_credential_id.clone(),
         a.application_credential_name.clone(),
@@ -472,8 +475,7 @@ fn from_environment(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Cloud
             domain_id: get("OS_DOMAIN_ID"),
             application_credential_id: get("OS_APPLICATION_CREDENTIAL_ID"),
             application_credential_name: get("OS_APPLICATION_CREDENTIAL_NAME"),
-            application_credential_secret: get("OS_APPLICATION_CREDENTIAL_SECRET")
-                .map(Secret::new),
+            application_credential_secret: get("OS_APPLICATION_CREDENTIAL_SECRET").map(Secret::new),
             token: get("OS_TOKEN").map(Secret::new),
         },
         auth_type: get("OS_AUTH_TYPE").or_else(|| {
@@ -490,7 +492,8 @@ fn from_environment(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Cloud
         cacert: get("OS_CACERT").map(PathBuf::from),
         cert: get("OS_CERT").map(PathBuf::from),
         key: get("OS_KEY").map(PathBuf::from),
-        verify: get("OS_INSECURE").map(|v| !matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes")),
+        verify: get("OS_INSECURE")
+            .map(|v| !matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes")),
         identity_api_version: get("OS_IDENTITY_API_VERSION").map(serde_saphyr_value::Scalar::Text),
     };
     config_from_entry(entry, "the OS_* environment".to_string()).map(Some)
@@ -555,18 +558,19 @@ clouds:
         assert_eq!(user, &Named::Name("release".into()));
         assert_eq!(password.expose(), "hunter2");
         assert!(!format!("{cfg:?}").contains("hunter2"));
-        assert_eq!(
-            cfg.scope.unwrap().project,
-            Named::Name("images".into())
-        );
+        assert_eq!(cfg.scope.unwrap().project, Named::Name("images".into()));
     }
 
     #[test]
     fn os_cloud_from_the_environment_and_application_credentials() {
         let d = dir_with(CLOUDS, None);
-        let cfg = resolve(None, &env_of(&[("OS_CLOUD", "appcred")]), &[d.path().into()])
-            .unwrap()
-            .unwrap();
+        let cfg = resolve(
+            None,
+            &env_of(&[("OS_CLOUD", "appcred")]),
+            &[d.path().into()],
+        )
+        .unwrap()
+        .unwrap();
         assert!(matches!(
             cfg.auth,
             AuthMethod::ApplicationCredential { ref credential, .. } if credential == &Named::Id("abc123".into())
@@ -601,10 +605,7 @@ clouds:
         let cfg = resolve(None, &env, &[]).unwrap().unwrap();
         assert!(cfg.insecure);
         assert_eq!(cfg.interface, "public");
-        assert_eq!(
-            cfg.scope.unwrap().domain,
-            Some(Named::Id("default".into()))
-        );
+        assert_eq!(cfg.scope.unwrap().domain, Some(Named::Id("default".into())));
         assert!(resolve(None, &env_of(&[]), &[]).unwrap().is_none());
         let token = env_of(&[("OS_AUTH_URL", "http://k/v3"), ("OS_TOKEN", "tok")]);
         let cfg = resolve(None, &token, &[]).unwrap().unwrap();

@@ -65,8 +65,9 @@ pub struct Response {
 
 impl Response {
     pub fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T> {
-        serde_json::from_slice(&self.body)
-            .map_err(|e| Error::service(format!("{what}: the answer is not the JSON expected: {e}")))
+        serde_json::from_slice(&self.body).map_err(|e| {
+            Error::service(format!("{what}: the answer is not the JSON expected: {e}"))
+        })
     }
 
     /// The service's own reason, from an OpenStack error body (`{"title": …,
@@ -185,13 +186,15 @@ impl std::fmt::Debug for Session {
 }
 
 fn read_file(path: &std::path::Path, what: &str) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::io(path, e)).map_err(|e| match e {
-        Error::Io { path, source } => Error::Io {
-            path: std::path::PathBuf::from(format!("{what} {}", path.display())),
-            source,
-        },
-        other => other,
-    })
+    std::fs::read(path)
+        .map_err(|e| Error::io(path, e))
+        .map_err(|e| match e {
+            Error::Io { path, source } => Error::Io {
+                path: std::path::PathBuf::from(format!("{what} {}", path.display())),
+                source,
+            },
+            other => other,
+        })
 }
 
 fn agent(config: &CloudConfig, timeouts: Timeouts) -> Result<Agent> {
@@ -208,7 +211,9 @@ fn agent(config: &CloudConfig, timeouts: Timeouts) -> Result<Agent> {
                 Err(e) => Some(Err(e)),
             })
             .collect::<std::result::Result<_, _>>()
-            .map_err(|e| Error::bad_input(format!("{}: not PEM certificates: {e}", path.display())))?;
+            .map_err(|e| {
+                Error::bad_input(format!("{}: not PEM certificates: {e}", path.display()))
+            })?;
         if certs.is_empty() {
             return Err(Error::bad_input(format!(
                 "{}: no PEM certificate in the CA file",
@@ -223,9 +228,8 @@ fn agent(config: &CloudConfig, timeouts: Timeouts) -> Result<Agent> {
         let chain = vec![Certificate::from_pem(&chain_pem).map_err(|e| {
             Error::bad_input(format!("{}: not a PEM certificate: {e}", cert.display()))
         })?];
-        let key = PrivateKey::from_pem(&key_pem).map_err(|_| {
-            Error::bad_input(format!("{}: not a PEM private key", key.display()))
-        })?;
+        let key = PrivateKey::from_pem(&key_pem)
+            .map_err(|_| Error::bad_input(format!("{}: not a PEM private key", key.display())))?;
         tls = tls.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
     }
     Ok(Agent::config_builder()
@@ -345,8 +349,10 @@ impl Session {
 
     /// Uses `url` for `service_type` instead of the catalog's endpoint.
     pub fn set_endpoint_override(&mut self, service_type: &str, url: &str) {
-        self.overrides
-            .insert(service_type.to_string(), url.trim_end_matches('/').to_string());
+        self.overrides.insert(
+            service_type.to_string(),
+            url.trim_end_matches('/').to_string(),
+        );
     }
 
     fn authenticate(&mut self) -> Result<()> {
@@ -383,7 +389,11 @@ impl Session {
             .headers
             .get("x-subject-token")
             .cloned()
-            .ok_or_else(|| Error::service(format!("Keystone at {url}: no X-Subject-Token in its answer")))?;
+            .ok_or_else(|| {
+                Error::service(format!(
+                    "Keystone at {url}: no X-Subject-Token in its answer"
+                ))
+            })?;
         #[derive(Deserialize)]
         struct TokenBody {
             token: TokenInfo,
@@ -405,12 +415,12 @@ impl Session {
         if let Some(url) = self.overrides.get(service_type) {
             return Ok(url.clone());
         }
-        let Some(service) = self
-            .catalog
-            .iter()
-            .find(|s| s.service_type == service_type)
-        else {
-            let have: Vec<&str> = self.catalog.iter().map(|s| s.service_type.as_str()).collect();
+        let Some(service) = self.catalog.iter().find(|s| s.service_type == service_type) else {
+            let have: Vec<&str> = self
+                .catalog
+                .iter()
+                .map(|s| s.service_type.as_str())
+                .collect();
             return Err(Error::service(format!(
                 "the service catalog of {} has no \"{service_type}\" service (it has: {})",
                 self.config.origin,
