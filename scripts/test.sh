@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine and runs every test:
 # unit tests, and integration tests against real SoftHSM2 tokens, swtpm
-# instances and the peer tools (openssl, pkcs11-tool, fsverity, tpm2-tools,
-# and cursive pinned in a venv). Each test makes its own token or swtpm.
+# instances, a real Keystone + Barbican + Glance (scripts/openstack/, pinned
+# in a venv kept under target/openstack) and the peer tools (openssl,
+# pkcs11-tool, fsverity, tpm2-tools, the openstack CLI, and cursive pinned in
+# a venv). Each test makes its own token, swtpm or OpenStack project.
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-ensure_packages "${BUILD_PACKAGES[@]}" softhsm2 opensc openssl python3-venv fsverity \
-    swtpm swtpm-tools tpm2-tools libtss2-dev libtss2-tcti-swtpm0
+ensure_packages "${BUILD_PACKAGES[@]}" softhsm2 opensc openssl python3-venv python3-dev fsverity \
+    swtpm swtpm-tools tpm2-tools libtss2-dev libtss2-tcti-swtpm0 curl
 ensure_rust
 # The cursive peer tests skip themselves when this is set: never in this run.
 unset IMGSEAL_SKIP_CURSIVE
@@ -16,12 +18,20 @@ unset IMGSEAL_SKIP_CURSIVE
 log "preparing the cursive peer (pinned in tests/peers/requirements.txt)"
 bash "$REPO/scripts/peers-venv.sh" >/dev/null
 
+log "setting up and starting Keystone, Barbican and Glance (scripts/openstack/)"
+mkdir -p "$REPO/target"
+# The services go when this script does, however it ends.
+trap 'bash "$REPO/scripts/openstack/stop.sh"' EXIT
+bash "$REPO/scripts/openstack/setup.sh" >"$REPO/target/openstack-setup.log" 2>&1 \
+    || { tail -n 20 "$REPO/target/openstack-setup.log" >&2; die "setting up the OpenStack test stack failed"; }
+bash "$REPO/scripts/openstack/start.sh"
+
 cd "$REPO"
 # Expected TPM errors in tests would otherwise fill stderr with ESYS warnings.
 export TSS2_LOG="${TSS2_LOG:-all+none}"
 log "running the tests (cargo test --workspace)"
 output="$(mktemp)"
-trap 'rm -f "$output"' EXIT
+trap 'rm -f "$output"; bash "$REPO/scripts/openstack/stop.sh"' EXIT
 # Library, binary and integration tests; the crates have no doc tests.
 set +e
 cargo test --workspace --locked --no-fail-fast --lib --bins --tests "$@" 2>&1 | tee "$output"

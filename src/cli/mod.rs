@@ -91,13 +91,27 @@ pub fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("IMGSEAL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // ureq's TRACE output is a hex dump of the wire: passwords in token
+    // requests, X-Auth-Token headers, certificate payloads. Whatever
+    // IMGSEAL_LOG asks for, it stops at DEBUG, where ureq redacts them.
+    let no_wire_dumps = tracing_subscriber::filter::Targets::new()
+        .with_default(tracing::Level::TRACE)
+        .with_target("ureq", tracing::Level::DEBUG)
+        .with_target("ureq_proto", tracing::Level::DEBUG);
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-        .with_target(false)
-        .without_time()
+    use tracing_subscriber::prelude::*;
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(
+                    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+                )
+                .with_target(false)
+                .without_time()
+                .with_filter(filter)
+                .with_filter(no_wire_dumps),
+        )
         .init();
 }
 

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod docs_chain;
+pub mod openstack;
 pub mod pki;
 pub mod tpm;
 
@@ -98,6 +99,12 @@ impl Env {
             .env_remove("TPM2TOOLS_TCTI")
             .env_remove("TCTI")
             .env_remove("IMGSEAL_TPM_OWNER_AUTH")
+            .env_remove("IMGSEAL_TPM_PLATFORM_AUTH")
+            // A cloud is only ever the one a test configures (tests/common/openstack.rs).
+            .env_remove("OS_CLOUD")
+            .env_remove("OS_AUTH_URL")
+            .env_remove("OS_CLIENT_CONFIG_FILE")
+            .env_remove("OS_TRUSTED_IMAGE_CERTIFICATE_IDS")
             .env("TSS2_LOG", "all+none")
             .current_dir(self.work.path())
             .stdin(Stdio::null());

@@ -1,0 +1,670 @@
+//! Against a real Keystone + Barbican + Glance (scripts/openstack/), one
+//! throwaway project per test: certificates published to and read from
+//! Barbican as Glance and Nova read them, the docs' example through Barbican,
+//! the OpenStack CLI and Glance itself as peers, and every way the cloud's
+//! configuration or services can fail ending in one clear line.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::docs_chain::*;
+use common::openstack::{Project, glance_log};
+use common::*;
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `imgseal --json cert publish FILE`, as the project's user: the new UUID.
+fn publish(project: &Project, env: &Env, file: &Path) -> String {
+    let out = project
+        .run(env, &["--json", "cert", "publish", s(file)])
+        .ok();
+    out.json()["uuid"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn the_docs_example_through_barbican() {
+    let env = Env::new();
+    let project = Project::new();
+    let dir = env.path("docs");
+    std::fs::create_dir(&dir).unwrap();
+    build_chain(&dir);
+    let ca = publish(&project, &env, &dir.join("cert_ca.pem"));
+    let int_a = publish(&project, &env, &dir.join("cert_intermediate_a.pem"));
+    let int_b = publish(&project, &env, &dir.join("cert_intermediate_b.pem"));
+    // The client key in SoftHSM, its certificate issued by Intermediate B.
+    let uri = env.generate("rsa-pss-2048", "client");
+    env.run(&[
+        "key",
+        "csr",
+        "--key",
+        &uri,
+        "--subject",
+        "CN=Client Certificate",
+        "--out",
+        s(&dir.join("cert_client.csr")),
+    ])
+    .ok();
+    issue_client(&dir);
+    let client = publish(&project, &env, &dir.join("cert_client.pem"));
+    // What Barbican holds is what was published, byte for byte.
+    let shown = project
+        .run(
+            &env,
+            &[
+                "--json",
+                "cert",
+                "show",
+                &client,
+                "--cert-source",
+                "barbican",
+            ],
+        )
+        .ok()
+        .json();
+    assert!(
+        shown["location"]
+            .as_str()
+            .unwrap()
+            .starts_with("Barbican at http://127.0.0.1"),
+        "{shown}"
+    );
+    let image = env.image("cirros.tar.gz", 434_333);
+    let props = project
+        .run(
+            &env,
+            &["sign", "--key", &uri, "--cert-id", &client, s(&image)],
+        )
+        .ok()
+        .json();
+    assert_eq!(props["img_signature_certificate_uuid"], client.as_str());
+    let props = write_props(&env, "props.json", &props);
+    let all = format!("{ca},{int_a},{int_b}");
+    for policy in ["nova", "strict"] {
+        let out = project
+            .run(
+                &env,
+                &[
+                    "--json",
+                    "verify",
+                    "--cert-source",
+                    "barbican",
+                    "--props",
+                    s(&props),
+                    "--policy",
+                    policy,
+                    "--trusted-cert-id",
+                    &all,
+                    s(&image),
+                ],
+            )
+            .ok()
+            .json();
+        assert_eq!(out["verdict"], "valid", "{policy}: {out}");
+        assert_eq!(out["certificate_validation"]["valid"], true, "{out}");
+        // The same ids from the environment, and from a nova.conf.
+        let out = Run::from_output(
+            project
+                .command(&env)
+                .env("OS_TRUSTED_IMAGE_CERTIFICATE_IDS", &all)
+                .args([
+                    "--json",
+                    "verify",
+                    "--props",
+                    s(&props),
+                    "--policy",
+                    policy,
+                    s(&image),
+                ])
+                .output()
+                .unwrap(),
+        )
+        .ok()
+        .json();
+        assert_eq!(out["trust"]["source"]["kind"], "environment", "{out}");
+        let conf = env.path("nova.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "[glance]\nverify_glance_signatures = True\nenable_certificate_validation = True\ndefault_trusted_certificate_ids = {ca},{int_a},{int_b}\n"
+            ),
+        )
+        .unwrap();
+        project
+            .run(
+                &env,
+                &[
+                    "verify",
+                    "--props",
+                    s(&props),
+                    "--policy",
+                    policy,
+                    "--nova-conf",
+                    s(&conf),
+                    s(&image),
+                ],
+            )
+            .ok();
+    }
+    // No trusted ids: "Certificate chain building failed", as Nova says.
+    let conf = env.path("nova-no-ids.conf");
+    std::fs::write(
+        &conf,
+        "[glance]\nverify_glance_signatures = True\nenable_certificate_validation = True\n",
+    )
+    .unwrap();
+    let out = project
+        .run(
+            &env,
+            &[
+                "verify",
+                "--props",
+                s(&props),
+                "--policy",
+                "nova",
+                "--nova-conf",
+                s(&conf),
+                s(&image),
+            ],
+        )
+        .code(1);
+    assert!(
+        out.stdout.contains("Certificate chain building failed"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn the_openstack_cli_and_glance_agree_with_imgseal() {
+    let env = Env::new();
+    let project = Project::new();
+    // A certificate stored with the docs' exact command is read by imgseal.
+    let uri = env.generate("rsa-pss-3072", "release");
+    let csr = env.path("release.csr");
+    env.run(&[
+        "key",
+        "csr",
+        "--key",
+        &uri,
+        "--subject",
+        "CN=Release",
+        "--out",
+        s(&csr),
+    ])
+    .ok();
+    let cert = env.path("release.crt");
+    test_ca().issue(&csr, &cert);
+    let payload = {
+        let out = std::process::Command::new("base64")
+            .arg(&cert)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let stored = project
+        .openstack(&[
+            "secret",
+            "store",
+            "--name",
+            "signing-cert",
+            "--secret-type",
+            "certificate",
+            "--payload-content-type",
+            "application/octet-stream",
+            "--payload-content-encoding",
+            "base64",
+            "--payload",
+            &payload,
+            "-f",
+            "value",
+            "-c",
+            "Secret href",
+        ])
+        .ok();
+    let secret_ref = stored.stdout.trim().to_string();
+    let cli_uuid = secret_ref.rsplit('/').next().unwrap().to_string();
+    let shown = project
+        .run(&env, &["--json", "cert", "show", &cli_uuid])
+        .ok()
+        .json();
+    assert_eq!(shown["subject"], "CN=Release", "{shown}");
+
+    // A certificate published by imgseal reads back with the CLI byte for byte.
+    let other = env.path("other.crt");
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        s(&env.path("other.key")),
+        "-subj",
+        "/CN=other",
+        "-days",
+        "5",
+        "-out",
+        s(&other),
+    ])
+    .ok();
+    let published = project
+        .run(&env, &["--json", "cert", "publish", s(&other)])
+        .ok()
+        .json();
+    let got = env.path("got.pem");
+    project
+        .openstack(&[
+            "secret",
+            "get",
+            "--payload_content_type",
+            "application/octet-stream",
+            "--file",
+            s(&got),
+            published["secret_ref"].as_str().unwrap(),
+        ])
+        .ok();
+    let ours = std::fs::read_to_string(&other).unwrap();
+    assert_eq!(std::fs::read_to_string(&got).unwrap(), ours);
+    // --reuse finds it instead of storing a duplicate.
+    let again = project
+        .run(&env, &["--json", "cert", "publish", "--reuse", s(&other)])
+        .ok()
+        .json();
+    assert_eq!(again["uuid"], published["uuid"]);
+    assert_eq!(again["reused"], true);
+
+    // Glance itself accepts what imgseal signs under the CLI-stored UUID...
+    let image = env.image("golden.raw", 3 * 1024 * 1024 + 17);
+    let props = project
+        .run(
+            &env,
+            &["sign", "--key", &uri, "--cert-id", &cli_uuid, s(&image)],
+        )
+        .ok()
+        .json();
+    let create = |file: &Path, name: &str| {
+        let mut args: Vec<String> = [
+            "image",
+            "create",
+            "--disk-format",
+            "raw",
+            "--container-format",
+            "bare",
+            "--file",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.push(s(file).to_string());
+        for key in [
+            "img_signature",
+            "img_signature_hash_method",
+            "img_signature_key_type",
+            "img_signature_certificate_uuid",
+        ] {
+            args.push("--property".into());
+            args.push(format!("{key}={}", props[key].as_str().unwrap()));
+        }
+        args.extend([name.to_string(), "-f".into(), "json".into()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        project.openstack(&args)
+    };
+    let created = create(&image, "golden").ok().json();
+    assert_eq!(created["status"], "active", "{created}");
+    let id = created["id"].as_str().unwrap();
+    assert!(
+        glance_log().contains(&format!("Successfully verified signature for image {id}")),
+        "glance.log"
+    );
+    // ...and refuses a tampered copy (the CLI deletes the image again).
+    let tampered = env.path("tampered.raw");
+    let mut bytes = std::fs::read(&image).unwrap();
+    bytes[4096] ^= 0x01;
+    std::fs::write(&tampered, bytes).unwrap();
+    let out = create(&tampered, "tampered");
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(out.stderr.contains("400"), "{}", out.stderr);
+}
+
+#[test]
+fn barbican_contents_glance_could_not_load_are_named() {
+    let env = Env::new();
+    let project = Project::new();
+    let cert = env.path("c.pem");
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        s(&env.path("c.key")),
+        "-subj",
+        "/CN=loadable",
+        "-days",
+        "5",
+        "-out",
+        s(&cert),
+    ])
+    .ok();
+    let der = env.path("c.der");
+    openssl(&["x509", "-in", s(&cert), "-outform", "DER", "-out", s(&der)]).ok();
+    let store = |kind: &str, content_type: &str, file: &Path| {
+        let payload = {
+            let out = std::process::Command::new("base64")
+                .arg("-w0")
+                .arg(file)
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let mut args = vec![
+            "secret",
+            "store",
+            "--name",
+            "x",
+            "--secret-type",
+            kind,
+            "--payload",
+            &payload,
+            "--payload-content-type",
+            content_type,
+            "-f",
+            "value",
+            "-c",
+            "Secret href",
+        ];
+        if content_type == "application/octet-stream" {
+            args.extend(["--payload-content-encoding", "base64"]);
+        }
+        let out = project.openstack(&args).ok();
+        out.stdout.trim().rsplit('/').next().unwrap().to_string()
+    };
+    let show = |uuid: &str| project.run(&env, &["cert", "show", uuid, "--cert-source", "barbican"]);
+    let one_line = |out: &Run| {
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    };
+
+    let out = show(&store("certificate", "application/octet-stream", &der)).code(3);
+    assert!(out.stderr.contains("not PEM"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("Unable to load PEM file"),
+        "{}",
+        out.stderr
+    );
+    one_line(&out);
+    let pem_text = std::fs::read_to_string(&cert).unwrap();
+    let text_file = env.path("c.txt");
+    std::fs::write(&text_file, &pem_text).unwrap();
+    let out = project
+        .openstack(&[
+            "secret",
+            "store",
+            "--name",
+            "t",
+            "--secret-type",
+            "certificate",
+            "--payload",
+            &pem_text,
+            "--payload-content-type",
+            "text/plain",
+            "-f",
+            "value",
+            "-c",
+            "Secret href",
+        ])
+        .ok();
+    let uuid = out.stdout.trim().rsplit('/').next().unwrap().to_string();
+    let out = show(&uuid).code(3);
+    assert!(out.stderr.contains("\"text/plain\""), "{}", out.stderr);
+    assert!(out.stderr.contains("500"), "{}", out.stderr);
+    one_line(&out);
+    let key = env.path("aes.key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    let out = show(&store("symmetric", "application/octet-stream", &key)).code(3);
+    assert!(
+        out.stderr
+            .contains("is a symmetric secret, not a certificate"),
+        "{}",
+        out.stderr
+    );
+    one_line(&out);
+    let out = show(&uuid::Uuid::new_v4().to_string()).code(4);
+    assert!(
+        out.stderr.contains("not found in Barbican at"),
+        "{}",
+        out.stderr
+    );
+    let out = show("../../v1/secrets").code(2);
+    assert!(
+        out.stderr.contains("is not a Barbican secret UUID"),
+        "{}",
+        out.stderr
+    );
+    // sign refuses an id Glance could not resolve, unless told otherwise.
+    let uri = env.generate("ecc-secp384r1", "k");
+    let image = env.image("i.raw", 1000);
+    let missing = uuid::Uuid::new_v4().to_string();
+    let out = project
+        .run(
+            &env,
+            &["sign", "--key", &uri, "--cert-id", &missing, s(&image)],
+        )
+        .code(4);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    assert!(out.stderr.contains("--no-cert-check"), "{}", out.stderr);
+    project
+        .run(
+            &env,
+            &[
+                "sign",
+                "--key",
+                &uri,
+                "--cert-id",
+                &missing,
+                "--no-cert-check",
+                s(&image),
+            ],
+        )
+        .ok();
+}
+
+/// A listener that accepts and then answers `status` to every request
+/// (`None`: never answers), counting requests.
+fn fake_service(status: Option<u16>) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&count);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            seen.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 8192];
+            let _ = stream.read(&mut buf);
+            match status {
+                Some(code) => {
+                    let body = r#"{"code": 0, "title": "broken", "description": "the fake service is broken"}"#;
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {code} Oops\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+                // Hold the connection open, answering nothing, until the test ends.
+                None => std::thread::spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_secs(120));
+                    drop(stream);
+                })
+                .join()
+                .map(|_| ())
+                .unwrap_or(()),
+            }
+        }
+    });
+    (url, count)
+}
+
+#[test]
+fn cloud_configuration_and_service_faults_are_one_clear_line() {
+    let env = Env::new();
+    let project = Project::new();
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let show = |vars: &[(&str, &str)], extra: &[&str]| {
+        let mut cmd = project.command(&env);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let mut args = vec![
+            "-vv",
+            "cert",
+            "show",
+            uuid.as_str(),
+            "--cert-source",
+            "barbican",
+        ];
+        args.extend_from_slice(extra);
+        let out = Run::from_output(cmd.args(&args).output().unwrap());
+        assert!(
+            !out.stdout.contains(&project.password) && !out.stderr.contains(&project.password),
+            "the password leaked: {}{}",
+            out.stdout,
+            out.stderr
+        );
+        out
+    };
+    let last_line = |out: &Run| out.stderr.lines().last().unwrap_or_default().to_string();
+
+    // A wrong password: auth (6), saying where the credentials came from.
+    let out = show(&[("OS_PASSWORD", "not-the-password")], &[]).code(6);
+    assert!(
+        last_line(&out).contains("refused the credentials of the OS_* environment"),
+        "{}",
+        out.stderr
+    );
+    // Keystone down: nothing listens there.
+    let free = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}/v3", free.local_addr().unwrap());
+    drop(free);
+    let out = show(&[("OS_AUTH_URL", &dead)], &[]).code(8);
+    assert!(
+        last_line(&out).to_lowercase().contains("connection refused"),
+        "{}",
+        out.stderr
+    );
+    // A Keystone that accepts and never answers: the timeout ends it.
+    let (silent, _) = fake_service(None);
+    let started = std::time::Instant::now();
+    let out = show(
+        &[("OS_AUTH_URL", &format!("{silent}/v3"))],
+        &["--os-timeout", "2"],
+    )
+    .code(8);
+    assert!(last_line(&out).contains("timed out"), "{}", out.stderr);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "it hung"
+    );
+    // Barbican answering 503: retried (bounded), then a service error (8).
+    let (broken, count) = fake_service(Some(503));
+    let out = show(&[], &["--barbican-url", &broken]).code(8);
+    assert!(last_line(&out).contains("503"), "{}", out.stderr);
+    assert_eq!(count.load(Ordering::SeqCst), 4, "one try and three retries");
+    // ...and 500: not retried.
+    let (failing, count) = fake_service(Some(500));
+    let out = show(&[], &["--barbican-url", &failing]).code(8);
+    assert!(last_line(&out).contains("500"), "{}", out.stderr);
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+    // A region the catalog has no key-manager endpoint in.
+    let out = show(&[("OS_REGION_NAME", "Nowhere")], &[]).code(8);
+    assert!(
+        last_line(&out).contains("no public endpoint in region Nowhere"),
+        "{}",
+        out.stderr
+    );
+
+    // clouds.yaml: an unknown cloud (2), a malformed file (3), and a good
+    // cloud whose password lives in secure.yaml.
+    let yaml = format!(
+        "clouds:\n  test:\n    auth:\n      auth_url: {}\n      username: {}\n      project_name: {}\n      user_domain_name: Default\n      project_domain_name: Default\n    region_name: RegionOne\n",
+        common::openstack::auth_url(),
+        project.user,
+        project.name
+    );
+    std::fs::write(env.path("clouds.yaml"), &yaml).unwrap();
+    std::fs::write(
+        env.path("secure.yaml"),
+        format!(
+            "clouds:\n  test:\n    auth:\n      password: {}\n",
+            project.password
+        ),
+    )
+    .unwrap();
+    let plain = |args: &[&str]| Run::from_output(env.command().args(args).output().unwrap());
+    let out = plain(&[
+        "--os-cloud",
+        "nope",
+        "cert",
+        "list",
+        "--cert-source",
+        "barbican",
+    ])
+    .code(2);
+    assert!(
+        out.stderr.contains("is not in") && out.stderr.contains("\"test\""),
+        "{}",
+        out.stderr
+    );
+    let published = Run::from_output(
+        project
+            .command(&env)
+            .args([
+                "--json",
+                "cert",
+                "publish",
+                s(&test_ca().dir.join("ca.crt")),
+            ])
+            .output()
+            .unwrap(),
+    )
+    .ok()
+    .json();
+    let listed = plain(&[
+        "--os-cloud",
+        "test",
+        "--json",
+        "cert",
+        "list",
+        "--cert-source",
+        "barbican",
+    ])
+    .ok()
+    .json();
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == published["uuid"]),
+        "{listed}"
+    );
+    std::fs::write(env.path("clouds.yaml"), "clouds: [unclosed\n").unwrap();
+    let out = plain(&[
+        "--os-cloud",
+        "test",
+        "cert",
+        "list",
+        "--cert-source",
+        "barbican",
+    ])
+    .code(3);
+    assert!(out.stderr.contains("not a clouds.yaml"), "{}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+}
