@@ -335,6 +335,7 @@ fn a_wrong_pin_from_any_source_exits_6_and_is_never_echoed() {
             &key,
             "--cert-id",
             "c",
+            "--no-cert-check",
             s(&image),
         ],
     );

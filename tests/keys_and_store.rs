@@ -150,6 +150,7 @@ fn pins_come_from_the_uri_the_environment_or_a_file_and_are_never_printed() {
                 &uri,
                 "--cert-id",
                 "c",
+                "--no-cert-check",
                 image.to_str().unwrap(),
             ])
             .output()
@@ -177,6 +178,7 @@ fn pins_come_from_the_uri_the_environment_or_a_file_and_are_never_printed() {
                 &with_source,
                 "--cert-id",
                 "c",
+                "--no-cert-check",
                 image.to_str().unwrap(),
             ])
             .output()
@@ -193,6 +195,7 @@ fn pins_come_from_the_uri_the_environment_or_a_file_and_are_never_printed() {
             &with_value,
             "--cert-id",
             "c",
+            "--no-cert-check",
             image.to_str().unwrap(),
         ])
         .ok();
@@ -211,6 +214,7 @@ fn pins_come_from_the_uri_the_environment_or_a_file_and_are_never_printed() {
             &format!("{uri}?pin-value={wrong}"),
             "--cert-id",
             "c",
+            "--no-cert-check",
             image.to_str().unwrap(),
         ])
         .code(6);
@@ -223,6 +227,7 @@ fn pins_come_from_the_uri_the_environment_or_a_file_and_are_never_printed() {
             &format!("{uri}?pin-source=file:/nonexistent/pin"),
             "--cert-id",
             "c",
+            "--no-cert-check",
             image.to_str().unwrap(),
         ])
         .code(7);
@@ -267,6 +272,7 @@ fn a_token_named_by_uri_in_another_module_configuration() {
         &uri,
         "--cert-id",
         "c",
+        "--no-cert-check",
         image.to_str().unwrap(),
     ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -682,6 +688,7 @@ fn generated_keys_sign_only_with_imgseal_mechanisms_and_cannot_be_changed() {
                 uri,
                 "--cert-id",
                 "c",
+                "--no-cert-check",
                 "--hash",
                 "SHA-256",
                 image.to_str().unwrap(),

@@ -457,7 +457,7 @@ fn barbican_contents_glance_could_not_load_are_named() {
             &env,
             &["sign", "--key", &uri, "--cert-id", &missing, s(&image)],
         )
-        .code(4);
+        .code(3);
     assert!(out.stdout.is_empty(), "{}", out.stdout);
     assert!(out.stderr.contains("--no-cert-check"), "{}", out.stderr);
     project

@@ -95,7 +95,7 @@ pub fn run(ctx: &Context, args: SignArgs) -> anyhow::Result<i32> {
             let where_ = opened
                 .map(|o| o.source.describe())
                 .unwrap_or_else(|_| "the certificate source".into());
-            return Err(imgseal::Error::not_found(format!(
+            return Err(imgseal::Error::bad_input(format!(
                 "--cert-id {}: no such certificate in {where_}; Glance would refuse the signature on upload (publish it with `imgseal cert publish`, or sign anyway with --no-cert-check)",
                 args.cert_id
             ))
