@@ -555,7 +555,9 @@ fn cloud_configuration_and_service_faults_are_one_clear_line() {
     drop(free);
     let out = show(&[("OS_AUTH_URL", &dead)], &[]).code(8);
     assert!(
-        last_line(&out).to_lowercase().contains("connection refused"),
+        last_line(&out)
+            .to_lowercase()
+            .contains("connection refused"),
         "{}",
         out.stderr
     );
@@ -667,4 +669,108 @@ fn cloud_configuration_and_service_faults_are_one_clear_line() {
     .code(3);
     assert!(out.stderr.contains("not a clouds.yaml"), "{}", out.stderr);
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+}
+
+#[test]
+fn application_credentials_tokens_and_unscoped_logins() {
+    let env = Env::new();
+    let project = Project::new();
+    let cert = env.path("c.pem");
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-384",
+        "-nodes",
+        "-keyout",
+        s(&env.path("c.key")),
+        "-subj",
+        "/CN=three-logins",
+        "-days",
+        "5",
+        "-out",
+        s(&cert),
+    ])
+    .ok();
+    let uuid = publish(&project, &env, &cert);
+    let show = |vars: &[(&str, &str)], remove: &[&str]| {
+        let mut cmd = env.command();
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        for k in remove {
+            cmd.env_remove(k);
+        }
+        Run::from_output(
+            cmd.args(["--json", "cert", "show", &uuid, "--cert-source", "barbican"])
+                .output()
+                .unwrap(),
+        )
+    };
+    let auth_url = common::openstack::auth_url();
+
+    // An application credential of the user, from clouds.yaml + secure.yaml.
+    let cred = project
+        .openstack(&[
+            "application",
+            "credential",
+            "create",
+            "imgseal-ci",
+            "-f",
+            "json",
+        ])
+        .ok()
+        .json();
+    let cred_id = cred["ID"].as_str().unwrap();
+    let cred_secret = cred["Secret"].as_str().unwrap();
+    std::fs::write(
+        env.path("clouds.yaml"),
+        format!(
+            "clouds:\n  ci:\n    auth_type: v3applicationcredential\n    auth:\n      auth_url: {auth_url}\n      application_credential_id: {cred_id}\n    region_name: RegionOne\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        env.path("secure.yaml"),
+        format!("clouds:\n  ci:\n    auth:\n      application_credential_secret: {cred_secret}\n"),
+    )
+    .unwrap();
+    let out = show(&[("OS_CLOUD", "ci")], &[]).ok();
+    assert_eq!(out.json()["subject"], "CN=three-logins");
+    assert!(!out.stdout.contains(cred_secret) && !out.stderr.contains(cred_secret));
+
+    // A token from the environment; once revoked, a clear auth error.
+    let issued = project
+        .openstack(&["token", "issue", "-f", "value", "-c", "id"])
+        .ok();
+    let token = issued.stdout.trim().to_string();
+    let token_env = [
+        ("OS_AUTH_URL", auth_url.as_str()),
+        ("OS_TOKEN", token.as_str()),
+        ("OS_PROJECT_NAME", project.name.as_str()),
+        ("OS_PROJECT_DOMAIN_NAME", "Default"),
+        ("OS_REGION_NAME", "RegionOne"),
+    ];
+    show(&token_env, &[]).ok();
+    project.openstack(&["token", "revoke", &token]).ok();
+    let out = show(&token_env, &[]).code(6);
+    assert!(
+        out.stderr.contains("refused the credentials"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains(&token), "the token leaked");
+
+    // No project: an unscoped token, whose catalog has no key-manager.
+    let mut vars: Vec<(&str, String)> = project.os_env();
+    vars.retain(|(k, _)| *k != "OS_PROJECT_NAME" && *k != "OS_PROJECT_DOMAIN_NAME");
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = show(&vars, &[]).code(8);
+    assert!(
+        out.stderr.contains("has no \"key-manager\" service"),
+        "{}",
+        out.stderr
+    );
 }

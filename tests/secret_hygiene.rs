@@ -881,7 +881,15 @@ fn no_command_prints_a_pin_or_the_owner_authorization() {
     };
     for args in [
         vec!["key", "list"],
-        vec!["sign", "--key", &uri, "--cert-id", "none", "--no-cert-check", s(&image)],
+        vec![
+            "sign",
+            "--key",
+            &uri,
+            "--cert-id",
+            "none",
+            "--no-cert-check",
+            s(&image),
+        ],
         vec![
             "key",
             "csr",

@@ -378,6 +378,15 @@ impl Session {
                     answer.reason()
                 )));
             }
+            // Keystone answers a token it no longer knows (revoked, expired) with 404.
+            404 if matches!(self.config.auth, AuthMethod::Token { .. }) => {
+                return Err(Error::Auth(format!(
+                    "Keystone at {} refused the credentials of {}: the token is expired or revoked (404: {})",
+                    self.identity,
+                    self.config.origin,
+                    answer.reason()
+                )));
+            }
             code => {
                 return Err(Error::service(format!(
                     "Keystone at {url}: {code}: {}",

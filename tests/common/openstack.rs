@@ -138,9 +138,7 @@ impl Project {
             &mut admin,
             Method::Post,
             "/users",
-            Some(
-                json!({"user": {"name": name, "password": password, "domain_id": "default", "default_project_id": project_id}}),
-            ),
+            Some(json!({"user": {"name": name, "password": password, "domain_id": "default"}})),
         );
         let user_id = user["user"]["id"].as_str().unwrap().to_string();
         for role in ["member", "creator"] {
