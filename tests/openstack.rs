@@ -584,6 +584,55 @@ fn cloud_configuration_and_service_faults_are_one_clear_line() {
     let out = show(&[], &["--barbican-url", &failing]).code(8);
     assert!(last_line(&out).contains("500"), "{}", out.stderr);
     assert_eq!(count.load(Ordering::SeqCst), 1);
+    // Barbican behind TLS with the stack's own CA: refused until OS_CACERT
+    // names that CA (or OS_INSECURE turns verification off).
+    let tls_url = format!(
+        "https://127.0.0.1:{}",
+        std::env::var("IMGSEAL_OS_BB_TLS_PORT").unwrap_or_else(|_| "9312".into())
+    );
+    let ca = common::openstack::stack_dir().join("tls/ca.pem");
+    let published = Run::from_output(
+        project
+            .command(&env)
+            .args([
+                "--json",
+                "cert",
+                "publish",
+                s(&test_ca().dir.join("ca.crt")),
+            ])
+            .output()
+            .unwrap(),
+    )
+    .ok()
+    .json();
+    let published_uuid = published["uuid"].as_str().unwrap().to_string();
+    let over_tls = |vars: &[(&str, &str)]| {
+        let mut cmd = project.command(&env);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        Run::from_output(
+            cmd.args([
+                "cert",
+                "show",
+                &published_uuid,
+                "--cert-source",
+                "barbican",
+                "--barbican-url",
+                &tls_url,
+            ])
+            .output()
+            .unwrap(),
+        )
+    };
+    let out = over_tls(&[]).code(8);
+    assert!(out.stderr.contains("TLS"), "{}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    over_tls(&[("OS_CACERT", s(&ca))]).ok();
+    over_tls(&[("OS_INSECURE", "true")]).ok();
+    let out = over_tls(&[("OS_CACERT", s(&test_ca().dir.join("ca.crt")))]).code(8);
+    assert!(out.stderr.contains("TLS"), "{}", out.stderr);
+
     // A region the catalog has no key-manager endpoint in.
     let out = show(&[("OS_REGION_NAME", "Nowhere")], &[]).code(8);
     assert!(

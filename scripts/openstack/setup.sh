@@ -137,6 +137,20 @@ ks=(--config-file "$OSK/etc/keystone/keystone.conf")
     "$OS_VENV/bin/glance-manage" --config-file "$OSK/etc/glance/glance-api.conf" db_sync
 } >"$OSK/log/setup.log" 2>&1 || die "setting up the databases failed (see $OSK/log/setup.log)"
 
+# ---- TLS for one listener: Barbican also answers HTTPS on $BB_TLS_PORT with
+# a certificate from a CA of this stack only (tests check OS_CACERT with it).
+tls=$OSK/tls
+rm -rf "$tls"
+mkdir -p "$tls"
+{
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=imgseal test stack CA" \
+        -keyout "$tls/ca.key" -out "$tls/ca.pem"
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$tls/server.key" -out "$tls/server.csr"
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$tls/san.ext"
+    openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+        -days 30 -extfile "$tls/san.ext" -out "$tls/server.pem"
+} >>"$OSK/log/setup.log" 2>&1 || die "making the stack's TLS certificates failed (see $OSK/log/setup.log)"
+
 umask 077
 cat >"$OS_STACK_ENV" <<CONF
 export OS_AUTH_URL=http://127.0.0.1:$KS_PORT/v3

@@ -44,7 +44,9 @@ for s in "${services[@]}"; do
         ;;
     barbican)
         HOME=$OSK/home start_one barbican \
-            --http-socket "127.0.0.1:$BB_PORT" --wsgi-file "$OSK/etc/barbican/wsgi.py"
+            --http-socket "127.0.0.1:$BB_PORT" \
+            --https-socket "127.0.0.1:$BB_TLS_PORT,$OSK/tls/server.pem,$OSK/tls/server.key" \
+            --wsgi-file "$OSK/etc/barbican/wsgi.py"
         ;;
     glance)
         # The HTTP router with raw body and chunked input: streamed uploads work.

@@ -318,7 +318,16 @@ fn transport_reason(e: &ureq::Error) -> String {
         ureq::Error::HostNotFound => "host not found".into(),
         ureq::Error::Io(io) => io.to_string(),
         ureq::Error::Tls(t) => format!("TLS: {t}"),
-        other => one_line(&other.to_string()),
+        other => {
+            let text = one_line(&other.to_string());
+            match text.strip_prefix("native-tls: ") {
+                Some(tls) if tls.contains("certificate verify failed") => format!(
+                    "TLS: the server's certificate is not trusted ({tls}); if it is your cloud's own CA, name it in OS_CACERT (or cacert in clouds.yaml)"
+                ),
+                Some(tls) => format!("TLS: {tls}"),
+                None => text,
+            }
+        }
     }
 }
 
