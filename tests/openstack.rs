@@ -823,3 +823,91 @@ fn application_credentials_tokens_and_unscoped_logins() {
         out.stderr
     );
 }
+
+#[test]
+fn the_certificate_cache_serves_only_when_barbican_is_unreachable() {
+    let env = Env::new();
+    let project = Project::new();
+    let cert = env.path("c.pem");
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        s(&env.path("c.key")),
+        "-subj",
+        "/CN=cached",
+        "-days",
+        "5",
+        "-out",
+        s(&cert),
+    ])
+    .ok();
+    let uuid = publish(&project, &env, &cert);
+    let cache = env.path("cache");
+    std::fs::create_dir(&cache).unwrap();
+    let show = |extra: &[&str]| {
+        let mut args = vec![
+            "--json",
+            "cert",
+            "show",
+            uuid.as_str(),
+            "--cert-source",
+            "barbican",
+        ];
+        args.extend_from_slice(extra);
+        project.run(&env, &args)
+    };
+    // Online: Barbican's answer, and the cache refreshed from it.
+    let out = show(&["--cert-cache", s(&cache)]).ok().json();
+    assert!(
+        out["location"].as_str().unwrap().starts_with("Barbican at"),
+        "{out}"
+    );
+    let cached = cache.join(format!("{uuid}.pem"));
+    assert_eq!(
+        std::fs::read_to_string(&cached).unwrap(),
+        std::fs::read_to_string(&cert).unwrap()
+    );
+    // A cached copy never wins over Barbican: tampered on disk, Barbican's is shown.
+    std::fs::write(
+        &cached,
+        std::fs::read(test_ca().dir.join("ca.crt")).unwrap(),
+    )
+    .unwrap();
+    let out = show(&["--cert-cache", s(&cache)]).ok().json();
+    assert_eq!(out["subject"], "CN=cached", "{out}");
+    // Barbican unreachable: the cache answers, and says so; without it, an error.
+    let free = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", free.local_addr().unwrap());
+    drop(free);
+    let out = show(&["--cert-cache", s(&cache), "--barbican-url", &dead])
+        .ok()
+        .json();
+    assert!(
+        out["location"]
+            .as_str()
+            .unwrap()
+            .contains("Barbican unreachable"),
+        "{out}"
+    );
+    assert_eq!(out["subject"], "CN=cached");
+    show(&["--barbican-url", &dead]).code(8);
+    // The cache goes with Barbican only.
+    project
+        .run(
+            &env,
+            &[
+                "cert",
+                "show",
+                &uuid,
+                "--cert-source",
+                "token",
+                "--cert-cache",
+                s(&cache),
+            ],
+        )
+        .code(2);
+}

@@ -16,7 +16,7 @@ use imgseal::store::DirStore;
 use imgseal::x509::Certificate;
 use serde_json::json;
 
-use super::trust::TrustArgs;
+use super::trust::{ResolvedTrust, TrustArgs};
 use super::{Context, print_json, read_input_file};
 
 /// Where certificates are kept.
@@ -199,29 +199,16 @@ fn verify_certificates(
     store: &StoreArgs,
     trust: &TrustArgs,
 ) -> anyhow::Result<i32> {
-    let config = trust.config(ctx)?;
-    let policy = trust.policy(&config);
-    let mut settings = trust.settings(&config)?;
+    let mut resolved = ResolvedTrust::resolve(ctx, trust, store)?;
     // Validating certificates is the whole point here, with whatever ids are in force.
-    settings.validate_certificate = true;
-    // TPM-sealed anchors replace the ids, and come from the sealed bundle.
-    let sealed = super::anchors::sealed_for_verification(ctx, trust, &settings)?;
-    if let Some((s, _)) = &sealed {
-        settings = s.trust_settings();
-    }
-    let opened = store.open(ctx, config.validation.cert_dir.as_ref(), Login::NotNeeded)?;
-    let find = |id: &str| opened.source.find(id);
-    let sealed_find = sealed.as_ref().map(|(s, _)| move |id: &str| s.find(id));
-    let trusted_find: imgseal::verify::CertFinder = match &sealed_find {
-        Some(f) => f,
-        None => &find,
-    };
+    resolved.settings.validate_certificate = true;
+    let find = &resolved.find;
     // Read every certificate first: a typo in the last one fails before any work.
     let mut leaves = Vec::new();
     for cert in certs {
         let path = std::path::Path::new(cert);
         if path.is_file() {
-            let c = Certificate::parse(&read_input_file(&path.to_path_buf())?, cert)?;
+            let c = Certificate::parse(&read_input_file(path)?, cert)?;
             leaves.push((
                 path.file_stem()
                     .and_then(|s| s.to_str())
@@ -233,28 +220,19 @@ fn verify_certificates(
             let found = find(cert)?.ok_or_else(|| {
                 Error::not_found(format!(
                     "certificate \"{cert}\" not found (neither a file nor an id in {})",
-                    opened.source.describe()
+                    resolved.source_description()
                 ))
             })?;
             leaves.push((cert.to_string(), found.certificate));
         }
     }
-    // The store is read once, however many certificates are checked, and
+    // The store is read once, however many certificates are checked (and
     // only for the strict policy: Nova reads neither the store's other
-    // certificates nor CRLs, so a stray file there must not change its answer.
-    let strict = policy == imgseal::validate::PolicyName::Strict;
-    let contents = if strict {
-        list_contents(&opened)?
-    } else {
-        Vec::new()
-    };
-    let plan = trust.plan(
-        &config,
-        settings.clone(),
-        trusted_find,
-        contents,
-        opened.dir.as_ref().filter(|_| strict),
-    )?;
+    // certificates nor CRLs).
+    let plan = resolved
+        .plan(trust)?
+        .expect("validation is on, so there is a plan");
+    let (policy, settings) = (resolved.policy, resolved.settings.clone());
     let mut code = 0;
     for (leaf_id, leaf) in &leaves {
         let verdict = plan.validate(policy, leaf_id, leaf)?;
@@ -355,11 +333,11 @@ fn publish(
         for meta in barbican::list_certificates(&mut session)? {
             let uuid =
                 barbican::uuid_of(meta.secret_ref.as_deref().unwrap_or_default()).to_string();
-            if let Ok(Some(found)) = barbican::get_certificate(&mut session, &uuid) {
-                if found.certificate.der == cert.der {
-                    reused = Some((uuid, found.secret_ref));
-                    break;
-                }
+            if let Ok(Some(found)) = barbican::get_certificate(&mut session, &uuid)
+                && found.certificate.der == cert.der
+            {
+                reused = Some((uuid, found.secret_ref));
+                break;
             }
         }
     }

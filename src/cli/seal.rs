@@ -24,7 +24,7 @@ use imgseal::verify::TrustPlan;
 
 use super::Context;
 use super::digest::Bars;
-use super::verify::{Finder, ResolvedTrust};
+use super::trust::{Finder, ResolvedTrust};
 
 /// What `sign` was asked for, beyond the key.
 pub struct SealRequest<'a> {

@@ -9,19 +9,9 @@ use imgseal::error::{Error, ErrorKind};
 use imgseal::verify::verify_image;
 use serde_json::json;
 
-use std::rc::Rc;
-
-use imgseal::anchors::SealedAnchors;
-use imgseal::backend::StoredCertificate;
-use imgseal::config::{Config, TrustSettings};
-use imgseal::validate::{ChainVerdict, PolicyName};
-use imgseal::verify::TrustPlan;
-use imgseal_tpm::Tcti;
-
 use super::Context;
-use super::cert::{OpenedSource, StoreArgs, list_contents};
-use super::trust::TrustArgs;
-use imgseal::backend::pkcs11::Login;
+use super::cert::StoreArgs;
+use super::trust::{Finder, ResolvedTrust, TrustArgs};
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -52,134 +42,6 @@ pub struct VerifyArgs {
     pub trust: TrustArgs,
     /// The image file, or - for standard input.
     pub image: String,
-}
-
-pub type Finder = dyn Fn(&str) -> imgseal::Result<Option<StoredCertificate>>;
-
-/// Trust as `verify` resolves it, for Glance properties and manifests alike:
-/// configuration, policy, trusted ids (or the TPM-sealed anchors that replace
-/// them), and where certificates are looked up.
-pub struct ResolvedTrust {
-    config: Config,
-    pub policy: PolicyName,
-    pub settings: TrustSettings,
-    pub sealed: Option<(Rc<SealedAnchors>, Tcti)>,
-    source: OpenedSource,
-    /// The signing certificate's store.
-    pub find: Rc<Finder>,
-    /// Where trusted ids are looked up: the sealed bundle when in force, else
-    /// the same store (one device session, not two).
-    trusted_find: Rc<Finder>,
-}
-
-impl ResolvedTrust {
-    pub fn resolve(ctx: &Context, trust: &TrustArgs, store: &StoreArgs) -> anyhow::Result<Self> {
-        let config = trust.config(ctx)?;
-        let policy = trust.policy(&config);
-        let settings = trust.settings(&config)?;
-        // TPM-sealed anchors, when in force, replace the trusted ids; they are
-        // looked up in the sealed bundle, never in the key manager.
-        let sealed = super::anchors::sealed_for_verification(ctx, trust, &settings)?
-            .map(|(s, tcti)| (Rc::new(s), tcti));
-        let settings = match &sealed {
-            Some((s, _)) => s.trust_settings(),
-            None => settings,
-        };
-        let source = store.open(ctx, config.validation.cert_dir.as_ref(), Login::NotNeeded)?;
-        let lookup = Rc::clone(&source.source);
-        let find: Rc<Finder> = Rc::new(move |id: &str| lookup.find(id));
-        let trusted_find: Rc<Finder> = match &sealed {
-            Some((s, _)) => {
-                let s = Rc::clone(s);
-                Rc::new(move |id: &str| s.find(id))
-            }
-            None => Rc::clone(&find),
-        };
-        Ok(ResolvedTrust {
-            config,
-            policy,
-            settings,
-            sealed,
-            source,
-            find,
-            trusted_find,
-        })
-    }
-
-    /// What certificate validation works with, when it runs.
-    pub fn plan(&self, trust: &TrustArgs) -> anyhow::Result<Option<TrustPlan<'_>>> {
-        if !self.settings.validate_certificate {
-            // No validation runs, but a malformed --at, --crl or --intermediates
-            // is still refused rather than ignored with exit 0.
-            trust.check_inputs()?;
-            return Ok(None);
-        }
-        // Nova reads neither the store's other certificates nor CRLs: a stray
-        // file there must not change (or break) its answer.
-        let strict = self.policy == PolicyName::Strict;
-        let store = if strict {
-            list_contents(&self.source)?
-        } else {
-            Vec::new()
-        };
-        Ok(Some(trust.plan(
-            &self.config,
-            self.settings.clone(),
-            &*self.trusted_find,
-            store,
-            self.source.dir.as_ref().filter(|_| strict),
-        )?))
-    }
-
-    /// The sealed anchors, for `--json`.
-    pub fn describe_sealed(&self) -> Option<serde_json::Value> {
-        self.sealed
-            .as_ref()
-            .map(|(s, tcti)| super::anchors::describe_sealed(s, tcti))
-    }
-
-    /// The line before a verdict: the sealed anchors in force.
-    pub fn print_anchors(&self) {
-        if let Some((s, tcti)) = &self.sealed {
-            println!(
-                "trust anchors: version {} sealed in the TPM at {tcti} (sha256 {})",
-                s.bundle.version,
-                hex::encode(s.digest)
-            );
-        }
-    }
-
-    /// The lines after a verdict: where trusted ids came from and the chain,
-    /// or that no certificate validation ran.
-    pub fn print_validation(
-        &self,
-        trust: Option<&TrustSettings>,
-        chain: Option<&ChainVerdict>,
-        stopped_early: bool,
-    ) {
-        match (trust, chain) {
-            (Some(trust), Some(chain)) => {
-                println!(
-                    "trusted ids from {}: {}",
-                    trust.source,
-                    trust.trusted_ids.join(", ")
-                );
-                if chain.valid {
-                    println!(
-                        "certificate chain ({} policy): {}",
-                        chain.policy,
-                        chain.path_text()
-                    );
-                }
-            }
-            _ if !stopped_early => {
-                println!(
-                    "certificate not validated: no trusted certificate ids (use --trusted-cert-id, OS_TRUSTED_IMAGE_CERTIFICATE_IDS or default_trusted_certificate_ids)"
-                );
-            }
-            _ => {}
-        }
-    }
 }
 
 pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
