@@ -88,6 +88,12 @@ impl CertificateSource for BarbicanSource {
         }
     }
 
+    fn missing_hint(&self) -> Option<&'static str> {
+        Some(
+            "Barbican answers the same for an unknown secret and an expired one (cert publish expires a secret with its certificate)",
+        )
+    }
+
     fn list(&self) -> Result<Vec<StoredCertificate>> {
         let metas = api::list_certificates(&mut self.session.borrow_mut())?;
         let mut out = Vec::new();

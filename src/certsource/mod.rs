@@ -39,6 +39,11 @@ pub trait CertificateSource {
         Err(unsupported(&self.describe(), "listing certificates"))
     }
 
+    /// What a user should know when an id is not found here.
+    fn missing_hint(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Stores `cert` under `id`; returns where it went, for users.
     fn store(&self, _id: &str, _cert: &Certificate) -> Result<String> {
         Err(unsupported(&self.describe(), "storing certificates"))

@@ -442,8 +442,13 @@ pub fn list_contents(opened: &OpenedSource) -> Result<Vec<(String, Certificate)>
 pub fn find_in(opened: &OpenedSource, id: &str) -> Result<StoredCertificate, Error> {
     opened.source.find(id)?.ok_or_else(|| {
         Error::not_found(format!(
-            "certificate \"{id}\" not found in {}",
-            opened.source.describe()
+            "certificate \"{id}\" not found in {}{}",
+            opened.source.describe(),
+            opened
+                .source
+                .missing_hint()
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default()
         ))
     })
 }
@@ -493,7 +498,16 @@ pub fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<i32> {
                 print_json(&json!(list.iter().map(describe).collect::<Vec<_>>()));
             } else {
                 for c in &list {
-                    println!("{:<38} {}", c.id, c.certificate.subject());
+                    let cert = &c.certificate;
+                    let fingerprint = cert.sha256_fingerprint();
+                    println!(
+                        "{:<38} {}  issuer: {}  not after: {}  sha256: {}…",
+                        c.id,
+                        cert.subject(),
+                        cert.issuer(),
+                        cert.not_after(),
+                        &fingerprint[..fingerprint.len().min(16)]
+                    );
                 }
             }
         }
