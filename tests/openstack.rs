@@ -911,3 +911,89 @@ fn the_certificate_cache_serves_only_when_barbican_is_unreachable() {
         )
         .code(2);
 }
+
+#[test]
+fn no_openstack_command_shows_a_password_or_a_token() {
+    let env = Env::new();
+    let project = Project::new();
+    let uri = env.generate("ecc-secp384r1", "hygiene");
+    let csr = env.path("h.csr");
+    env.run(&[
+        "key",
+        "csr",
+        "--key",
+        &uri,
+        "--subject",
+        "CN=hygiene",
+        "--out",
+        s(&csr),
+    ])
+    .ok();
+    let cert = env.path("h.crt");
+    test_ca().issue(&csr, &cert);
+    let image = env.image("h.raw", 5000);
+    let forms = |secret: &str| {
+        use base64::Engine as _;
+        vec![
+            secret.to_string(),
+            hex::encode(secret),
+            base64::engine::general_purpose::STANDARD.encode(secret),
+        ]
+    };
+    let check = |what: &str, out: &Run| {
+        for text in [&out.stdout, &out.stderr] {
+            for form in forms(&project.password) {
+                assert!(!text.contains(&form), "{what}: the password leaked: {text}");
+            }
+            let lower = text.to_lowercase();
+            assert!(
+                !lower.contains("x-auth-token:") && !lower.contains("x-subject-token:"),
+                "{what}: a token header: {text}"
+            );
+        }
+    };
+    let run = |args: &[&str]| {
+        let mut cmd = project.command(&env);
+        cmd.env("IMGSEAL_LOG", "trace").arg("-vv").args(args);
+        let out = Run::from_output(cmd.output().unwrap());
+        check(&args.join(" "), &out);
+        out
+    };
+    let uuid = run(&["--json", "cert", "publish", s(&cert)]).ok().json()["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    run(&["cert", "list"]).ok();
+    run(&["--json", "cert", "show", &uuid]).ok();
+    let props = run(&["sign", "--key", &uri, "--cert-id", &uuid, s(&image)]).ok();
+    let props_file = env.path("props.json");
+    std::fs::write(&props_file, props.stdout.split("\nDEBUG").next().unwrap()).unwrap();
+    let ca = run(&[
+        "--json",
+        "cert",
+        "publish",
+        "--reuse",
+        s(&test_ca().dir.join("ca.crt")),
+    ])
+    .ok()
+    .json()["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    run(&[
+        "verify",
+        "--props",
+        s(&props_file),
+        "--trusted-cert-id",
+        &ca,
+        s(&image),
+    ])
+    .ok();
+    // A wrong password is refused without being echoed.
+    let mut cmd = project.command(&env);
+    cmd.env("OS_PASSWORD", "Wr0ng-hygiene-pw")
+        .env("IMGSEAL_LOG", "trace")
+        .args(["-vv", "cert", "list"]);
+    let out = Run::from_output(cmd.output().unwrap()).code(6);
+    assert!(!out.stderr.contains("Wr0ng-hygiene-pw"), "{}", out.stderr);
+}

@@ -35,6 +35,10 @@ const SECRET_ENV: &[&str] = &[
     "IMGSEAL_TOKEN",
     "IMGSEAL_TPM_OWNER_AUTH",
     "IMGSEAL_TPM_PLATFORM_AUTH",
+    // The cloud's credentials, when imgseal runs with an OpenStack environment.
+    "OS_PASSWORD",
+    "OS_APPLICATION_CREDENTIAL_SECRET",
+    "OS_TOKEN",
 ];
 
 /// A child process without imgseal's secrets in its environment.
