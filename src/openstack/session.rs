@@ -480,7 +480,17 @@ impl Session {
         }
         tracing::debug!(url = %request.url, "401: re-authenticating once");
         self.authenticate()?;
-        self.send_with_token(&request)
+        let again = self.send_with_token(&request)?;
+        if again.status == 401 {
+            return Err(Error::Auth(format!(
+                "{} {}: 401 even with a fresh token from {} ({})",
+                request.method.name(),
+                request.url,
+                self.config.origin,
+                again.reason()
+            )));
+        }
+        Ok(again)
     }
 
     fn send_with_token(&self, request: &Request<'_>) -> Result<Response> {
