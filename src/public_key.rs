@@ -308,18 +308,21 @@ fn openssl_public_check(pkey: &PKey<Public>, params: bool) -> Option<String> {
             )
         })
     };
-    if params {
-        if let Some(problem) = check(
-            &format!("{} domain parameters", key_family(pkey)),
-            openssl_sys::EVP_PKEY_param_check,
-        ) {
-            return Some(problem);
-        }
-    }
-    check(
-        &format!("{} public key", key_family(pkey)),
-        openssl_sys::EVP_PKEY_public_check,
-    )
+    let family = key_family(pkey);
+    params
+        .then(|| {
+            check(
+                &format!("{family} domain parameters"),
+                openssl_sys::EVP_PKEY_param_check,
+            )
+        })
+        .flatten()
+        .or_else(|| {
+            check(
+                &format!("{family} public key"),
+                openssl_sys::EVP_PKEY_public_check,
+            )
+        })
 }
 
 fn key_family(pkey: &PKey<Public>) -> &'static str {

@@ -107,22 +107,7 @@ fn strict_enforces_rsassa_pss_key_restrictions() {
     let env = Env::new();
     let (root, dir) = root_dir(&env);
     let key_file = env.path("pss.key");
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "RSA-PSS",
-        "-pkeyopt",
-        "rsa_keygen_bits:2048",
-        "-pkeyopt",
-        "rsa_pss_keygen_md:sha512",
-        "-pkeyopt",
-        "rsa_pss_keygen_mgf1_md:sha512",
-        "-pkeyopt",
-        "rsa_pss_keygen_saltlen:64",
-        "-out",
-        key_file.to_str().unwrap(),
-    ])
-    .ok();
+    rsa_pss_key(&key_file, "sha512", 64);
     let pss_key = PKey::private_key_from_pem(&std::fs::read(&key_file).unwrap()).unwrap();
     let leaf = issue_with_key(
         &Spec::leaf("restricted signer"),
