@@ -34,6 +34,7 @@ pub struct ValidationOptions {
     pub min_rsa_bits: Option<u32>,
     pub allow_sha1: Option<bool>,
     pub max_chain_depth: Option<u32>,
+    pub allow_small_rsa_exponent: Option<bool>,
     pub cert_dir: Option<PathBuf>,
     #[serde(default)]
     pub crls: Vec<PathBuf>,
@@ -120,6 +121,10 @@ impl Config {
             min_rsa_bits: self.validation.min_rsa_bits.unwrap_or(d.min_rsa_bits),
             allow_sha1: self.validation.allow_sha1.unwrap_or(d.allow_sha1),
             max_depth: self.validation.max_chain_depth.unwrap_or(d.max_depth),
+            allow_small_rsa_exponent: self
+                .validation
+                .allow_small_rsa_exponent
+                .unwrap_or(d.allow_small_rsa_exponent),
         }
     }
 }

@@ -41,6 +41,12 @@ const CRYPTOGRAPHY_CURVES: [openssl::nid::Nid; 9] = [
 /// validating), so Nova fails with an internal error. `Some` is the message
 /// imgseal reports instead.
 pub fn unloadable_key(key: &crate::public_key::PublicKey, whose: &str) -> Option<String> {
+    if let Some(reason) = rsa_refused_on_load(key) {
+        return Some(format!(
+            "cursive cannot load the public key of {whose}: cryptography raises an uncaught ValueError ({reason}) for {} (Nova would fail with an internal error)",
+            key.describe()
+        ));
+    }
     let crate::public_key::KeyClass::Ec { nid, curve } = key.class() else {
         return None;
     };
@@ -56,6 +62,22 @@ pub fn unloadable_key(key: &crate::public_key::PublicKey, whose: &str) -> Option
         },
         key.describe()
     ))
+}
+
+/// cryptography (≥ 42) checks an RSA public key as it loads it, with these
+/// messages; OpenSSL loads any.
+fn rsa_refused_on_load(key: &crate::public_key::PublicKey) -> Option<&'static str> {
+    let rsa = key.pkey.rsa().ok()?;
+    let three = openssl::bn::BigNum::from_u32(3).ok()?;
+    if *rsa.n() < *three {
+        Some("n must be >= 3.")
+    } else if *rsa.e() < *three || *rsa.e() >= *rsa.n() {
+        Some("e must be >= 3 and < n.")
+    } else if !rsa.e().is_bit_set(0) {
+        Some("e must be odd.")
+    } else {
+        None
+    }
 }
 
 /// What cursive makes of the properties before it fetches the certificate.

@@ -158,6 +158,181 @@ impl PublicKey {
     }
 }
 
+/// RFC 4055 §3.1 restrictions of an id-RSASSA-PSS key: the signatures its
+/// holder may make. Absent parameters mean no restriction (§3.1: "any").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PssRestrictions {
+    pub hash: openssl::nid::Nid,
+    /// `None` when the mask generation function is not MGF1.
+    pub mgf1_hash: Option<openssl::nid::Nid>,
+    pub min_salt: u8,
+}
+
+impl PssRestrictions {
+    /// Why a PSS signature with `hash` (and MGF1 over the same hash, as
+    /// Glance's scheme fixes it) and a salt of `salt` bytes breaks them.
+    pub fn broken_by(
+        &self,
+        hash: crate::algorithms::HashMethod,
+        salt: Option<usize>,
+    ) -> Option<String> {
+        let name = |n: openssl::nid::Nid| n.short_name().unwrap_or("an unknown hash").to_string();
+        let used = hash.message_digest().type_();
+        if self.hash != used {
+            return Some(format!(
+                "the key is restricted to {} (RFC 4055), the signature uses {hash}",
+                name(self.hash)
+            ));
+        }
+        match self.mgf1_hash {
+            Some(m) if m == used => {}
+            Some(m) => {
+                return Some(format!(
+                    "the key is restricted to MGF1 with {} (RFC 4055), the signature uses MGF1 with {hash}",
+                    name(m)
+                ));
+            }
+            None => {
+                return Some(
+                    "the key is restricted to a mask generation function other than MGF1 (RFC 4055)"
+                        .into(),
+                );
+            }
+        }
+        match salt {
+            Some(s) if s < usize::from(self.min_salt) => Some(format!(
+                "the key requires a salt of at least {} bytes (RFC 4055), the signature's salt is {s} bytes",
+                self.min_salt
+            )),
+            _ => None,
+        }
+    }
+}
+
+impl PublicKey {
+    /// The key's PSS restrictions, for an id-RSASSA-PSS key with parameters.
+    /// Parameters that cannot be read (a trailerField other than 1, a salt
+    /// length over 255) are an error: the key is unusable under RFC 4055.
+    pub fn pss_restrictions(&self) -> Result<Option<PssRestrictions>> {
+        use der::{Decode, Encode};
+        if self.pkey.id() != Id::RSA_PSS {
+            return Ok(None);
+        }
+        let bad = |e: String| Error::bad_input(format!("the RSASSA-PSS key's parameters: {e}"));
+        let der = self.spki_der()?;
+        let spki = spki::SubjectPublicKeyInfoRef::from_der(&der).map_err(|e| bad(e.to_string()))?;
+        let Some(params) = spki.algorithm.parameters else {
+            return Ok(None);
+        };
+        let params_der = params.to_der().map_err(|e| bad(e.to_string()))?;
+        let params = pkcs1::RsaPssParams::from_der(&params_der).map_err(|e| bad(e.to_string()))?;
+        let nid = |oid: der::asn1::ObjectIdentifier| {
+            openssl::asn1::Asn1Object::from_str(&oid.to_string())
+                .map(|o| o.nid())
+                .map_err(|e| bad(e.to_string()))
+        };
+        let mgf1_hash = if params.mask_gen.oid == const_oid::db::rfc5912::ID_MGF_1 {
+            match params.mask_gen.parameters {
+                Some(h) => Some(nid(h.oid)?),
+                None => return Err(bad("MGF1 without its hash".into())),
+            }
+        } else {
+            None
+        };
+        Ok(Some(PssRestrictions {
+            hash: nid(params.hash.oid)?,
+            mgf1_hash,
+            min_salt: params.salt_len,
+        }))
+    }
+
+    /// Why this key is unsafe to accept signatures from, if it is: an RSA
+    /// exponent that is even, 1 or (unless `allow_small_exponent`) below
+    /// 65537, or above 2^256 (NIST SP 800-89 §5.3.3, RFC 3279 §2.3.1); and
+    /// whatever OpenSSL's own public-key check refuses: an RSA modulus that
+    /// is even, prime or has a small factor (SP 800-56B), DSA domain
+    /// parameters of a size pair FIPS 186-4 does not allow or a generator not
+    /// of order q, a DSA y outside [2, p-2] or not of order q, an EC point
+    /// that is at infinity, off the curve or not of the group's order.
+    pub fn weakness(&self, allow_small_exponent: bool) -> Option<String> {
+        match self.pkey.id() {
+            Id::RSA | Id::RSA_PSS => {
+                let rsa = self.pkey.rsa().ok()?;
+                let e = rsa.e();
+                let small = BigNum::from_u32(65537).ok()?;
+                if !e.is_bit_set(0) {
+                    return Some(format!("the RSA public exponent {e} is even"));
+                }
+                if e.num_bits() <= 1 {
+                    return Some(format!(
+                        "the RSA public exponent is {e}: anyone can make its signatures"
+                    ));
+                }
+                if e.num_bits() > 256 {
+                    return Some("the RSA public exponent is above 2^256 (NIST SP 800-89)".into());
+                }
+                if *e < *small {
+                    if !allow_small_exponent {
+                        return Some(format!(
+                            "the RSA public exponent {e} is below 65537 (allow_small_rsa_exponent permits odd exponents from 3)"
+                        ));
+                    }
+                    // OpenSSL's check requires e >= 65537 too; the
+                    // modulus checks it would make are skipped for the
+                    // exponents the user opted into.
+                    return None;
+                }
+                openssl_public_check(&self.pkey, false)
+            }
+            Id::DSA => openssl_public_check(&self.pkey, true),
+            Id::EC => openssl_public_check(&self.pkey, false),
+            _ => None,
+        }
+    }
+}
+
+/// OpenSSL's `EVP_PKEY_public_check` (and `EVP_PKEY_param_check` for domain
+/// parameters), which the `openssl` crate does not wrap. The failure reads as
+/// OpenSSL's reason.
+fn openssl_public_check(pkey: &PKey<Public>, params: bool) -> Option<String> {
+    use foreign_types::ForeignType;
+    let ctx = openssl::pkey_ctx::PkeyCtx::new(pkey).ok()?;
+    let check = |what: &str, f: unsafe extern "C" fn(*mut openssl_sys::EVP_PKEY_CTX) -> i32| {
+        // SAFETY: ctx is a live EVP_PKEY_CTX for the duration of the call.
+        let rc = unsafe { f(ctx.as_ptr()) };
+        let errors = openssl::error::ErrorStack::get();
+        (rc != 1).then(|| {
+            format!(
+                "OpenSSL refuses the {what} ({})",
+                crate::error::openssl_reason(&errors)
+            )
+        })
+    };
+    let family = key_family(pkey);
+    params
+        .then(|| {
+            check(
+                &format!("{family} domain parameters"),
+                openssl_sys::EVP_PKEY_param_check,
+            )
+        })
+        .flatten()
+        .or_else(|| {
+            check(
+                &format!("{family} public key"),
+                openssl_sys::EVP_PKEY_public_check,
+            )
+        })
+}
+
+fn key_family(pkey: &PKey<Public>) -> &'static str {
+    match pkey.id() {
+        Id::DSA => "DSA",
+        Id::EC => "EC",
+        _ => "RSA",
+    }
+}
+
 /// `CKA_EC_POINT` is a DER OCTET STRING around the point; some modules send the
 /// bare point. Returns the bare point when `data` is a well-formed wrapper.
 fn unwrap_octet_string(data: &[u8]) -> Option<&[u8]> {

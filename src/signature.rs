@@ -110,11 +110,49 @@ pub fn verify_digest(
     digest: &[u8],
     signature: &[u8],
 ) -> Result<bool> {
+    // -2 is RSA_PSS_SALTLEN_AUTO when verifying.
+    verify_with_salt(key, scheme, digest, signature, RsaPssSaltlen::custom(-2))
+}
+
+/// The salt length of a PSS `signature` that [`verify_digest`] accepted, when
+/// it is below `min`. OpenSSL 3 refuses to detect the salt for a key that
+/// restricts it, and verifies a given salt length exactly; a valid PSS
+/// signature has exactly one salt length, so trying each length below the
+/// minimum (at most 255, RFC 4055's field) finds a short one.
+pub fn pss_salt_below(
+    key: &PublicKey,
+    scheme: &SignatureScheme,
+    digest: &[u8],
+    signature: &[u8],
+    min: u8,
+) -> Result<Option<usize>> {
+    for salt in 0..min {
+        if verify_with_salt(
+            key,
+            scheme,
+            digest,
+            signature,
+            RsaPssSaltlen::custom(salt.into()),
+        )? {
+            return Ok(Some(salt.into()));
+        }
+    }
+    Ok(None)
+}
+
+fn verify_with_salt(
+    key: &PublicKey,
+    scheme: &SignatureScheme,
+    digest: &[u8],
+    signature: &[u8],
+    salt: RsaPssSaltlen,
+) -> Result<bool> {
     let md = scheme.hash().message_digest();
     // A certificate key of type id-RSASSA-PSS carries restrictions (hash,
     // minimum salt) that OpenSSL 3 enforces and that make it refuse the
     // automatic salt length outright. cryptography, and so cursive, loads
-    // such a key as plain RSA; verify it the same way.
+    // such a key as plain RSA; verify it the same way (the strict policy
+    // checks the restrictions beside, see `PssRestrictions`).
     let plain;
     let pkey = if key.pkey.id() == openssl::pkey::Id::RSA_PSS {
         plain = as_plain_rsa(&key.pkey)?;
@@ -132,8 +170,7 @@ pub fn verify_digest(
             .map_err(|e| Error::crypto("verifier", e))?;
         ctx.set_rsa_mgf1_md(openssl::md::Md::from_nid(md.type_()).expect("SHA-2 is built in"))
             .map_err(|e| Error::crypto("verifier", e))?;
-        // -2 is RSA_PSS_SALTLEN_AUTO when verifying.
-        ctx.set_rsa_pss_saltlen(RsaPssSaltlen::custom(-2))
+        ctx.set_rsa_pss_saltlen(salt)
             .map_err(|e| Error::crypto("verifier", e))?;
     }
     // OpenSSL reports a malformed or wrong signature as an error stack; both mean "invalid".

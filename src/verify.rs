@@ -17,7 +17,7 @@ use crate::digest::{ImageSource, digest_image};
 use crate::error::{Error, Result};
 use crate::glance::RawProperties;
 use crate::public_key::{KeyClass, PublicKey};
-use crate::signature::SignatureScheme;
+use crate::signature::{SignatureScheme, pss_salt_below};
 use crate::validate::{
     ChainVerdict, PolicyName, StrictOptions, TrustedCertificate, ValidationInput,
 };
@@ -88,6 +88,9 @@ pub struct Verdict {
     /// Where trusted ids came from, and whether validation ran.
     pub trust: Option<TrustSettings>,
     pub image_size: Option<u64>,
+    /// What the policy noted: under nova, where cursive accepts what the
+    /// strict policy refuses.
+    pub notes: Vec<String>,
 }
 
 impl Verdict {
@@ -107,6 +110,7 @@ impl Verdict {
             certificate_validation: None,
             trust: None,
             image_size: None,
+            notes: Vec::new(),
         }
     }
 
@@ -149,6 +153,9 @@ fn cursive_key_family_matches(declared: GlanceKeyType, key: &PublicKey) -> bool 
 /// Verifies `image` against properties read from JSON text. Malformed input
 /// (under the strict policy), a missing certificate or an unreadable image are
 /// errors; a signature or certificate that does not hold is an invalid verdict.
+/// `options` are the strict policy's knobs, which apply to the signing key
+/// whether or not certificate validation runs.
+#[allow(clippy::too_many_arguments)]
 pub fn verify_image(
     props_text: &str,
     props_origin: &str,
@@ -157,6 +164,7 @@ pub fn verify_image(
     trust: Option<&TrustPlan<'_>>,
     find_cert: CertFinder<'_>,
     verifier: &dyn SigningDevice,
+    options: StrictOptions,
 ) -> Result<Verdict> {
     let raw = RawProperties::from_json(props_text, props_origin)?;
     let mut verdict = Verdict::new(policy);
@@ -194,10 +202,23 @@ pub fn verify_image(
     verdict.certificate_subject = Some(stored.certificate.subject());
     verdict.certificate_location = Some(stored.location.clone());
     let key = stored.certificate.public_key()?;
+    // A key anyone can sign for (RSA exponent 1) or whose group is broken
+    // makes every signature worthless, whatever the chain says.
+    let weakness = key.weakness(options.allow_small_rsa_exponent);
+    let restrictions = match policy {
+        PolicyName::Strict => key.pss_restrictions()?,
+        // cryptography loads the key as plain RSA and never reads them.
+        PolicyName::Nova => key.pss_restrictions().ok().flatten(),
+    };
     match policy {
         PolicyName::Strict => {
             if let Err(reason) = check_key_type(key_type, &key) {
                 return Ok(verdict.invalid(reason));
+            }
+            if let Some(weakness) = weakness {
+                return Ok(verdict.invalid(format!(
+                    "the key of certificate \"{cert_id}\" is unsafe: {weakness}"
+                )));
             }
         }
         PolicyName::Nova => {
@@ -215,6 +236,11 @@ pub fn verify_image(
                 return Ok(verdict.invalid(cursive_compat::signature_error(
                     "Error occurred while creating the verifier",
                 )));
+            }
+            if let Some(weakness) = weakness {
+                verdict.notes.push(format!(
+                    "cursive accepts the key of certificate \"{cert_id}\", which the strict policy refuses: {weakness}"
+                ));
             }
         }
     }
@@ -239,6 +265,33 @@ pub fn verify_image(
     verdict.image_size = Some(digest.size);
     let scheme = SignatureScheme::for_glance(key_type, hash_method);
     if verifier.verify_digest(&key, &scheme, &digest.digest, &signature)? {
+        if let Some(restrictions) = restrictions {
+            // The salt is looked for only when the hashes are allowed.
+            let problem = match restrictions.broken_by(hash_method, None) {
+                Some(problem) => Some(problem),
+                None => restrictions.broken_by(
+                    hash_method,
+                    pss_salt_below(
+                        &key,
+                        &scheme,
+                        &digest.digest,
+                        &signature,
+                        restrictions.min_salt,
+                    )?,
+                ),
+            };
+            match (problem, policy) {
+                (None, _) => {}
+                (Some(problem), PolicyName::Strict) => {
+                    return Ok(verdict.invalid(format!(
+                        "the signature breaks the restrictions of certificate \"{cert_id}\"'s RSASSA-PSS key: {problem}"
+                    )));
+                }
+                (Some(problem), PolicyName::Nova) => verdict.notes.push(format!(
+                    "cursive ignores the restrictions of certificate \"{cert_id}\"'s RSASSA-PSS key, which the strict policy enforces: {problem}"
+                )),
+            }
+        }
         verdict.valid = true;
         Ok(verdict)
     } else {

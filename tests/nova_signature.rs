@@ -84,22 +84,7 @@ fn nova_signature_checks_match_cursive() {
     // An id-RSASSA-PSS certificate key with restrictions (SHA-256, salt ≥ 32):
     // cryptography loads it as plain RSA.
     let pss_key = env.path("pss.key");
-    openssl(&[
-        "genpkey",
-        "-algorithm",
-        "RSA-PSS",
-        "-pkeyopt",
-        "rsa_keygen_bits:2048",
-        "-pkeyopt",
-        "rsa_pss_keygen_md:sha256",
-        "-pkeyopt",
-        "rsa_pss_keygen_mgf1_md:sha256",
-        "-pkeyopt",
-        "rsa_pss_keygen_saltlen:32",
-        "-out",
-        pss_key.to_str().unwrap(),
-    ])
-    .ok();
+    rsa_pss_key(&pss_key, "sha256", 32);
     openssl(&[
         "req",
         "-x509",

@@ -7,7 +7,7 @@ use clap::Args;
 use imgseal::config::{Config, TrustSettings, read_nova_conf, resolve_trust};
 use imgseal::error::Error;
 use imgseal::store::DirStore;
-use imgseal::validate::PolicyName;
+use imgseal::validate::{PolicyName, StrictOptions};
 use imgseal::verify::{CertFinder, TrustPlan};
 use imgseal::x509::Certificate;
 use openssl::x509::X509Crl;
@@ -56,6 +56,10 @@ pub struct TrustArgs {
     /// Smallest RSA/DSA key accepted in a chain (strict policy; default 2048).
     #[arg(long, value_name = "BITS")]
     pub min_rsa_bits: Option<u32>,
+    /// Accept RSA keys with an odd public exponent from 3 to 65535 (strict
+    /// policy; exponent 1 and even exponents are never accepted).
+    #[arg(long)]
+    pub allow_small_rsa_exponent: bool,
     /// Trust anchors: `auto` (default: the TPM-sealed set when no ids come
     /// from --trusted-cert-id, the environment or the configuration, and
     /// anchors were sealed from this $IMGSEAL_HOME or --tcti is given), `tpm`
@@ -163,6 +167,18 @@ impl TrustArgs {
             Some(s) => parse_time(s)?,
             None => time::OffsetDateTime::now_utc().unix_timestamp(),
         };
+        Ok(TrustPlan {
+            settings,
+            find,
+            intermediates,
+            crls,
+            at,
+            options: self.strict_options(config),
+        })
+    }
+
+    /// The strict policy's knobs: the configuration, then the flags.
+    pub fn strict_options(&self, config: &Config) -> StrictOptions {
         let mut options = config.strict_options();
         if self.allow_sha1 {
             options.allow_sha1 = true;
@@ -170,14 +186,10 @@ impl TrustArgs {
         if let Some(bits) = self.min_rsa_bits {
             options.min_rsa_bits = bits;
         }
-        Ok(TrustPlan {
-            settings,
-            find,
-            intermediates,
-            crls,
-            at,
-            options,
-        })
+        if self.allow_small_rsa_exponent {
+            options.allow_small_rsa_exponent = true;
+        }
+        options
     }
 }
 

@@ -84,6 +84,7 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
         plan.as_ref(),
         find,
         &SoftwareVerifier,
+        args.trust.strict_options(&resolved.config),
     )?;
     let code = if verdict.valid {
         0
@@ -120,6 +121,9 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
                 .as_deref()
                 .unwrap_or("signature does not verify")
         );
+    }
+    for note in &verdict.notes {
+        println!("note: {note}");
     }
     resolved.print_validation(
         verdict.trust.as_ref(),

@@ -33,6 +33,8 @@ pub struct StrictOptions {
     pub min_rsa_bits: u32,
     pub allow_sha1: bool,
     pub max_depth: u32,
+    /// Accept odd RSA exponents from 3 to 65535 (never 1 or even ones).
+    pub allow_small_rsa_exponent: bool,
 }
 
 impl Default for StrictOptions {
@@ -41,6 +43,7 @@ impl Default for StrictOptions {
             min_rsa_bits: 2048,
             allow_sha1: false,
             max_depth: 32,
+            allow_small_rsa_exponent: false,
         }
     }
 }

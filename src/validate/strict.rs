@@ -502,6 +502,14 @@ fn code_signing_problem(
                 )));
             }
         }
+        // Every key of the path, the anchor's too: anyone could sign for a
+        // key with exponent 1, and so issue under it.
+        if let Some(weakness) = key.weakness(input.options.allow_small_rsa_exponent) {
+            return Ok(Some(format!(
+                "\"{}\" has an unsafe key: {weakness}",
+                cert.subject()
+            )));
+        }
         // The anchor's own signature is not part of the path (RFC 5280 §6.1).
         if i == last {
             continue;

@@ -194,6 +194,27 @@ pub fn openssl(args: &[&str]) -> Run {
     )
 }
 
+/// A 2048-bit id-RSASSA-PSS key restricted to `md` (hash and MGF1) and a salt
+/// of at least `salt` bytes, made with the openssl CLI at `out`.
+pub fn rsa_pss_key(out: &Path, md: &str, salt: u8) {
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA-PSS",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-pkeyopt",
+        &format!("rsa_pss_keygen_md:{md}"),
+        "-pkeyopt",
+        &format!("rsa_pss_keygen_mgf1_md:{md}"),
+        "-pkeyopt",
+        &format!("rsa_pss_keygen_saltlen:{salt}"),
+        "-out",
+        out.to_str().unwrap(),
+    ])
+    .ok();
+}
+
 /// A CA made once per test binary with the openssl CLI.
 pub struct TestCa {
     pub dir: PathBuf,

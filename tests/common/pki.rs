@@ -127,7 +127,12 @@ fn days(d: i64) -> Asn1Time {
 
 /// Issues a certificate for `spec`, signed by `issuer` (self-signed when None).
 pub fn issue(spec: &Spec, issuer: Option<&Issued>) -> Issued {
-    let key = key(spec.key);
+    issue_with_key(spec, issuer, key(spec.key))
+}
+
+/// [`issue`] for a key made by the caller (`spec.key` is not used), e.g. one
+/// OpenSSL would never generate.
+pub fn issue_with_key(spec: &Spec, issuer: Option<&Issued>, key: PKey<Private>) -> Issued {
     let mut b = X509::builder().unwrap();
     b.set_version(2).unwrap();
     let serial = Asn1Integer::from_bn(&BigNum::from_u32(spec.serial).unwrap()).unwrap();
