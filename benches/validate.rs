@@ -219,6 +219,7 @@ fn main() {
         min_rsa_bits: 1024,
         allow_sha1: true,
         max_depth: 32,
+        allow_small_rsa_exponent: false,
     };
     let rounds: Vec<Duration> = (0..5)
         .map(|_| {

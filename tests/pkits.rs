@@ -119,6 +119,7 @@ fn pkits_strict_policy_conformance() {
         min_rsa_bits: 1024,
         allow_sha1: true,
         max_depth: 32,
+        allow_small_rsa_exponent: false,
     };
     let at = 1_577_836_800; // 2020-01-01T00:00:00Z, inside every certificate's validity
 
@@ -207,6 +208,7 @@ fn dsa_parameter_inheritance_checks_every_signature() {
         min_rsa_bits: 1024,
         allow_sha1: true,
         max_depth: 32,
+        allow_small_rsa_exponent: false,
     };
     // The last byte of a DSA certificate is inside the signature's s.
     let broken = |der: &[u8]| {

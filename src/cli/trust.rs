@@ -200,7 +200,7 @@ pub type Finder = dyn Fn(&str) -> imgseal::Result<Option<StoredCertificate>>;
 /// configuration, policy, trusted ids (or the TPM-sealed anchors that replace
 /// them), and where certificates are looked up.
 pub struct ResolvedTrust {
-    config: Config,
+    pub config: Config,
     pub policy: PolicyName,
     pub settings: TrustSettings,
     pub sealed: Option<(Rc<SealedAnchors>, Tcti)>,
