@@ -580,6 +580,10 @@ impl Fixtures {
         std::os::unix::fs::symlink(b("missing/target"), b("dangling")).unwrap();
         // Reading it fails with EIO although it is a "regular file" of size 0.
         std::os::unix::fs::symlink("/proc/self/mem", b("proc-mem")).unwrap();
+        // Inputs that are not regular files: a FIFO with no writer (a
+        // blocking open waits for ever) and a device that never ends.
+        mkfifo(&b("fifo"));
+        std::os::unix::fs::symlink("/dev/zero", b("zero-link")).unwrap();
 
         // Certificates and keys, broken.
         let pem = fs::read_to_string(self.vars["cert"].as_str()).unwrap();
