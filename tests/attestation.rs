@@ -169,6 +169,19 @@ fn attestation_verifies_with_imgseal_and_openssl_and_binds_nonce_record_and_ak()
     rec[40] ^= 1;
     changed["record"]["contents"] = Value::String(hex::encode(&rec));
     let changed_path = env.path("changed.json");
+    // A changed document, written out and verified with `extra`.
+    let verify_changed = |changed: &Value, extra: &[&str]| {
+        std::fs::write(&changed_path, serde_json::to_vec(changed).unwrap()).unwrap();
+        verify(&changed_path, NONCE, extra)
+    };
+    // A changed document refused against the pinned AK, `needle` in the reason.
+    let refused_pinned = |changed: &Value, needle: &str| {
+        let out = verify_changed(changed, &["--expected-digest", &digest, "--ak", s(&ak)])
+            .code(1)
+            .json();
+        assert!(out["reason"].as_str().unwrap().contains(needle), "{out}");
+        out
+    };
     std::fs::write(&changed_path, serde_json::to_vec(&changed).unwrap()).unwrap();
     let out = verify(
         &changed_path,
@@ -190,18 +203,7 @@ fn attestation_verifies_with_imgseal_and_openssl_and_binds_nonce_record_and_ak()
     att[n - 256 + 40] ^= 1;
     forged["record"]["attest"] = Value::String(hex::encode(&att));
     forged["record"]["contents"] = Value::String(hex::encode(&att[n - 256..]));
-    std::fs::write(&changed_path, serde_json::to_vec(&forged).unwrap()).unwrap();
-    let out = verify(
-        &changed_path,
-        NONCE,
-        &["--expected-digest", &digest, "--ak", s(&ak)],
-    )
-    .code(1)
-    .json();
-    assert!(
-        out["reason"].as_str().unwrap().contains("does not verify"),
-        "{out}"
-    );
+    refused_pinned(&forged, "does not verify");
     write_hex(&attest, &forged["record"]["attest"]);
     assert!(
         !openssl_verifies(&ak, &sig, &attest),
@@ -259,65 +261,34 @@ fn attestation_verifies_with_imgseal_and_openssl_and_binds_nonce_record_and_ak()
     // the signature is checked with it and fails.
     let mut swapped = doc.clone();
     swapped["ak"] = read_json(&other_doc)["ak"].clone();
-    std::fs::write(&changed_path, serde_json::to_vec(&swapped).unwrap()).unwrap();
-    verify(&changed_path, NONCE, &["--expected-digest", &digest]).code(1);
+    verify_changed(&swapped, &["--expected-digest", &digest]).code(1);
     // The AK's public area must hold the pinned key.
     let mut mixed = doc.clone();
     mixed["ak"]["public_area"] = read_json(&other_doc)["ak"]["public_area"].clone();
-    std::fs::write(&changed_path, serde_json::to_vec(&mixed).unwrap()).unwrap();
-    let out = verify(
-        &changed_path,
-        NONCE,
-        &["--expected-digest", &digest, "--ak", s(&ak)],
-    )
-    .code(1)
-    .json();
-    assert!(
-        out["reason"].as_str().unwrap().contains("another key"),
-        "{out}"
-    );
+    refused_pinned(&mixed, "another key");
 
     // Issue #10 item 8: a forgery made in software, consistent in itself.
     // A P-256 key stands in for the AK: the public area is the AK's with the
     // forger's point, each TPMS_ATTEST names it as qualified signer and
     // certifies a record of the forger's choosing, and the forger signs.
     let forged = forge_attestation(&doc, |record| record[40] ^= 1);
-    std::fs::write(&changed_path, serde_json::to_vec(&forged).unwrap()).unwrap();
     // Against the pinned AK it is refused: the signature is not the AK's.
-    let out = verify(
-        &changed_path,
-        NONCE,
-        &["--expected-digest", &digest, "--ak", s(&ak)],
-    )
-    .code(1)
-    .json();
+    let out = refused_pinned(&forged, "does not verify");
     assert_eq!(out["verdict"], "invalid", "{out}");
-    assert!(
-        out["reason"].as_str().unwrap().contains("does not verify"),
-        "{out}"
-    );
     // Unchanged contents, re-signed: refused all the same.
     let resigned = forge_attestation(&doc, |_| ());
-    std::fs::write(&changed_path, serde_json::to_vec(&resigned).unwrap()).unwrap();
-    verify(
-        &changed_path,
-        NONCE,
-        &["--expected-digest", &digest, "--ak", s(&ak)],
-    )
-    .code(1);
+    refused_pinned(&resigned, "does not verify");
     // Without a pinned AK the forgery is checked against its own key and
     // holds together, so nothing says which TPM made it: the verdict says
     // the AK was not pinned (docs/security.md), and the forged record,
     // whose digest is not the bundle's, is still refused.
-    std::fs::write(&changed_path, serde_json::to_vec(&forged).unwrap()).unwrap();
-    let out = verify(&changed_path, NONCE, &["--expected-digest", &digest])
+    let out = verify_changed(&forged, &["--expected-digest", &digest])
         .code(1)
         .json();
     assert_eq!(out["ak_pinned"], false, "{out}");
     // The same record re-signed is self-consistent, and without a pin that
     // is all a document can be (docs/security.md): valid, ak_pinned false.
-    std::fs::write(&changed_path, serde_json::to_vec(&resigned).unwrap()).unwrap();
-    let out = verify(&changed_path, NONCE, &["--expected-digest", &digest])
+    let out = verify_changed(&resigned, &["--expected-digest", &digest])
         .ok()
         .json();
     assert_eq!(
