@@ -54,13 +54,7 @@ pub struct ImageDigest {
 pub fn digest_image(source: &ImageSource, hash: HashMethod) -> Result<ImageDigest> {
     match source {
         ImageSource::Path(path) => {
-            let file = File::open(path).map_err(|e| Error::io(path, e))?;
-            if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-                return Err(Error::bad_input(format!(
-                    "{}: is a directory, not an image",
-                    path.display()
-                )));
-            }
+            let (file, _) = open_image(path)?;
             let stamp = FileStamp::of(&file, path)?;
             let digest = digest_reader(&file, hash, path)?;
             if let Some(stamp) = stamp {
@@ -69,6 +63,30 @@ pub fn digest_image(source: &ImageSource, hash: HashMethod) -> Result<ImageDiges
             Ok(digest)
         }
         ImageSource::Stdin => digest_reader(io::stdin().lock(), hash, Path::new("<stdin>")),
+    }
+}
+
+/// Opens the image file at `path` (not `-`), with its metadata. Only a
+/// regular file is an image: a FIFO, a device or a socket is refused before
+/// anything is read ([`crate::home::open_regular`]), because a FIFO with no
+/// writer would block the open for good and `/dev/zero` would be hashed for
+/// ever. A stream goes through standard input (`-`), where whoever pipes it
+/// chooses how much to send.
+pub(crate) fn open_image(path: &Path) -> Result<(File, Metadata)> {
+    use crate::home::{Opened, open_regular};
+    match open_regular(path, false).map_err(|e| Error::io(path, e))? {
+        Opened::Regular(file, meta) => Ok((file, meta)),
+        Opened::NotRegular(kind) => {
+            let hint = if kind == "a directory" {
+                ""
+            } else {
+                "; pipe a stream to standard input (-) instead"
+            };
+            Err(Error::bad_input(format!(
+                "{}: is {kind}, not an image{hint}",
+                path.display()
+            )))
+        }
     }
 }
 

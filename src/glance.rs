@@ -144,13 +144,18 @@ impl RawProperties {
 }
 
 /// A certificate id must be usable as a key-manager id and as a file name in
-/// a certificate directory.
+/// a certificate directory, and must say which certificate it is to whoever
+/// reads it: printable ASCII only. Barbican's ids are UUIDs; a free name in
+/// another alphabet could look like another id (Cyrillic "а" for Latin "a",
+/// full-width "ａ") or be one id in NFC and another in NFD that a normalizing
+/// file system stores as one file. ASCII has neither problem, and needs no
+/// Unicode tables to check.
 pub fn check_cert_id(id: &str) -> std::result::Result<(), String> {
     if id.is_empty() {
         return Err("the certificate id is empty".into());
     }
     if id.len() > 255 {
-        return Err("the certificate id is longer than 255 characters".into());
+        return Err("the certificate id is longer than 255 bytes".into());
     }
     if id == "."
         || id == ".."
@@ -161,6 +166,13 @@ pub fn check_cert_id(id: &str) -> std::result::Result<(), String> {
         return Err(format!(
             "the certificate id \"{}\" contains a path separator, space or control character",
             printable(id)
+        ));
+    }
+    if let Some(c) = id.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(format!(
+            "the certificate id \"{}\" has a character outside printable ASCII (U+{:04X}): ids are ASCII, so that no look-alike letter or Unicode form can pass for another id",
+            printable(id),
+            c as u32
         ));
     }
     Ok(())

@@ -231,6 +231,46 @@ pub fn open_regular(path: &Path, nofollow: bool) -> std::io::Result<Opened> {
     Ok(Opened::Regular(file, meta))
 }
 
+/// The most an input file other than an image may hold (properties,
+/// certificates, CRLs, documents): the largest public CRLs are tens of MiB,
+/// and `/dev/zero`-like inputs must end before the memory does.
+pub const MAX_INPUT_BYTES: u64 = 256 << 20;
+
+/// The bytes of the input file at `path`, which must be a regular file (a
+/// FIFO is refused without waiting for a writer, a device without being
+/// read; a directory keeps the OS's "Is a directory") of at most `limit`
+/// bytes; `what` names what it should have been ("a manifest").
+pub fn read_input(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let origin = path.display();
+    let file = match open_regular(path, false).map_err(|e| Error::io(path, e))? {
+        Opened::Regular(file, _) => file,
+        Opened::NotRegular("a directory") => {
+            return Err(Error::io(
+                path,
+                std::io::Error::from_raw_os_error(libc::EISDIR),
+            ));
+        }
+        Opened::NotRegular(kind) => {
+            return Err(Error::bad_input(format!(
+                "{origin}: not a regular file ({kind})"
+            )));
+        }
+    };
+    let mut bytes = Vec::new();
+    // Read to the end, not to the size stat gives: procfs files say 0.
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::bad_input(format!(
+            "{origin}: more than {} MiB, not {what}",
+            limit >> 20
+        )));
+    }
+    Ok(bytes)
+}
+
 /// Writes `bytes` to `path` with mode 0600, atomically (temp file + rename).
 pub fn write_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomically(path, bytes, 0o600)

@@ -1,13 +1,24 @@
 //! Certificates kept in a directory as `<id>.pem` or `<id>.der`.
 
+use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::PathBuf;
 
 use crate::backend::StoredCertificate;
 use crate::error::{Error, Result};
 use crate::glance::check_cert_id;
-use crate::home::write_output_file;
+use crate::home::{MAX_INPUT_BYTES, read_input, write_output_file};
 use crate::x509::Certificate;
+
+/// The file name extensions of certificates, in the order `find` tries them.
+const EXTENSIONS: [&str; 4] = ["pem", "der", "crt", "cer"];
+
+/// The longest file name Linux file systems take (`NAME_MAX`).
+const NAME_MAX: usize = 255;
+
+/// The longest id whose `<id>.<ext>` is a file name.
+const MAX_FILE_ID: usize = NAME_MAX - ".pem".len();
 
 #[derive(Debug, Clone)]
 pub struct DirStore {
@@ -39,11 +50,42 @@ impl DirStore {
         format!("directory {}", self.dir.display())
     }
 
-    pub fn find(&self, id: &str) -> Result<Option<StoredCertificate>> {
+    /// An id that can name a file here: a certificate id
+    /// ([`check_cert_id`]) short enough that `<id>.<ext>` fits in a file
+    /// name, rather than an "File name too long" from the open.
+    fn check_id(&self, id: &str) -> Result<()> {
         check_cert_id(id).map_err(Error::bad_input)?;
-        for ext in ["pem", "der", "crt", "cer"] {
-            let path = self.dir.join(format!("{id}.{ext}"));
-            match fs::read(&path) {
+        if id.len() > MAX_FILE_ID {
+            return Err(Error::bad_input(format!(
+                "the certificate id is {} bytes: in {}, whose files are named <id>.pem and can have at most {NAME_MAX} bytes, ids have at most {MAX_FILE_ID}",
+                id.len(),
+                self.location()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The names in the directory, exactly as stored.
+    fn entry_names(&self) -> Result<HashSet<OsString>> {
+        let entries = fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        Ok(entries
+            .filter_map(|e| e.ok().map(|e| e.file_name()))
+            .collect())
+    }
+
+    pub fn find(&self, id: &str) -> Result<Option<StoredCertificate>> {
+        self.check_id(id)?;
+        // Only an entry of exactly this name: in a case-insensitive or
+        // normalizing directory (ext4 or tmpfs with casefold) the open of
+        // "A.pem" would give "a.pem", another id's certificate.
+        let names = self.entry_names()?;
+        for ext in EXTENSIONS {
+            let name = format!("{id}.{ext}");
+            if !names.contains(OsStr::new(&name)) {
+                continue;
+            }
+            let path = self.dir.join(name);
+            match read_input(&path, MAX_INPUT_BYTES, "a certificate") {
                 Ok(bytes) => {
                     return Ok(Some(StoredCertificate {
                         id: id.to_string(),
@@ -51,8 +93,11 @@ impl DirStore {
                         location: self.location(),
                     }));
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io(&path, e)),
+                // A dangling symbolic link: as if there were no file.
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    continue;
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(None)
@@ -67,13 +112,26 @@ impl DirStore {
             let Some(ext) = path.extension().and_then(|e| e.to_str()) else {
                 continue;
             };
-            if !["pem", "der", "crt", "cer"].contains(&ext) {
+            if !EXTENSIONS.contains(&ext) {
                 continue;
             }
-            let Some(id) = path.file_stem().and_then(|s| s.to_str()) else {
-                continue;
-            };
-            let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            // A certificate file whose name is no id (not UTF-8, a control
+            // character, a look-alike letter) would be printed in verdicts
+            // and chains as it is: refused, named safely.
+            let stem = path.file_stem().unwrap_or_default();
+            let id = stem.to_str().ok_or_else(|| {
+                Error::bad_input(format!(
+                    "{}: the file name is not UTF-8, so not a certificate id",
+                    path.display().to_string().escape_default()
+                ))
+            })?;
+            check_cert_id(id).map_err(|e| {
+                Error::bad_input(format!(
+                    "{}: the file name is no certificate id: {e}",
+                    self.location()
+                ))
+            })?;
+            let bytes = read_input(&path, MAX_INPUT_BYTES, "a certificate")?;
             out.push(StoredCertificate {
                 id: id.to_string(),
                 certificate: Certificate::parse(&bytes, &path.display().to_string())?,
@@ -92,6 +150,15 @@ impl DirStore {
             )));
         }
         let path = self.dir.join(format!("{id}.pem"));
+        // No entry of exactly this name, and yet the name answers: a
+        // case-insensitive directory holding another id's file, which the
+        // write would replace.
+        if fs::symlink_metadata(&path).is_ok() {
+            return Err(Error::usage(format!(
+                "{} already has a file answering to \"{id}.pem\" that is not this id's certificate (a dangling link, or another id's file in a case-insensitive directory)",
+                self.location()
+            )));
+        }
         write_output_file(&path, cert.pem().as_bytes())?;
         Ok(path)
     }

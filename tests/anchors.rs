@@ -1430,12 +1430,6 @@ fn run_bounded(env: &Env, tpm: &TestTpm, args: &[&str]) -> Run {
     Run::from_output(child.wait_with_output().unwrap())
 }
 
-fn mkfifo(path: &Path) {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
-}
-
 /// A FIFO or a device where a bundle belongs is never opened for a blocking
 /// read nor read without a bound: as `bundle.pending` it is ignored (the
 /// installed bundle is in force), as `bundle` it is refused like any bundle

@@ -169,6 +169,19 @@ fn attestation_verifies_with_imgseal_and_openssl_and_binds_nonce_record_and_ak()
     rec[40] ^= 1;
     changed["record"]["contents"] = Value::String(hex::encode(&rec));
     let changed_path = env.path("changed.json");
+    // A changed document, written out and verified with `extra`.
+    let verify_changed = |changed: &Value, extra: &[&str]| {
+        std::fs::write(&changed_path, serde_json::to_vec(changed).unwrap()).unwrap();
+        verify(&changed_path, NONCE, extra)
+    };
+    // A changed document refused against the pinned AK, `needle` in the reason.
+    let refused_pinned = |changed: &Value, needle: &str| {
+        let out = verify_changed(changed, &["--expected-digest", &digest, "--ak", s(&ak)])
+            .code(1)
+            .json();
+        assert!(out["reason"].as_str().unwrap().contains(needle), "{out}");
+        out
+    };
     std::fs::write(&changed_path, serde_json::to_vec(&changed).unwrap()).unwrap();
     let out = verify(
         &changed_path,
@@ -190,18 +203,7 @@ fn attestation_verifies_with_imgseal_and_openssl_and_binds_nonce_record_and_ak()
     att[n - 256 + 40] ^= 1;
     forged["record"]["attest"] = Value::String(hex::encode(&att));
     forged["record"]["contents"] = Value::String(hex::encode(&att[n - 256..]));
-    std::fs::write(&changed_path, serde_json::to_vec(&forged).unwrap()).unwrap();
-    let out = verify(
-        &changed_path,
-        NONCE,
-        &["--expected-digest", &digest, "--ak", s(&ak)],
-    )
-    .code(1)
-    .json();
-    assert!(
-        out["reason"].as_str().unwrap().contains("does not verify"),
-        "{out}"
-    );
+    refused_pinned(&forged, "does not verify");
     write_hex(&attest, &forged["record"]["attest"]);
     assert!(
         !openssl_verifies(&ak, &sig, &attest),
@@ -259,21 +261,39 @@ fn attestation_verifies_with_imgseal_and_openssl_and_binds_nonce_record_and_ak()
     // the signature is checked with it and fails.
     let mut swapped = doc.clone();
     swapped["ak"] = read_json(&other_doc)["ak"].clone();
-    std::fs::write(&changed_path, serde_json::to_vec(&swapped).unwrap()).unwrap();
-    verify(&changed_path, NONCE, &["--expected-digest", &digest]).code(1);
+    verify_changed(&swapped, &["--expected-digest", &digest]).code(1);
     // The AK's public area must hold the pinned key.
     let mut mixed = doc.clone();
     mixed["ak"]["public_area"] = read_json(&other_doc)["ak"]["public_area"].clone();
-    std::fs::write(&changed_path, serde_json::to_vec(&mixed).unwrap()).unwrap();
-    let out = verify(
-        &changed_path,
-        NONCE,
-        &["--expected-digest", &digest, "--ak", s(&ak)],
-    )
-    .code(1)
-    .json();
-    assert!(
-        out["reason"].as_str().unwrap().contains("another key"),
+    refused_pinned(&mixed, "another key");
+
+    // Issue #10 item 8: a forgery made in software, consistent in itself.
+    // A P-256 key stands in for the AK: the public area is the AK's with the
+    // forger's point, each TPMS_ATTEST names it as qualified signer and
+    // certifies a record of the forger's choosing, and the forger signs.
+    let forged = forge_attestation(&doc, |record| record[40] ^= 1);
+    // Against the pinned AK it is refused: the signature is not the AK's.
+    let out = refused_pinned(&forged, "does not verify");
+    assert_eq!(out["verdict"], "invalid", "{out}");
+    // Unchanged contents, re-signed: refused all the same.
+    let resigned = forge_attestation(&doc, |_| ());
+    refused_pinned(&resigned, "does not verify");
+    // Without a pinned AK the forgery is checked against its own key and
+    // holds together, so nothing says which TPM made it: the verdict says
+    // the AK was not pinned (docs/security.md), and the forged record,
+    // whose digest is not the bundle's, is still refused.
+    let out = verify_changed(&forged, &["--expected-digest", &digest])
+        .code(1)
+        .json();
+    assert_eq!(out["ak_pinned"], false, "{out}");
+    // The same record re-signed is self-consistent, and without a pin that
+    // is all a document can be (docs/security.md): valid, ak_pinned false.
+    let out = verify_changed(&resigned, &["--expected-digest", &digest])
+        .ok()
+        .json();
+    assert_eq!(
+        (&out["verdict"], &out["ak_pinned"]),
+        (&"valid".into(), &false.into()),
         "{out}"
     );
 
@@ -770,4 +790,57 @@ fn remote_enrollment_is_confirmed_only_by_the_tpm_holding_ek_and_ak() {
         .code(0)
         .stdout;
     assert!(text.contains("the host's own report"), "{text}");
+}
+
+/// `doc` forged with a software P-256 key: the AK's public area carrying the
+/// forger's point, the qualified signer of each TPMS_ATTEST recomputed for
+/// it, the record's certified bytes changed by `edit`, both signed by the
+/// forger. Well-formed throughout; only the key is not the TPM's.
+fn forge_attestation(doc: &Value, edit: impl Fn(&mut Vec<u8>)) -> Value {
+    use openssl::bn::BigNumContext;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::sign::Signer;
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    let key = EcKey::generate(&group).unwrap();
+    let (mut x, mut y) = (
+        openssl::bn::BigNum::new().unwrap(),
+        openssl::bn::BigNum::new().unwrap(),
+    );
+    key.public_key()
+        .affine_coordinates(&group, &mut x, &mut y, &mut BigNumContext::new().unwrap())
+        .unwrap();
+    let pkey = PKey::from_ec_key(key).unwrap();
+    // TPMT_PUBLIC ends with the ECC point: 0020 || x || 0020 || y.
+    let mut area = hex::decode(doc["ak"]["public_area"].as_str().unwrap()).unwrap();
+    let n = area.len();
+    area[n - 66..n - 34].copy_from_slice(&x.to_vec_padded(32).unwrap());
+    area[n - 32..].copy_from_slice(&y.to_vec_padded(32).unwrap());
+    let mut name = vec![0x00, 0x0b];
+    name.extend_from_slice(&sha2_digest(&area));
+    let qualified = imgseal_tpm::endorsement_primary_qualified_name(&name);
+    let mut forged = doc.clone();
+    forged["ak"]["public_key_pem"] =
+        Value::String(String::from_utf8(pkey.public_key_to_pem().unwrap()).unwrap());
+    forged["ak"]["public_area"] = Value::String(hex::encode(&area));
+    forged["ak"]["name"] = Value::String(hex::encode(&name));
+    for part in ["record", "counter"] {
+        let mut attest = hex::decode(forged[part]["attest"].as_str().unwrap()).unwrap();
+        // TPMS_ATTEST: magic (4), type (2), qualifiedSigner (TPM2B_NAME).
+        assert_eq!(&attest[6..8], &[0x00, 0x22], "a SHA-256 qualified name");
+        attest[8..42].copy_from_slice(&qualified);
+        if part == "record" {
+            let len = attest.len();
+            let mut contents = attest[len - 256..].to_vec();
+            edit(&mut contents);
+            attest[len - 256..].copy_from_slice(&contents);
+            forged[part]["contents"] = Value::String(hex::encode(&contents));
+        }
+        let mut signer = Signer::new(openssl::hash::MessageDigest::sha256(), &pkey).unwrap();
+        signer.update(&attest).unwrap();
+        forged[part]["attest"] = Value::String(hex::encode(&attest));
+        forged[part]["signature"] = Value::String(hex::encode(signer.sign_to_vec().unwrap()));
+    }
+    forged
 }

@@ -580,6 +580,10 @@ impl Fixtures {
         std::os::unix::fs::symlink(b("missing/target"), b("dangling")).unwrap();
         // Reading it fails with EIO although it is a "regular file" of size 0.
         std::os::unix::fs::symlink("/proc/self/mem", b("proc-mem")).unwrap();
+        // Inputs that are not regular files: a FIFO with no writer (a
+        // blocking open waits for ever) and a device that never ends.
+        mkfifo(&b("fifo"));
+        std::os::unix::fs::symlink("/dev/zero", b("zero-link")).unwrap();
 
         // Certificates and keys, broken.
         let pem = fs::read_to_string(self.vars["cert"].as_str()).unwrap();
@@ -608,6 +612,13 @@ impl Fixtures {
         w("huge-pem", &huge);
         fs::copy(work.join("signer.csr"), b("csr-pem")).unwrap();
         fs::copy(test_ca().dir.join("ca.key"), b("private-key-pem")).unwrap();
+        // A certificate under a Cyrillic look-alike of the signer's id.
+        copy_dir(Path::new(&self.vars["certs"]), &b("certdir-lookalike"));
+        fs::copy(
+            b("certdir-lookalike").join("signer-cert.pem"),
+            b("certdir-lookalike").join("signer-c\u{435}rt.pem"),
+        )
+        .unwrap();
         for (dir, extra) in [
             ("certdir-broken", "broken.pem"),
             ("certdir-subdir", "sub.pem"),
@@ -706,6 +717,16 @@ impl Fixtures {
             "props-cert-id-path",
             "img_signature_certificate_uuid",
             json!("../certs/signer-cert"),
+        );
+        with(
+            "props-cert-id-lookalike",
+            "img_signature_certificate_uuid",
+            json!("signer-c\u{435}rt"),
+        );
+        with(
+            "props-cert-id-nul",
+            "img_signature_certificate_uuid",
+            json!("signer\u{0}cert"),
         );
         with(
             "props-key-type-rsa-pss",

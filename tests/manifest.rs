@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{Env, Run, write_props};
+use common::{Env, Run, mkfifo, write_props};
 use serde_json::Value;
 
 const CERT: &str = "manifest-cert";
@@ -693,12 +693,6 @@ fn a_manifest_signer_is_validated_against_the_trusted_ids() {
         &["--trusted-cert-id", "test-ca", "--crl", &s(&bad_crl)],
     )
     .code(3);
-}
-
-fn mkfifo(path: &Path) {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
 }
 
 /// Runs imgseal with stdout and stderr in files; a run still going after

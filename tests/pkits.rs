@@ -216,17 +216,16 @@ fn dsa_parameter_inheritance_checks_every_signature() {
         *der.last_mut().unwrap() ^= 0x01;
         der
     };
-    let validate = |ee: &[u8], inherited_ca: &[u8], with_crls: bool| {
-        let intermediates = vec![
-            (
-                "DSACACert".to_string(),
-                cert("DSACACert", &load("DSACACert")),
-            ),
-            (
-                "DSAParametersInheritedCACert".to_string(),
-                cert("ca", inherited_ca),
-            ),
-        ];
+    // `middle`: the DSA CA certificates the store holds, by id.
+    let validate_with = |middle: &[(&str, &[u8])], ee: &[u8], inherited_ca: &[u8], with_crls| {
+        let mut intermediates: Vec<(String, Certificate)> = middle
+            .iter()
+            .map(|(id, der)| (id.to_string(), cert(id, der)))
+            .collect();
+        intermediates.push((
+            "DSAParametersInheritedCACert".to_string(),
+            cert("ca", inherited_ca),
+        ));
         let leaf = cert("ee", ee);
         let input = ValidationInput {
             leaf_id: "ee",
@@ -239,8 +238,75 @@ fn dsa_parameter_inheritance_checks_every_signature() {
         };
         StrictPolicy.validate(&input).unwrap()
     };
+    let dsa_ca = load("DSACACert");
+    let validate = |ee: &[u8], inherited_ca: &[u8], with_crls: bool| {
+        validate_with(&[("DSACACert", &dsa_ca)], ee, inherited_ca, with_crls)
+    };
     let ee = load("ValidDSAParameterInheritanceTest5EE");
     let ca = load("DSAParametersInheritedCACert");
+    // Issue #10 item 8: parameters altered on the path. Another 1024-bit
+    // group (p, q, g) put into a subjectPublicKeyInfo, signature left alone.
+    let other = openssl::dsa::Dsa::generate(1024).unwrap();
+    let with_params = |der: &[u8], params: Option<(&[u8], &[u8], &[u8])>| {
+        use der::{Decode, Encode};
+        let mut c = x509_cert::Certificate::from_der(der).unwrap();
+        let spki = &mut c.tbs_certificate.subject_public_key_info;
+        spki.algorithm.parameters = params.map(|(p, q, g)| {
+            // Dss-Parms ::= SEQUENCE { p, q, g INTEGER } (RFC 3279 §2.3.2).
+            let body: Vec<u8> = [p, q, g]
+                .iter()
+                .flat_map(|b| der::asn1::Uint::new(b).unwrap().to_der().unwrap())
+                .collect();
+            der::asn1::Any::new(der::Tag::Sequence, body).unwrap()
+        });
+        c.to_der().unwrap()
+    };
+    let (p, q, g) = (other.p().to_vec(), other.q().to_vec(), other.g().to_vec());
+    let altered = Some((&p[..], &q[..], &g[..]));
+    // DSACA's own parameters, as the inheriting CA's key really has them.
+    let dsa_ca_params = {
+        let key = openssl::x509::X509::from_der(&dsa_ca)
+            .unwrap()
+            .public_key()
+            .unwrap();
+        let d = key.dsa().unwrap();
+        (d.p().to_vec(), d.q().to_vec(), d.g().to_vec())
+    };
+    let explicit = Some((
+        &dsa_ca_params.0[..],
+        &dsa_ca_params.1[..],
+        &dsa_ca_params.2[..],
+    ));
+    for with_crls in [false, true] {
+        // The middle CA with another group: its key now means another key,
+        // so the inheriting CA below must not verify with those parameters.
+        let altered_dsa_ca = with_params(&dsa_ca, altered);
+        let v = validate_with(&[("DSACACert", &altered_dsa_ca)], &ee, &ca, with_crls);
+        assert!(!v.valid, "altered middle CA parameters: {:?}", v.chain);
+        // Beside the genuine one (same name, same public value), listed
+        // first: the path found is the genuine one, never through the altered.
+        let v = validate_with(
+            &[("altered", &altered_dsa_ca), ("DSACACert", &dsa_ca)],
+            &ee,
+            &ca,
+            with_crls,
+        );
+        assert!(v.valid, "{:?}", v.reason);
+        assert!(v.chain.iter().all(|l| l.id != "altered"), "{:?}", v.chain);
+        // The inheriting CA carrying parameters of its own: the altered
+        // group, or even DSACA's true one, changes what DSACA signed.
+        for params in [altered, explicit] {
+            let v = validate(&ee, &with_params(&ca, params), with_crls);
+            assert!(
+                !v.valid,
+                "inheriting CA with explicit parameters: {:?}",
+                v.chain
+            );
+        }
+        // The EE carrying the altered group instead of inheriting.
+        let v = validate(&with_params(&ee, altered), &ca, with_crls);
+        assert!(!v.valid, "EE with altered parameters: {:?}", v.chain);
+    }
 
     for with_crls in [false, true] {
         let verdict = validate(&ee, &ca, with_crls);

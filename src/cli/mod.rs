@@ -336,5 +336,5 @@ pub fn print_json(value: &serde_json::Value) {
 }
 
 pub fn read_input_file(path: &Path) -> Result<Vec<u8>, Error> {
-    std::fs::read(path).map_err(|e| Error::io(path, e))
+    imgseal::home::read_input(path, imgseal::home::MAX_INPUT_BYTES, "an input file")
 }

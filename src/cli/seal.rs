@@ -244,40 +244,7 @@ pub fn verify_manifest(
     /// (names, sizes, digests, one signature); this leaves room for long names
     /// while `--manifest /dev/zero` or a huge file cannot exhaust the memory.
     const MAX_MANIFEST_BYTES: u64 = 1 << 20;
-
-    /// The bytes of the manifest file at `path`: a regular file (a FIFO is
-    /// refused without waiting for a writer, a device without reading it) of at
-    /// most [`MAX_MANIFEST_BYTES`].
-    fn read_manifest_file(path: &Path, origin: &str) -> Result<Vec<u8>, Error> {
-        use imgseal::home::{Opened, open_regular};
-        use std::io::Read;
-        let file = match open_regular(path, false).map_err(|e| Error::io(path, e))? {
-            Opened::Regular(file, _) => file,
-            // As reading a directory always said.
-            Opened::NotRegular("a directory") => {
-                return Err(Error::io(
-                    path,
-                    std::io::Error::from_raw_os_error(libc::EISDIR),
-                ));
-            }
-            Opened::NotRegular(_) => {
-                return Err(Error::bad_input(format!("{origin}: not a regular file")));
-            }
-        };
-        let mut bytes = Vec::new();
-        // Read to the end, not to the size stat gives: procfs files say 0.
-        file.take(MAX_MANIFEST_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::io(path, e))?;
-        if bytes.len() as u64 > MAX_MANIFEST_BYTES {
-            return Err(Error::bad_input(format!(
-                "{origin}: more than {} MiB, not a manifest",
-                MAX_MANIFEST_BYTES >> 20
-            )));
-        }
-        Ok(bytes)
-    }
-    let bytes = read_manifest_file(manifest_path, &origin)?;
+    let bytes = imgseal::home::read_input(manifest_path, MAX_MANIFEST_BYTES, "a manifest")?;
     let text = String::from_utf8(bytes)
         .map_err(|_| Error::bad_input(format!("{origin}: not UTF-8 text")))?;
     let manifest = Manifest::parse(&text, &origin)?;

@@ -79,7 +79,7 @@ pub fn parse_time(s: &str) -> Result<i64, Error> {
 }
 
 pub fn read_crl(path: &PathBuf) -> Result<X509Crl, Error> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = super::read_input_file(path)?;
     imgseal::x509::parse_crl(&bytes, &path.display().to_string())
 }
 

@@ -70,7 +70,7 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
         .clone()
         .expect("clap requires --props without --manifest");
     let origin = props.display().to_string();
-    let text = std::fs::read(&props).map_err(|e| Error::io(&props, e))?;
+    let text = super::read_input_file(&props)?;
     let text = String::from_utf8(text)
         .map_err(|_| Error::bad_input(format!("{origin}: not UTF-8 text")))?;
     let policy = resolved.policy;

@@ -82,19 +82,12 @@ pub fn run_pass(
     let mut pass = Pass::new(spec, &origin)?;
     match source {
         ImageSource::Path(path) => {
-            let file = File::open(path).map_err(|e| Error::io(path, e))?;
-            let meta = file.metadata().map_err(|e| Error::io(path, e))?;
-            if meta.is_dir() {
-                return Err(Error::bad_input(format!(
-                    "{}: is a directory, not an image",
-                    path.display()
-                )));
-            }
+            let (file, meta) = crate::digest::open_image(path)?;
             // A size of 0 is not trusted: procfs and sysfs files say 0 and
             // still have content (or fail to read, as /proc/self/mem does).
             // Mapping 0 bytes hashed them as empty and exited 0; reading to
             // the end gives the same answer as for a truly empty file.
-            if meta.is_file() && meta.len() > 0 {
+            if meta.len() > 0 {
                 // The image must be the same file, of the same size and
                 // mtime, after the pass as before it (src/digest.rs), and no
                 // mapped page may have vanished (src/fsverity/sigbus.rs).

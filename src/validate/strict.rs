@@ -101,11 +101,12 @@ impl Validator for StrictPolicy {
         // reason: OpenSSL's store lookup stops at the first certificate of that name.
         let everything: Vec<&X509> = input.intermediates.iter().map(|(_, c)| &c.x509).collect();
         let mut first_failure = None;
+        let (candidates, exhausted) = candidate_paths(input);
         for CandidatePath {
             intermediates: path,
             anchor,
             twins,
-        } in candidate_paths(input)
+        } in candidates
         {
             let store = build_store(input, &[anchor])?;
             // The path's intermediates first, so OpenSSL's first-match lookup takes
@@ -127,6 +128,11 @@ impl Validator for StrictPolicy {
                 return finish(input, outcome, &twins, notes);
             }
             first_failure.get_or_insert((outcome, twins));
+        }
+        // No path found before the budget ran out holds: the search did not
+        // finish, so no failure of the paths it did find is the answer.
+        if let Some(exhausted) = exhausted {
+            return Ok(ChainVerdict::fail("strict", exhausted.reason(), notes));
         }
         let (outcome, twins) = match first_failure {
             Some(failure) => failure,
@@ -229,6 +235,74 @@ fn run_openssl(
 /// cross-certificates cannot make validation slow.
 const MAX_CANDIDATE_PATHS: usize = 8;
 
+/// The work one path search may do (rustls-webpki's `Budget`). The caps on
+/// paths found and on depth do not bound it: L layers of M same-name CAs,
+/// each cross-certified by every CA of the layer above, hold M^L paths, and
+/// when none reaches a trusted certificate every one of them is walked.
+///
+/// - Signature checks, the costly step (up to ~1 ms for RSA-4096 or DSA-3072
+///   in OpenSSL): 512 bound the search to well under a second, and leave
+///   room for real stores, where only same-name issuers are checked: a PKITS
+///   path takes at most 5, the cross-signed tests of tests/cert_validation.rs
+///   at most 78 (a 3-layer mesh of 2 cross-certified CAs a layer).
+/// - Candidate visits (an issuer name compared, in `X509_check_issued`,
+///   microseconds each): 200 000, as webpki's `build_chain_calls`, so a
+///   certificate directory of thousands of certificates can still be searched
+///   several levels deep.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    signatures: usize,
+    visits: usize,
+}
+
+const SIGNATURE_BUDGET: usize = 512;
+const VISIT_BUDGET: usize = 200_000;
+
+/// The search stopped: its budget is spent ([`Budget`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exhausted {
+    Signatures,
+    Visits,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            signatures: SIGNATURE_BUDGET,
+            visits: VISIT_BUDGET,
+        }
+    }
+}
+
+impl Budget {
+    fn signature(&mut self) -> std::result::Result<(), Exhausted> {
+        self.signatures = self
+            .signatures
+            .checked_sub(1)
+            .ok_or(Exhausted::Signatures)?;
+        Ok(())
+    }
+
+    fn visit(&mut self) -> std::result::Result<(), Exhausted> {
+        self.visits = self.visits.checked_sub(1).ok_or(Exhausted::Visits)?;
+        Ok(())
+    }
+}
+
+impl Exhausted {
+    /// The verdict's reason: distinct, so that a store too tangled to search
+    /// is not mistaken for one with no path.
+    fn reason(self) -> String {
+        let what = match self {
+            Exhausted::Signatures => format!("{SIGNATURE_BUDGET} signature checks"),
+            Exhausted::Visits => format!("{VISIT_BUDGET} candidate issuers"),
+        };
+        format!(
+            "path search budget exhausted: {what} tried without finding a valid path to a trusted certificate; the certificate store has too many cross-certified CAs of the same names to search (trust a CA nearer the signing certificate, or remove unneeded cross-certificates)"
+        )
+    }
+}
+
 /// One way from the leaf to a trusted certificate.
 struct CandidatePath<'a> {
     /// Between the leaf and the anchor, leaf side first.
@@ -239,8 +313,12 @@ struct CandidatePath<'a> {
 }
 
 /// Paths from the leaf to a trusted certificate, depth first, trusted issuers
-/// before untrusted ones, each with its signatures checked.
-fn candidate_paths<'a>(input: &'a ValidationInput<'a>) -> Vec<CandidatePath<'a>> {
+/// before untrusted ones, each with its signatures checked; and whether the
+/// search stopped early because its [`Budget`] was spent (the paths found
+/// until then are still returned: each is validated in full by OpenSSL).
+fn candidate_paths<'a>(
+    input: &'a ValidationInput<'a>,
+) -> (Vec<CandidatePath<'a>>, Option<Exhausted>) {
     let trusted: Vec<&Certificate> = input
         .trusted
         .iter()
@@ -265,20 +343,25 @@ fn candidate_paths<'a>(input: &'a ValidationInput<'a>) -> Vec<CandidatePath<'a>>
         deferred: usize,
         found: &mut Vec<CandidatePath<'a>>,
         max_len: usize,
-    ) {
+        budget: &mut Budget,
+    ) -> std::result::Result<(), Exhausted> {
         if found.len() >= MAX_CANDIDATE_PATHS || path.len() >= max_len {
-            return;
+            return Ok(());
         }
         let current = *path.last().expect("the leaf is on the path");
         for (candidate, is_trusted) in pool {
             if path.iter().any(|p| std::ptr::eq(*p, *candidate)) {
                 continue;
             }
+            budget.visit()?;
             let issued = candidate.issued(current);
             let inherits = issued.as_raw() == openssl_sys::X509_V_ERR_NO_ISSUER_PUBLIC_KEY
                 && lacks_dsa_parameters(candidate);
             if issued != X509VerifyResult::OK && !inherits {
                 continue;
+            }
+            if !inherits {
+                budget.signature()?;
             }
             let signed = inherits
                 || candidate
@@ -296,7 +379,7 @@ fn candidate_paths<'a>(input: &'a ValidationInput<'a>) -> Vec<CandidatePath<'a>>
                 } else {
                     let mut top_down = vec![*candidate];
                     top_down.extend(path.iter().rev());
-                    match inherited_signatures_hold(&top_down) {
+                    match inherited_signatures_hold(&top_down, budget)? {
                         Some(twins) => twins,
                         None => continue,
                     }
@@ -308,13 +391,15 @@ fn candidate_paths<'a>(input: &'a ValidationInput<'a>) -> Vec<CandidatePath<'a>>
                 });
             } else {
                 path.push(candidate);
-                walk(pool, path, deferred, found, max_len);
+                let walked = walk(pool, path, deferred, found, max_len, budget);
                 path.pop();
+                walked?;
             }
             if found.len() >= MAX_CANDIDATE_PATHS {
-                return;
+                return Ok(());
             }
         }
+        Ok(())
     }
     // A trusted leaf is its own anchor.
     if trusted.iter().any(|t| t.der == input.leaf.der) {
@@ -325,26 +410,36 @@ fn candidate_paths<'a>(input: &'a ValidationInput<'a>) -> Vec<CandidatePath<'a>>
         });
     }
     pool.sort_by_key(|(_, t)| !*t);
-    walk(&pool, &mut path, 0, &mut found, max_len);
-    found
+    let mut budget = Budget::default();
+    let exhausted = walk(&pool, &mut path, 0, &mut found, max_len, &mut budget).err();
+    if let Some(what) = exhausted {
+        tracing::debug!(?what, found = found.len(), "path search budget exhausted");
+    }
+    (found, exhausted)
 }
 
 /// The signatures on a path (anchor first) made by keys without DSA
 /// parameters, checked with the parameters inherited along it; the path's
 /// twins when all hold.
-fn inherited_signatures_hold(top_down: &[&X509]) -> Option<Twins> {
+fn inherited_signatures_hold(
+    top_down: &[&X509],
+    budget: &mut Budget,
+) -> std::result::Result<Option<Twins>, Exhausted> {
     let twins = Twins::along(top_down);
     for pair in top_down.windows(2) {
         let (issuer, subject) = (pair[0], pair[1]);
         if issuer.public_key().is_ok() {
             continue; // checked while walking
         }
-        let key = twins.for_openssl(issuer).public_key().ok()?;
+        budget.signature()?;
+        let Ok(key) = twins.for_openssl(issuer).public_key() else {
+            return Ok(None);
+        };
         if !subject.verify(&key).unwrap_or(false) {
-            return None;
+            return Ok(None);
         }
     }
-    Some(twins)
+    Ok(Some(twins))
 }
 
 fn finish(

@@ -392,3 +392,11 @@ pub fn operator_token(prefix: &str, label: &str, so_pin: &str, pin: &str) -> (Te
     assert!(out.status.success(), "{out:?}");
     (dir, conf)
 }
+
+/// Makes a FIFO at `path`: an input nobody writes to, which a blocking open
+/// would wait on for ever.
+pub fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
