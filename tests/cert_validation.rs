@@ -993,43 +993,12 @@ fn long_chains_and_revocation() {
 fn crl(env: &Env, ca: &Issued, serials: &[u32], name: &str) -> std::path::PathBuf {
     let dir = env.path(&format!("{name}.d"));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut index = String::new();
-    for s in serials {
-        let mut hex = format!("{s:X}");
-        if hex.len() % 2 == 1 {
-            hex.insert(0, '0');
-        }
-        index.push_str(&format!(
-            "R\t300101000000Z\t240101000000Z\t{hex}\tunknown\t/CN=revoked\n"
-        ));
-    }
-    std::fs::write(dir.join("index.txt"), index).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.cert.to_pem().unwrap()).unwrap();
-    std::fs::write(
-        dir.join("ca.key"),
-        ca.key.private_key_to_pem_pkcs8().unwrap(),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("ca.conf"),
-        format!("[ca]\ndefault_ca = d\n[d]\ndatabase = {0}/index.txt\ncrlnumber = {0}/crlnumber\ndefault_md = sha256\ndefault_crl_days = 30\n", dir.display()),
-    )
-    .unwrap();
-    std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
+    let (cert, key) = (dir.join("ca.pem"), dir.join("ca.key"));
+    std::fs::write(&cert, ca.cert.to_pem().unwrap()).unwrap();
+    std::fs::write(&key, ca.key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    let serials: Vec<String> = serials.iter().map(|s| format!("{s:X}")).collect();
     let out = env.path(name);
-    openssl(&[
-        "ca",
-        "-gencrl",
-        "-config",
-        dir.join("ca.conf").to_str().unwrap(),
-        "-cert",
-        dir.join("ca.pem").to_str().unwrap(),
-        "-keyfile",
-        dir.join("ca.key").to_str().unwrap(),
-        "-out",
-        out.to_str().unwrap(),
-    ])
-    .ok();
+    pki::gencrl(&dir, &cert, &key, &serials, 1, &out);
     out
 }
 
@@ -1432,6 +1401,23 @@ fn trusted_intermediate_with_crls_in_the_cert_dir() {
     );
     // The trusted leaf itself: its own status is not checked.
     verify_with_crls(&env, &chain.dir, "bad", "bad", &[]).code(0);
+    // Nor is the trusted intermediate's, but a CRL listing it is noted.
+    std::fs::write(
+        chain.dir.join("root.crl"),
+        pki::crl(&chain.root, None, &revoking(&[2]))
+            .to_pem()
+            .unwrap(),
+    )
+    .unwrap();
+    let v = verify_with_crls(&env, &chain.dir, "good", "int", &[])
+        .code(0)
+        .json();
+    assert!(
+        v["notes"]
+            .to_string()
+            .contains("lists the trusted certificate \\\"CN=partial intermediate\\\""),
+        "{v}"
+    );
 }
 
 /// Issue #10 item 5 on Nova's documentation chain: a trusted leaf validates

@@ -132,32 +132,44 @@ fn signer(crl: &X509CrlRef, certs: &[&X509]) -> Option<Vec<u8>> {
 pub(super) fn choose<'a>(crls: &'a [X509Crl], certs: &[&X509], at: i64) -> CrlChoice<'a> {
     let mut notes = Vec::new();
     // Series: issuer, signing key, scope (issuingDistributionPoint), delta or not.
-    type Series = (Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>, bool);
-    let mut series: BTreeMap<Series, Vec<Facts>> = BTreeMap::new();
+    // Series: issuer, scope (issuingDistributionPoint), delta or not; then
+    // the signing key, found only where one name has several CRLs, since it
+    // costs a signature verification per CRL.
+    let mut by_name: BTreeMap<(Vec<u8>, Option<Vec<u8>>, bool), Vec<Facts>> = BTreeMap::new();
     for crl in crls {
-        let der = crl.to_der().unwrap_or_default();
         let facts = Facts {
             crl,
             number: number(crl),
             base: base_number(crl),
             this_update: seconds(crl.last_update()),
-            der,
+            der: crl.to_der().unwrap_or_default(),
         };
         let key = (
             crl.issuer_name().to_der().unwrap_or_default(),
-            signer(crl, certs),
             extension_der(crl, openssl_sys::NID_issuing_distribution_point),
             facts.base.is_some(),
         );
-        let members = series.entry(key).or_default();
+        let members = by_name.entry(key).or_default();
         if !members.iter().any(|m| m.der == facts.der) {
             members.push(facts);
         }
     }
+    let mut series: Vec<(bool, Vec<Facts>)> = Vec::new();
+    for ((_, _, delta), members) in by_name {
+        if members.len() == 1 {
+            series.push((delta, members));
+            continue;
+        }
+        let mut by_signer: BTreeMap<Option<Vec<u8>>, Vec<Facts>> = BTreeMap::new();
+        for m in members {
+            by_signer.entry(signer(m.crl, certs)).or_default().push(m);
+        }
+        series.extend(by_signer.into_values().map(|m| (delta, m)));
+    }
 
     // Each slot holds interchangeable CRLs: one of them goes to each verification.
     let mut slots: Vec<Vec<&Facts>> = Vec::new();
-    for ((_, _, _, delta), members) in &series {
+    for (delta, members) in &series {
         if *delta {
             // Deltas all stay: OpenSSL takes the first that fits the chosen
             // base, and the order below puts the newest first.

@@ -400,6 +400,50 @@ pub fn crl_with(signer: &Issued, options: &CrlOptions, revoked: &[Revoked]) -> X
     X509Crl::from_der(&list.to_der().unwrap()).unwrap()
 }
 
+/// A CRL made with the openssl CLI's `ca -gencrl` in the scratch directory
+/// `dir`: signed by the CA in `ca_pem`/`ca_key`, numbered `number`, revoking
+/// the certificates with the hexadecimal serials `serials`.
+pub fn gencrl(
+    dir: &Path,
+    ca_pem: &Path,
+    ca_key: &Path,
+    serials: &[String],
+    number: u32,
+    out: &Path,
+) {
+    let mut index = String::new();
+    for hex in serials {
+        let hex = if hex.len() % 2 == 1 {
+            format!("0{hex}")
+        } else {
+            hex.clone()
+        };
+        index.push_str(&format!(
+            "R\t300101000000Z\t240101000000Z\t{hex}\tunknown\t/CN=revoked\n"
+        ));
+    }
+    std::fs::write(dir.join("index.txt"), index).unwrap();
+    std::fs::write(
+        dir.join("ca.conf"),
+        format!("[ca]\ndefault_ca = d\n[d]\ndatabase = {0}/index.txt\ncrlnumber = {0}/crlnumber\ndefault_md = sha256\ndefault_crl_days = 30\n", dir.display()),
+    )
+    .unwrap();
+    std::fs::write(dir.join("crlnumber"), format!("{number:02X}\n")).unwrap();
+    super::openssl(&[
+        "ca",
+        "-gencrl",
+        "-config",
+        dir.join("ca.conf").to_str().unwrap(),
+        "-cert",
+        ca_pem.to_str().unwrap(),
+        "-keyfile",
+        ca_key.to_str().unwrap(),
+        "-out",
+        out.to_str().unwrap(),
+    ])
+    .ok();
+}
+
 /// A small self-signed P-384 CA certificate, as a trust anchor, written as
 /// `<dir>/<id>.pem`.
 pub fn anchor_cert_file(dir: &Path, id: &str) -> std::path::PathBuf {
