@@ -1204,8 +1204,12 @@ fn crl_chain(env: &Env, name: &str) -> CrlChain {
 
 fn write_crl(env: &Env, name: &str, crl: &openssl::x509::X509Crl) -> std::path::PathBuf {
     let path = env.path(name);
-    std::fs::write(&path, crl.to_pem().unwrap()).unwrap();
+    write_crl_at(&path, crl);
     path
+}
+
+fn write_crl_at(path: &Path, crl: &openssl::x509::X509Crl) {
+    std::fs::write(path, crl.to_pem().unwrap()).unwrap();
 }
 
 fn revoking(serials: &[u32]) -> Vec<pki::Revoked<'static>> {
@@ -1323,45 +1327,27 @@ fn unused_delta_crl_is_reported() {
             &revoking(&[4]),
         )
     };
+    // The notes of a valid verdict for `id` with the delta in `file`.
+    let notes = |id: &str, file: &std::path::PathBuf| {
+        let crls = [file, &base, &root_crl];
+        let v = verify_with_crls(&env, &chain.dir, id, "root", &crls)
+            .code(0)
+            .json();
+        v["notes"].to_string()
+    };
     let unreachable = write_crl(&env, "delta-2.crl", &delta(2, 1));
-    let v = verify_with_crls(
-        &env,
-        &chain.dir,
-        "bad",
-        "root",
-        &[&unreachable, &base, &root_crl],
-    )
-    .code(0)
-    .json();
-    let notes = v["notes"].to_string();
-    assert!(notes.contains("ignored revocation data"), "{v}");
-    assert!(notes.contains("freshestCRL"), "{v}");
-    assert!(notes.contains("revoked signer"), "{v}");
+    let found = notes("bad", &unreachable);
+    assert!(found.contains("ignored revocation data"), "{found}");
+    assert!(found.contains("freshestCRL"), "{found}");
+    assert!(found.contains("revoked signer"), "{found}");
     // A delta of a base CRL nobody gave.
     let orphan = write_crl(&env, "delta-9.crl", &delta(9, 8));
-    let v = verify_with_crls(
-        &env,
-        &chain.dir,
-        "bad",
-        "root",
-        &[&orphan, &base, &root_crl],
-    )
-    .code(0)
-    .json();
-    let notes = v["notes"].to_string();
-    assert!(notes.contains("ignored revocation data"), "{v}");
-    assert!(notes.contains("no complete CRL"), "{v}");
+    let found = notes("bad", &orphan);
+    assert!(found.contains("ignored revocation data"), "{found}");
+    assert!(found.contains("no complete CRL"), "{found}");
     // The good certificate is not listed: nothing to report.
-    let v = verify_with_crls(
-        &env,
-        &chain.dir,
-        "good",
-        "root",
-        &[&orphan, &base, &root_crl],
-    )
-    .code(0)
-    .json();
-    assert!(!v["notes"].to_string().contains("ignored"), "{v}");
+    let found = notes("good", &orphan);
+    assert!(!found.contains("ignored"), "{found}");
 }
 
 /// Issue #10 item 5: a trusted intermediate with CRLs found in `--cert-dir`.
@@ -1373,18 +1359,14 @@ fn trusted_intermediate_with_crls_in_the_cert_dir() {
     let env = Env::new();
     let chain = crl_chain(&env, "partial");
     // The root's CRL revokes nobody; the intermediate's revokes serial 4.
-    std::fs::write(
-        chain.dir.join("root.crl"),
-        pki::crl(&chain.root, None, &[]).to_pem().unwrap(),
-    )
-    .unwrap();
-    std::fs::write(
-        chain.dir.join("int.crl"),
-        pki::crl(&chain.int, None, &revoking(&[4]))
-            .to_pem()
-            .unwrap(),
-    )
-    .unwrap();
+    write_crl_at(
+        &chain.dir.join("root.crl"),
+        &pki::crl(&chain.root, None, &[]),
+    );
+    write_crl_at(
+        &chain.dir.join("int.crl"),
+        &pki::crl(&chain.int, None, &revoking(&[4])),
+    );
     let v = verify_with_crls(&env, &chain.dir, "good", "int", &[])
         .code(0)
         .json();
@@ -1402,13 +1384,10 @@ fn trusted_intermediate_with_crls_in_the_cert_dir() {
     // The trusted leaf itself: its own status is not checked.
     verify_with_crls(&env, &chain.dir, "bad", "bad", &[]).code(0);
     // Nor is the trusted intermediate's, but a CRL listing it is noted.
-    std::fs::write(
-        chain.dir.join("root.crl"),
-        pki::crl(&chain.root, None, &revoking(&[2]))
-            .to_pem()
-            .unwrap(),
-    )
-    .unwrap();
+    write_crl_at(
+        &chain.dir.join("root.crl"),
+        &pki::crl(&chain.root, None, &revoking(&[2])),
+    );
     let v = verify_with_crls(&env, &chain.dir, "good", "int", &[])
         .code(0)
         .json();

@@ -135,7 +135,8 @@ pub(super) fn choose<'a>(crls: &'a [X509Crl], certs: &[&X509], at: i64) -> CrlCh
     // Series: issuer, scope (issuingDistributionPoint), delta or not; then
     // the signing key, found only where one name has several CRLs, since it
     // costs a signature verification per CRL.
-    let mut by_name: BTreeMap<(Vec<u8>, Option<Vec<u8>>, bool), Vec<Facts>> = BTreeMap::new();
+    type IssuerScope = (Vec<u8>, Option<Vec<u8>>, bool);
+    let mut by_name: BTreeMap<IssuerScope, Vec<Facts>> = BTreeMap::new();
     for crl in crls {
         let facts = Facts {
             crl,
