@@ -619,6 +619,29 @@ impl Fixtures {
             b("certdir-lookalike").join("signer-c\u{435}rt.pem"),
         )
         .unwrap();
+        // Genuine CRLs of the test CA (issue #10 item 4): an older clean one,
+        // and two with the same number, one revoking the signer.
+        let serial = openssl(&["x509", "-in", &self.vars["cert"], "-noout", "-serial"])
+            .ok()
+            .stdout;
+        let serial = serial.trim().trim_start_matches("serial=").to_string();
+        for (name, number, revoked) in [
+            ("crl-1-clean", 1, vec![]),
+            ("crl-2-clean", 2, vec![]),
+            ("crl-2-revoking", 2, vec![serial]),
+        ] {
+            let dir = self.scratch.path().join(format!("{name}.d"));
+            fs::create_dir(&dir).unwrap();
+            let ca = &test_ca().dir;
+            pki::gencrl(
+                &dir,
+                &ca.join("ca.crt"),
+                &ca.join("ca.key"),
+                &revoked,
+                number,
+                &b(name),
+            );
+        }
         for (dir, extra) in [
             ("certdir-broken", "broken.pem"),
             ("certdir-subdir", "sub.pem"),

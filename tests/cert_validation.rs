@@ -993,43 +993,12 @@ fn long_chains_and_revocation() {
 fn crl(env: &Env, ca: &Issued, serials: &[u32], name: &str) -> std::path::PathBuf {
     let dir = env.path(&format!("{name}.d"));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut index = String::new();
-    for s in serials {
-        let mut hex = format!("{s:X}");
-        if hex.len() % 2 == 1 {
-            hex.insert(0, '0');
-        }
-        index.push_str(&format!(
-            "R\t300101000000Z\t240101000000Z\t{hex}\tunknown\t/CN=revoked\n"
-        ));
-    }
-    std::fs::write(dir.join("index.txt"), index).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.cert.to_pem().unwrap()).unwrap();
-    std::fs::write(
-        dir.join("ca.key"),
-        ca.key.private_key_to_pem_pkcs8().unwrap(),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("ca.conf"),
-        format!("[ca]\ndefault_ca = d\n[d]\ndatabase = {0}/index.txt\ncrlnumber = {0}/crlnumber\ndefault_md = sha256\ndefault_crl_days = 30\n", dir.display()),
-    )
-    .unwrap();
-    std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
+    let (cert, key) = (dir.join("ca.pem"), dir.join("ca.key"));
+    std::fs::write(&cert, ca.cert.to_pem().unwrap()).unwrap();
+    std::fs::write(&key, ca.key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    let serials: Vec<String> = serials.iter().map(|s| format!("{s:X}")).collect();
     let out = env.path(name);
-    openssl(&[
-        "ca",
-        "-gencrl",
-        "-config",
-        dir.join("ca.conf").to_str().unwrap(),
-        "-cert",
-        dir.join("ca.pem").to_str().unwrap(),
-        "-keyfile",
-        dir.join("ca.key").to_str().unwrap(),
-        "-out",
-        out.to_str().unwrap(),
-    ])
-    .ok();
+    pki::gencrl(&dir, &cert, &key, &serials, 1, &out);
     out
 }
 
@@ -1314,5 +1283,282 @@ fn a_mesh_of_cross_signed_same_name_cas_exhausts_the_path_search_budget() {
         out.json()["chain"].to_string().contains("mesh1-1-anchor"),
         "{}",
         out.stdout
+    );
+}
+
+/// A root, an intermediate and two signing certificates (serials 3 and 4),
+/// every CA allowed to sign CRLs, in a certificate directory.
+struct CrlChain {
+    root: Issued,
+    int: Issued,
+    dir: std::path::PathBuf,
+}
+
+fn crl_chain(env: &Env, name: &str) -> CrlChain {
+    let root = issue(&Spec::ca(&format!("{name} root")), None);
+    let int = issue(
+        &Spec {
+            serial: 2,
+            ..Spec::ca(&format!("{name} intermediate"))
+        },
+        Some(&root),
+    );
+    let good = issue(
+        &Spec {
+            serial: 3,
+            ..Spec::leaf(&format!("{name} good signer"))
+        },
+        Some(&int),
+    );
+    let bad = issue(
+        &Spec {
+            serial: 4,
+            ..Spec::leaf(&format!("{name} revoked signer"))
+        },
+        Some(&int),
+    );
+    let dir = env.path(name);
+    pki::cert_dir(
+        &dir,
+        &[
+            ("root", &root),
+            ("int", &int),
+            ("good", &good),
+            ("bad", &bad),
+        ],
+    );
+    CrlChain { root, int, dir }
+}
+
+fn write_crl(env: &Env, name: &str, crl: &openssl::x509::X509Crl) -> std::path::PathBuf {
+    let path = env.path(name);
+    write_crl_at(&path, crl);
+    path
+}
+
+fn write_crl_at(path: &Path, crl: &openssl::x509::X509Crl) {
+    std::fs::write(path, crl.to_pem().unwrap()).unwrap();
+}
+
+fn revoking(serials: &[u32]) -> Vec<pki::Revoked<'static>> {
+    serials
+        .iter()
+        .map(|&serial| pki::Revoked {
+            serial,
+            certificate_issuer: None,
+        })
+        .collect()
+}
+
+/// `cert verify <id> --trusted-cert-id <trusted> --crl …` on `dir`, as JSON.
+fn verify_with_crls(
+    env: &Env,
+    dir: &Path,
+    id: &str,
+    trusted: &str,
+    crls: &[&std::path::PathBuf],
+) -> Run {
+    let mut args = vec![
+        "--json".to_string(),
+        "cert".into(),
+        "verify".into(),
+        id.into(),
+        "--cert-dir".into(),
+        dir.to_str().unwrap().into(),
+        "--trusted-cert-id".into(),
+        trusted.into(),
+    ];
+    for c in crls {
+        args.push("--crl".into());
+        args.push(c.to_str().unwrap().into());
+    }
+    env.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// Issue #10 item 4: two genuine CRLs of one issuer with the same thisUpdate.
+/// OpenSSL took the first given, so a clean CRL listed first hid a
+/// revocation; the higher CRL number must win in either order, and two CRLs
+/// with the same number that disagree count as the union of their entries.
+#[test]
+fn crl_choice_does_not_depend_on_argument_order() {
+    let env = Env::new();
+    let chain = crl_chain(&env, "order");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let at = |number: u32, revoked: &[u32]| {
+        pki::crl_with(
+            &chain.int,
+            &pki::CrlOptions {
+                number,
+                this_update: Some(now - 3600),
+                ..Default::default()
+            },
+            &revoking(revoked),
+        )
+    };
+    let root_crl = write_crl(&env, "order-root.crl", &pki::crl(&chain.root, None, &[]));
+    let clean1 = write_crl(&env, "clean-1.crl", &at(1, &[]));
+    let revoking2 = write_crl(&env, "revoking-2.crl", &at(2, &[4]));
+    let clean2 = write_crl(&env, "clean-2.crl", &at(2, &[]));
+    let dir = &chain.dir;
+
+    for order in [[&clean1, &revoking2], [&revoking2, &clean1]] {
+        let v = verify_with_crls(&env, dir, "bad", "root", &[order[0], order[1], &root_crl])
+            .code(1)
+            .json();
+        assert_eq!(v["revoked"], true, "{v}");
+        let reason = v["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("CRL of \"CN=order intermediate\" (number 2)"),
+            "{reason}"
+        );
+        // The older CRL is set aside in the verdict, not silently.
+        assert!(
+            v["notes"].to_string().contains("(number 1) is not used"),
+            "{v}"
+        );
+        verify_with_crls(&env, dir, "good", "root", &[order[0], order[1], &root_crl]).code(0);
+    }
+    // Same number, different entries: revoked in either order, and said so.
+    for order in [[&clean2, &revoking2], [&revoking2, &clean2]] {
+        let v = verify_with_crls(&env, dir, "bad", "root", &[order[0], order[1], &root_crl])
+            .code(1)
+            .json();
+        assert_eq!(v["revoked"], true, "{v}");
+        let v = verify_with_crls(&env, dir, "good", "root", &[order[0], order[1], &root_crl])
+            .code(0)
+            .json();
+        assert!(v["notes"].to_string().contains("differ"), "{v}");
+    }
+}
+
+/// Issue #10 item 4: a delta CRL listing the signing certificate that RFC
+/// 5280 does not apply (no freshestCRL pointing to deltas; no base CRL it
+/// extends) leaves the certificate valid, and the verdict says what was
+/// ignored instead of dropping it silently.
+#[test]
+fn unused_delta_crl_is_reported() {
+    let env = Env::new();
+    let chain = crl_chain(&env, "delta");
+    let root_crl = write_crl(&env, "delta-root.crl", &pki::crl(&chain.root, None, &[]));
+    let base = write_crl(&env, "delta-base.crl", &pki::crl(&chain.int, None, &[]));
+    let delta = |number: u32, base: u32| {
+        pki::crl_with(
+            &chain.int,
+            &pki::CrlOptions {
+                number,
+                delta_of: Some(base),
+                ..Default::default()
+            },
+            &revoking(&[4]),
+        )
+    };
+    // The notes of a valid verdict for `id` with the delta in `file`.
+    let notes = |id: &str, file: &std::path::PathBuf| {
+        let crls = [file, &base, &root_crl];
+        let v = verify_with_crls(&env, &chain.dir, id, "root", &crls)
+            .code(0)
+            .json();
+        v["notes"].to_string()
+    };
+    let unreachable = write_crl(&env, "delta-2.crl", &delta(2, 1));
+    let found = notes("bad", &unreachable);
+    assert!(found.contains("ignored revocation data"), "{found}");
+    assert!(found.contains("freshestCRL"), "{found}");
+    assert!(found.contains("revoked signer"), "{found}");
+    // A delta of a base CRL nobody gave.
+    let orphan = write_crl(&env, "delta-9.crl", &delta(9, 8));
+    let found = notes("bad", &orphan);
+    assert!(found.contains("ignored revocation data"), "{found}");
+    assert!(found.contains("no complete CRL"), "{found}");
+    // The good certificate is not listed: nothing to report.
+    let found = notes("good", &orphan);
+    assert!(!found.contains("ignored"), "{found}");
+}
+
+/// Issue #10 item 5: a trusted intermediate with CRLs found in `--cert-dir`.
+/// CRL_CHECK_ALL checked the trusted certificate itself against a CRL it
+/// could not verify, so it never validated; a revoked certificate below it
+/// must still be refused, with a message naming the CRL.
+#[test]
+fn trusted_intermediate_with_crls_in_the_cert_dir() {
+    let env = Env::new();
+    let chain = crl_chain(&env, "partial");
+    // The root's CRL revokes nobody; the intermediate's revokes serial 4.
+    write_crl_at(
+        &chain.dir.join("root.crl"),
+        &pki::crl(&chain.root, None, &[]),
+    );
+    write_crl_at(
+        &chain.dir.join("int.crl"),
+        &pki::crl(&chain.int, None, &revoking(&[4])),
+    );
+    let v = verify_with_crls(&env, &chain.dir, "good", "int", &[])
+        .code(0)
+        .json();
+    assert_eq!(v["anchor"]["id"], "int", "{v}");
+    let v = verify_with_crls(&env, &chain.dir, "bad", "int", &[])
+        .code(1)
+        .json();
+    assert_eq!(v["revoked"], true, "{v}");
+    let reason = v["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("\"CN=partial revoked signer\"")
+            && reason.contains("the CRL of \"CN=partial intermediate\" (number 1)"),
+        "{reason}"
+    );
+    // The trusted leaf itself: its own status is not checked.
+    verify_with_crls(&env, &chain.dir, "bad", "bad", &[]).code(0);
+    // Nor is the trusted intermediate's, but a CRL listing it is noted.
+    write_crl_at(
+        &chain.dir.join("root.crl"),
+        &pki::crl(&chain.root, None, &revoking(&[2])),
+    );
+    let v = verify_with_crls(&env, &chain.dir, "good", "int", &[])
+        .code(0)
+        .json();
+    assert!(
+        v["notes"]
+            .to_string()
+            .contains("lists the trusted certificate \\\"CN=partial intermediate\\\""),
+        "{v}"
+    );
+}
+
+/// Issue #10 item 5 on Nova's documentation chain: a trusted leaf validates
+/// with a CRL given by --crl or found in --cert-dir. The docs' CAs have no
+/// cRLSign, so a CRL signed by Intermediate B cannot check the leaf when B is
+/// trusted, and the refusal names that CRL, not only the leaf.
+#[test]
+fn docs_chain_trusted_leaf_with_a_crl() {
+    use common::docs_chain::{self, CLIENT, INT_B};
+    let env = Env::new();
+    let (docs, _, _) = docs_chain::docs_signed_with_openssl(&env);
+    let km = docs.join("km");
+    let int_b = Issued {
+        cert: openssl::x509::X509::from_pem(
+            &std::fs::read(docs.join("cert_intermediate_b.pem")).unwrap(),
+        )
+        .unwrap(),
+        key: openssl::pkey::PKey::private_key_from_pem(
+            &std::fs::read(docs.join("key_intermediate_b.pem")).unwrap(),
+        )
+        .unwrap(),
+    };
+    let crl = write_crl(&env, "int-b.crl", &pki::crl(&int_b, None, &[]));
+    verify_with_crls(&env, &km, CLIENT, CLIENT, &[&crl]).code(0);
+    std::fs::copy(&crl, km.join("int-b.crl")).unwrap();
+    verify_with_crls(&env, &km, CLIENT, CLIENT, &[]).code(0);
+    let v = verify_with_crls(&env, &km, CLIENT, INT_B, &[])
+        .code(1)
+        .json();
+    let reason = v["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("the CRL of \"CN=Second Intermediate Certificate\"")
+            && reason.contains("Client Certificate")
+            && reason.contains("CRL signing"),
+        "{reason}"
     );
 }

@@ -7,6 +7,7 @@
 //! - [`strict::StrictPolicy`] is RFC 5280 path validation for code signing on
 //!   OpenSSL's verifier, with revocation and algorithm policy on top.
 
+mod crl_choice;
 mod dsa_inheritance;
 pub mod facts;
 pub mod nova;

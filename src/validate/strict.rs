@@ -9,9 +9,10 @@ use foreign_types::{ForeignType, ForeignTypeRef};
 use openssl::stack::Stack;
 use openssl::x509::store::{X509Store, X509StoreBuilder};
 use openssl::x509::verify::{X509VerifyFlags, X509VerifyParam};
-use openssl::x509::{X509, X509StoreContext, X509VerifyResult};
+use openssl::x509::{X509, X509Crl, X509StoreContext, X509VerifyResult};
 use x509_cert::ext::pkix::KeyUsages;
 
+use super::crl_choice::{self, CrlChoice};
 use super::dsa_inheritance::{Twins, lacks_dsa_parameters};
 use super::facts::{ANY_EXTENDED_KEY_USAGE, CODE_SIGNING, CertFacts, SignatureHash};
 use super::openssl_hooks;
@@ -40,7 +41,7 @@ unsafe extern "C" {
 struct CrlStack(*mut std::ffi::c_void);
 
 impl CrlStack {
-    fn new(crls: &[openssl::x509::X509Crl]) -> Result<Self> {
+    fn new(crls: &[&X509Crl]) -> Result<Self> {
         // Safety: a fresh stack of borrowed pointers; the CRLs outlive it (they
         // belong to the caller's input) and the stack frees only itself.
         let stack = CrlStack(unsafe { OPENSSL_sk_new_null() });
@@ -100,6 +101,12 @@ impl Validator for StrictPolicy {
         // Each candidate runs with its own anchor alone in the store, for the same
         // reason: OpenSSL's store lookup stops at the first certificate of that name.
         let everything: Vec<&X509> = input.intermediates.iter().map(|(_, c)| &c.x509).collect();
+        let signers: Vec<&X509> = std::iter::once(&input.leaf.x509)
+            .chain(anchors.iter().copied())
+            .chain(everything.iter().copied())
+            .collect();
+        let crls = crl_choice::choose(input.crls, &signers, input.at);
+        notes.extend(crls.notes.iter().cloned());
         let mut first_failure = None;
         let (candidates, exhausted) = candidate_paths(input);
         for CandidatePath {
@@ -123,8 +130,8 @@ impl Validator for StrictPolicy {
             }
             let leaf = twins.for_openssl(&input.leaf.x509);
             let outcome =
-                openssl_hooks::with_twins(&twins, || run_openssl(&store, input, leaf, &untrusted))?;
-            if outcome.0 {
+                openssl_hooks::with_twins(&twins, || run_openssl(&store, &crls, leaf, &untrusted))?;
+            if outcome.ok {
                 return finish(input, outcome, &twins, notes);
             }
             first_failure.get_or_insert((outcome, twins));
@@ -139,26 +146,25 @@ impl Validator for StrictPolicy {
             None => (
                 run_openssl(
                     &build_store(input, &anchors)?,
-                    input,
+                    &crls,
                     &input.leaf.x509,
                     &everything,
                 )?,
                 Twins::default(),
             ),
         };
-        if outcome.0 {
+        if outcome.ok {
             return finish(input, outcome, &twins, notes);
         }
-        let (_, error, depth, _, failed_at) = outcome;
         // A failure on a twin names the certificate it stands for.
-        let failed_at = failed_at.map(|(subject, x)| {
+        let failed_at = outcome.failed_at.clone().map(|(subject, x)| {
             let original = x
                 .to_der()
                 .ok()
                 .and_then(|der| twins.original_of(&der).cloned());
             (subject, original.unwrap_or(x))
         });
-        Ok(openssl_failure(input, error, depth, failed_at, notes))
+        Ok(openssl_failure(input, &outcome, failed_at, notes))
     }
 }
 
@@ -195,17 +201,40 @@ fn build_store(input: &ValidationInput<'_>, anchors: &[&X509]) -> Result<X509Sto
     Ok(store.build())
 }
 
-type Outcome = (
-    bool,
-    X509VerifyResult,
-    u32,
-    Vec<X509>,
-    Option<(String, X509)>,
-);
+/// What one OpenSSL verification decided.
+struct Outcome {
+    ok: bool,
+    error: X509VerifyResult,
+    depth: u32,
+    chain: Vec<X509>,
+    failed_at: Option<(String, X509)>,
+    /// The CRL OpenSSL was checking with when it refused, and the
+    /// certificate it took for that CRL's signer.
+    failed_crl: Option<(String, Option<X509>)>,
+}
 
+/// Verifies once per CRL variant (see `crl_choice`): the path holds only when
+/// it holds with each; the first refusal is the answer.
 fn run_openssl(
     store: &openssl::x509::store::X509Store,
-    input: &ValidationInput<'_>,
+    crls: &CrlChoice,
+    leaf: &X509,
+    untrusted: &[&X509],
+) -> Result<Outcome> {
+    let mut first = None;
+    for variant in &crls.variants {
+        let outcome = run_openssl_once(store, variant, leaf, untrusted)?;
+        if !outcome.ok {
+            return Ok(outcome);
+        }
+        first.get_or_insert(outcome);
+    }
+    Ok(first.expect("there is always one CRL variant"))
+}
+
+fn run_openssl_once(
+    store: &openssl::x509::store::X509Store,
+    crls: &[&X509Crl],
     leaf: &X509,
     untrusted: &[&X509],
 ) -> Result<Outcome> {
@@ -213,8 +242,9 @@ fn run_openssl(
     for cert in untrusted {
         stack.push((*cert).clone()).map_err(ossl("intermediates"))?;
     }
-    let crls = CrlStack::new(input.crls)?;
+    let crls = CrlStack::new(crls)?;
     let mut ctx = X509StoreContext::new().map_err(ossl("verification context"))?;
+    openssl_hooks::take_failed_crl();
     ctx.init(store, leaf, &stack, |c| {
         // Safety: the stack outlives the verification, which only reads it.
         unsafe { X509_STORE_CTX_set0_crls(c.as_ptr(), crls.0) };
@@ -226,7 +256,14 @@ fn run_openssl(
         let failed_at = c
             .current_cert()
             .map(|x| (name_to_string(x.subject_name()), x.to_owned()));
-        Ok((ok, c.error(), c.error_depth(), chain, failed_at))
+        Ok(Outcome {
+            ok,
+            error: c.error(),
+            depth: c.error_depth(),
+            chain,
+            failed_at,
+            failed_crl: openssl_hooks::take_failed_crl(),
+        })
     })
     .map_err(ossl("path validation"))
 }
@@ -448,7 +485,8 @@ fn finish(
     twins: &Twins,
     mut notes: Vec<String>,
 ) -> Result<ChainVerdict> {
-    let (_, _, _, chain, _) = outcome;
+    let chain = outcome.chain;
+    notes.extend(crl_choice::unused_revocations(input.crls, &chain));
     // The verdict names the certificates as given, not their twins; the
     // twins' keys are the complete ones.
     let mut chain_certs = Vec::with_capacity(chain.len());
@@ -505,11 +543,11 @@ type libc_time_t = i64;
 
 fn openssl_failure(
     input: &ValidationInput<'_>,
-    error: X509VerifyResult,
-    depth: u32,
+    outcome: &Outcome,
     failed_at: Option<(String, X509)>,
     notes: Vec<String>,
 ) -> ChainVerdict {
+    let (error, depth) = (outcome.error, outcome.depth);
     let (subject, id) = match &failed_at {
         Some((subject, x)) => (
             subject.clone(),
@@ -530,20 +568,40 @@ fn openssl_failure(
         | openssl_sys::X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN => {
             format!("the chain ends at the self-signed \"{subject}\", which is not trusted")
         }
-        openssl_sys::X509_V_ERR_CERT_REVOKED => {
-            format!("revoked: \"{subject}\" (id {id}) is revoked by its issuer's CRL")
-        }
+        openssl_sys::X509_V_ERR_CERT_REVOKED => format!(
+            "revoked: \"{subject}\" (id {id}) is revoked by {}",
+            outcome
+                .failed_crl
+                .as_ref()
+                .map(|(crl, _)| crl.clone())
+                .unwrap_or_else(|| "its issuer's CRL".into())
+        ),
         openssl_sys::X509_V_ERR_UNABLE_TO_GET_CRL => format!(
-            "no CRL for \"{subject}\": when CRLs are given, every certificate in the path needs its issuer's CRL"
+            "no CRL for \"{subject}\" (id {id}): when CRLs are given, every certificate below the trusted one needs a CRL of its issuer"
         ),
         openssl_sys::X509_V_ERR_CERT_CHAIN_TOO_LONG => format!(
             "the chain is longer than {} certificates",
             input.options.max_depth
         ),
-        _ => format!(
-            "\"{subject}\" (id {id}, depth {depth}): {}",
-            error.error_string()
-        ),
+        _ => match &outcome.failed_crl {
+            // A CRL's own fault is told as such: naming only the certificate
+            // being checked sends the reader to the wrong file.
+            Some((crl, signer)) => format!(
+                "{crl} cannot check \"{subject}\" (id {id}): {}{}",
+                error.error_string(),
+                signer
+                    .as_ref()
+                    .map(|s| format!(
+                        " (CRL signer taken to be \"{}\")",
+                        name_to_string(s.subject_name())
+                    ))
+                    .unwrap_or_default()
+            ),
+            None => format!(
+                "\"{subject}\" (id {id}, depth {depth}): {}",
+                error.error_string()
+            ),
+        },
     };
     let mut v = ChainVerdict::fail("strict", what, notes);
     v.revoked = revoked;

@@ -303,19 +303,59 @@ pub struct Revoked<'a> {
 /// that full name and indirectCRL set. The openssl CLI cannot write
 /// certificateIssuer entry extensions, so the CRL is encoded here.
 pub fn crl(signer: &Issued, indirect_point: Option<&X509NameRef>, revoked: &[Revoked]) -> X509Crl {
+    crl_with(
+        signer,
+        &CrlOptions {
+            indirect_point,
+            ..CrlOptions::default()
+        },
+        revoked,
+    )
+}
+
+/// What a CRL made by [`crl_with`] carries besides its entries.
+pub struct CrlOptions<'a> {
+    /// The cRLNumber.
+    pub number: u32,
+    /// thisUpdate, seconds since the epoch (default: yesterday, to the second).
+    pub this_update: Option<u64>,
+    /// A deltaCRLIndicator naming this base CRL number.
+    pub delta_of: Option<u32>,
+    pub indirect_point: Option<&'a X509NameRef>,
+}
+
+impl Default for CrlOptions<'_> {
+    fn default() -> Self {
+        CrlOptions {
+            number: 1,
+            this_update: None,
+            delta_of: None,
+            indirect_point: None,
+        }
+    }
+}
+
+/// A v2 CRL signed by `signer` with SHA-256 as `options` say, valid for 30
+/// days from its thisUpdate.
+pub fn crl_with(signer: &Issued, options: &CrlOptions, revoked: &[Revoked]) -> X509Crl {
     use std::time::{Duration, SystemTime};
     let time = |t: SystemTime| x509_cert::time::Time::try_from(t).unwrap();
     let now = SystemTime::now();
+    let this_update = match options.this_update {
+        Some(secs) => SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
+        None => now - Duration::from_secs(86_400),
+    };
     let ext = |oid: &str, critical: bool, value: Vec<u8>| Extension {
         extn_id: ObjectIdentifier::new_unwrap(oid),
         critical,
         extn_value: OctetString::new(value).unwrap(),
     };
+    let number = |n: u32| Uint::new(&n.to_be_bytes()).unwrap().to_der().unwrap();
     let entries: Vec<RevokedCert> = revoked
         .iter()
         .map(|r| RevokedCert {
             serial_number: SerialNumber::new(&r.serial.to_be_bytes()).unwrap(),
-            revocation_date: time(now - Duration::from_secs(3600)),
+            revocation_date: time(this_update - Duration::from_secs(3600)),
             crl_entry_extensions: r.certificate_issuer.map(|issuer| {
                 vec![ext(
                     "2.5.29.29",
@@ -325,12 +365,11 @@ pub fn crl(signer: &Issued, indirect_point: Option<&X509NameRef>, revoked: &[Rev
             }),
         })
         .collect();
-    let mut extensions = vec![ext(
-        "2.5.29.20",
-        false,
-        Uint::new(&[1]).unwrap().to_der().unwrap(),
-    )];
-    if let Some(point) = indirect_point {
+    let mut extensions = vec![ext("2.5.29.20", false, number(options.number))];
+    if let Some(base) = options.delta_of {
+        extensions.push(ext("2.5.29.27", true, number(base)));
+    }
+    if let Some(point) = options.indirect_point {
         let idp = IssuingDistributionPoint {
             distribution_point: Some(DistributionPointName::FullName(vec![directory(point)])),
             only_contains_user_certs: false,
@@ -350,8 +389,8 @@ pub fn crl(signer: &Issued, indirect_point: Option<&X509NameRef>, revoked: &[Rev
         signature: algorithm.clone(),
         issuer: x509_cert::name::Name::from_der(&signer.cert.subject_name().to_der().unwrap())
             .unwrap(),
-        this_update: time(now - Duration::from_secs(86_400)),
-        next_update: Some(time(now + Duration::from_secs(30 * 86_400))),
+        this_update: time(this_update),
+        next_update: Some(time(this_update + Duration::from_secs(30 * 86_400))),
         revoked_certificates: (!entries.is_empty()).then_some(entries),
         crl_extensions: Some(extensions),
     };
@@ -364,6 +403,50 @@ pub fn crl(signer: &Issued, indirect_point: Option<&X509NameRef>, revoked: &[Rev
         signature: BitString::from_bytes(&signature).unwrap(),
     };
     X509Crl::from_der(&list.to_der().unwrap()).unwrap()
+}
+
+/// A CRL made with the openssl CLI's `ca -gencrl` in the scratch directory
+/// `dir`: signed by the CA in `ca_pem`/`ca_key`, numbered `number`, revoking
+/// the certificates with the hexadecimal serials `serials`.
+pub fn gencrl(
+    dir: &Path,
+    ca_pem: &Path,
+    ca_key: &Path,
+    serials: &[String],
+    number: u32,
+    out: &Path,
+) {
+    let mut index = String::new();
+    for hex in serials {
+        let hex = if hex.len() % 2 == 1 {
+            format!("0{hex}")
+        } else {
+            hex.clone()
+        };
+        index.push_str(&format!(
+            "R\t300101000000Z\t240101000000Z\t{hex}\tunknown\t/CN=revoked\n"
+        ));
+    }
+    std::fs::write(dir.join("index.txt"), index).unwrap();
+    std::fs::write(
+        dir.join("ca.conf"),
+        format!("[ca]\ndefault_ca = d\n[d]\ndatabase = {0}/index.txt\ncrlnumber = {0}/crlnumber\ndefault_md = sha256\ndefault_crl_days = 30\n", dir.display()),
+    )
+    .unwrap();
+    std::fs::write(dir.join("crlnumber"), format!("{number:02X}\n")).unwrap();
+    super::openssl(&[
+        "ca",
+        "-gencrl",
+        "-config",
+        dir.join("ca.conf").to_str().unwrap(),
+        "-cert",
+        ca_pem.to_str().unwrap(),
+        "-keyfile",
+        ca_key.to_str().unwrap(),
+        "-out",
+        out.to_str().unwrap(),
+    ])
+    .ok();
 }
 
 /// A small self-signed P-384 CA certificate, as a trust anchor, written as
