@@ -442,6 +442,7 @@ pub fn check_manifest(
     manifest: &Manifest,
     find_cert: &dyn Fn(&str) -> Result<Option<StoredCertificate>>,
     verifier: &dyn SigningDevice,
+    options: crate::validate::StrictOptions,
 ) -> Result<ManifestVerdict> {
     let scheme = manifest.scheme()?;
     let fsverity = manifest.fsverity()?;
@@ -471,6 +472,14 @@ pub fn check_manifest(
         verdict.reason = Some(format!("manifest signer: {reason}"));
         return Ok(verdict);
     }
+    // Manifests are imgseal's own: the strict policy's key checks, always.
+    if let Some(weakness) = key.weakness(options.allow_small_rsa_exponent) {
+        verdict.reason = Some(format!(
+            "the key of certificate \"{cert_id}\" is unsafe: {weakness}"
+        ));
+        return Ok(verdict);
+    }
+    let restrictions = key.pss_restrictions()?;
     let digest = openssl::hash::hash(scheme.hash().message_digest(), manifest.canonical_bytes())
         .map_err(|e| Error::crypto("hashing the manifest", e))?;
     if !verifier.verify_digest(&key, &scheme, &digest, &manifest.signature)? {
@@ -500,6 +509,27 @@ pub fn check_manifest(
         verdict.reason =
             Some("the manifest's img_signature does not verify over its linear digest".into());
         return Ok(verdict);
+    }
+    if let Some(restrictions) = &restrictions {
+        let checks = [
+            (scheme.hash(), &scheme, digest.as_ref(), &manifest.signature),
+            (
+                linear.hash,
+                &glance_scheme,
+                linear.digest.as_slice(),
+                &glance_sig.signature,
+            ),
+        ];
+        for (hash, scheme, digest, signature) in checks {
+            if let Some(problem) =
+                crate::verify::pss_problem(&key, restrictions, hash, scheme, digest, signature)?
+            {
+                verdict.reason = Some(format!(
+                    "a signature of the manifest breaks the restrictions of certificate \"{cert_id}\"'s RSASSA-PSS key: {problem}"
+                ));
+                return Ok(verdict);
+            }
+        }
     }
     verdict.valid = true;
     Ok(verdict)

@@ -150,6 +150,26 @@ fn cursive_key_family_matches(declared: GlanceKeyType, key: &PublicKey) -> bool 
     )
 }
 
+/// How a signature that verified breaks its RSASSA-PSS key's restrictions
+/// (RFC 4055 §3.1), if it does. The salt is looked for only when the hash
+/// is allowed.
+pub fn pss_problem(
+    key: &crate::public_key::PublicKey,
+    restrictions: &crate::public_key::PssRestrictions,
+    hash: crate::algorithms::HashMethod,
+    scheme: &SignatureScheme,
+    digest: &[u8],
+    signature: &[u8],
+) -> Result<Option<String>> {
+    Ok(match restrictions.broken_by(hash, None) {
+        Some(problem) => Some(problem),
+        None => restrictions.broken_by(
+            hash,
+            pss_salt_below(key, scheme, digest, signature, restrictions.min_salt)?,
+        ),
+    })
+}
+
 /// Verifies `image` against properties read from JSON text. Malformed input
 /// (under the strict policy), a missing certificate or an unreadable image are
 /// errors; a signature or certificate that does not hold is an invalid verdict.
@@ -266,20 +286,14 @@ pub fn verify_image(
     let scheme = SignatureScheme::for_glance(key_type, hash_method);
     if verifier.verify_digest(&key, &scheme, &digest.digest, &signature)? {
         if let Some(restrictions) = restrictions {
-            // The salt is looked for only when the hashes are allowed.
-            let problem = match restrictions.broken_by(hash_method, None) {
-                Some(problem) => Some(problem),
-                None => restrictions.broken_by(
-                    hash_method,
-                    pss_salt_below(
-                        &key,
-                        &scheme,
-                        &digest.digest,
-                        &signature,
-                        restrictions.min_salt,
-                    )?,
-                ),
-            };
+            let problem = pss_problem(
+                &key,
+                &restrictions,
+                hash_method,
+                &scheme,
+                &digest.digest,
+                &signature,
+            )?;
             match (problem, policy) {
                 (None, _) => {}
                 (Some(problem), PolicyName::Strict) => {

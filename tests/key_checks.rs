@@ -429,3 +429,72 @@ fn strict_refuses_bad_dsa_domain_parameters() {
         }
     }
 }
+
+/// A manifest is imgseal's own format, checked by the strict rules whatever
+/// the policy: its signer's key is refused as the image signer's is.
+#[test]
+fn a_manifest_signed_by_a_small_exponent_key_is_refused_unless_allowed() {
+    let env = Env::new();
+    let (root, dir) = root_dir(&env);
+    // The embedded token, with an exponent-3 key imported as an operator would.
+    env.generate("ecc-secp384r1", "first");
+    let key = rsa_with_exponent(2048, 3);
+    let key_file = env.path("small-e.key");
+    std::fs::write(&key_file, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    let out = std::process::Command::new("softhsm2-util")
+        .env("SOFTHSM2_CONF", env.softhsm_conf())
+        .args(["--import", key_file.to_str().unwrap(), "--token", "imgseal"])
+        .args([
+            "--label",
+            "small-e",
+            "--id",
+            "53",
+            "--pin",
+            env.user_pin().trim(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let leaf = issue_with_key(&Spec::leaf("small exponent signer"), Some(&root), key);
+    pki::write_pem(&dir, "small-e", &leaf.cert);
+    let image = env.image("image.raw", 9_000);
+    let manifest = env.path("image.manifest.json");
+    env.run(&[
+        "sign",
+        "--key",
+        "pkcs11:object=small-e",
+        "--cert-id",
+        "small-e",
+        "--cert-dir",
+        dir.to_str().unwrap(),
+        "--manifest",
+        manifest.to_str().unwrap(),
+        image.to_str().unwrap(),
+    ])
+    .ok();
+    let verify = |extra: &[&str]| {
+        let mut args = vec![
+            "--json",
+            "verify",
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--cert-dir",
+            dir.to_str().unwrap(),
+            "--trusted-cert-id",
+            "root",
+        ];
+        args.extend_from_slice(extra);
+        args.push(image.to_str().unwrap());
+        env.run(&args)
+    };
+    let out = verify(&[]).code(1);
+    assert!(
+        out.json()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("is unsafe: the RSA public exponent 3"),
+        "{}",
+        out.stdout
+    );
+    verify(&["--allow-small-rsa-exponent"]).ok();
+}

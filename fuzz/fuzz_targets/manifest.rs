@@ -19,6 +19,7 @@ use imgseal::backend::StoredCertificate;
 use imgseal::backend::software::SoftwareVerifier;
 use imgseal::manifest::{Manifest, ManifestBody, check_manifest, default_tree_path};
 use imgseal::signature::{SignatureScheme, sign_digest_software};
+use imgseal::validate::StrictOptions;
 use imgseal::x509::Certificate;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -60,7 +61,7 @@ fn check(m: &mut Manifest, mode: u8) {
             location: "fuzz".into(),
         }))
     };
-    if let Ok(v) = check_manifest(m, &find, &SoftwareVerifier) {
+    if let Ok(v) = check_manifest(m, &find, &SoftwareVerifier, StrictOptions::default()) {
         if v.valid {
             assert_eq!(v.fsverity_digest, m.fsverity().unwrap().to_string());
             assert_eq!(v.certificate_id, m.glance_signature().unwrap().cert_uuid);

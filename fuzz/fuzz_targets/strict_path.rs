@@ -41,10 +41,14 @@ fn fixed() -> &'static Fixed {
             anchor: cert("TrustAnchorRootCertificate"),
             dsa_ca: cert("DSACACert"),
             ee: cert("ValidDSAParameterInheritanceTest5EE"),
-            crls: ["TrustAnchorRootCRL", "DSACACRL", "DSAParametersInheritedCACRL"]
-                .into_iter()
-                .map(crl)
-                .collect(),
+            crls: [
+                "TrustAnchorRootCRL",
+                "DSACACRL",
+                "DSAParametersInheritedCACRL",
+            ]
+            .into_iter()
+            .map(crl)
+            .collect(),
         }
     })
 }
@@ -76,6 +80,7 @@ fuzz_target!(|data: &[u8]| {
             min_rsa_bits: 1024,
             allow_sha1: true,
             max_depth: 32,
+            allow_small_rsa_exponent: false,
         },
     };
     let Ok(verdict) = StrictPolicy.validate(&input) else {

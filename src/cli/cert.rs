@@ -429,7 +429,13 @@ fn read_one_certificate(file: &std::path::Path) -> Result<Certificate, Error> {
 }
 
 /// Everything in the source, as possible intermediates for strict validation.
+/// Not Barbican's: listing a project's secrets means a request per secret, and
+/// neither Glance nor Nova ever reads certificates it was not given the UUID
+/// of; strict finds intermediates among the trusted ids and --intermediates.
 pub fn list_contents(opened: &OpenedSource) -> Result<Vec<(String, Certificate)>, Error> {
+    if opened.kind == SourceKind::Barbican {
+        return Ok(Vec::new());
+    }
     Ok(opened
         .source
         .list()?

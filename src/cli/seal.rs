@@ -268,7 +268,7 @@ pub fn verify_manifest(
         (None, _) => None,
     };
     let find: &Finder = &*trust.find;
-    let mut verdict = check_manifest(&manifest, find, &SoftwareVerifier)?;
+    let mut verdict = check_manifest(&manifest, find, &SoftwareVerifier, trust.options)?;
     if let Some(plan) = plan {
         validate_signer(&manifest, &mut verdict, plan, trust.policy)?;
     }

@@ -200,8 +200,11 @@ pub type Finder = dyn Fn(&str) -> imgseal::Result<Option<StoredCertificate>>;
 /// configuration, policy, trusted ids (or the TPM-sealed anchors that replace
 /// them), and where certificates are looked up.
 pub struct ResolvedTrust {
-    pub config: Config,
+    config: Config,
     pub policy: PolicyName,
+    /// The strict policy's knobs (flags over the configuration), which also
+    /// apply to signing keys outside any chain validation.
+    pub options: imgseal::validate::StrictOptions,
     pub settings: TrustSettings,
     pub sealed: Option<(Rc<SealedAnchors>, Tcti)>,
     source: OpenedSource,
@@ -236,6 +239,7 @@ impl ResolvedTrust {
             None => Rc::clone(&find),
         };
         Ok(ResolvedTrust {
+            options: trust.strict_options(&config),
             config,
             policy,
             settings,

@@ -84,7 +84,7 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
         plan.as_ref(),
         find,
         &SoftwareVerifier,
-        args.trust.strict_options(&resolved.config),
+        resolved.options,
     )?;
     let code = if verdict.valid {
         0
