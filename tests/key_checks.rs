@@ -498,3 +498,95 @@ fn a_manifest_signed_by_a_small_exponent_key_is_refused_unless_allowed() {
     );
     verify(&["--allow-small-rsa-exponent"]).ok();
 }
+
+/// An EC certificate whose point is off the curve: OpenSSL refuses to decode
+/// the key, so no policy ever verifies with it (bad input, exit 3).
+#[test]
+fn an_ec_point_off_the_curve_is_refused() {
+    let env = Env::new();
+    let dir = env.path("off");
+    std::fs::create_dir(&dir).unwrap();
+    let (key, cert) = (env.path("ec.key"), env.path("ec.pem"));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-384",
+        "-nodes",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        cert.to_str().unwrap(),
+        "-days",
+        "5",
+        "-subj",
+        "/CN=off the curve",
+    ])
+    .ok();
+    let pubkey = env.path("pub.der");
+    openssl(&[
+        "pkey",
+        "-in",
+        key.to_str().unwrap(),
+        "-pubout",
+        "-outform",
+        "DER",
+        "-out",
+        pubkey.to_str().unwrap(),
+    ])
+    .ok();
+    let der_bytes = {
+        let out = std::process::Command::new("openssl")
+            .args(["x509", "-in", cert.to_str().unwrap(), "-outform", "DER"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        out.stdout
+    };
+    let point = std::fs::read(&pubkey).unwrap();
+    let point = &point[point.len() - 97..];
+    let at = der_bytes.windows(97).position(|w| w == point).unwrap();
+    let mut bad = der_bytes.clone();
+    bad[at + 96] ^= 1;
+    std::fs::write(dir.join("off.der"), &bad).unwrap();
+    let image = env.image("image.raw", 1_000);
+    let sig = env.path("image.sig");
+    openssl(&[
+        "dgst",
+        "-sha384",
+        "-sign",
+        key.to_str().unwrap(),
+        "-out",
+        sig.to_str().unwrap(),
+        image.to_str().unwrap(),
+    ])
+    .ok();
+    let props = json!({
+        "img_signature": encode_b64(&std::fs::read(&sig).unwrap()),
+        "img_signature_hash_method": "SHA-384",
+        "img_signature_key_type": "ECC_SECP384R1",
+        "img_signature_certificate_uuid": "off",
+    });
+    let file = write_props(&env, "props.json", &props);
+    for policy in ["strict", "nova"] {
+        let out = env
+            .run(&[
+                "verify",
+                "--policy",
+                policy,
+                "--props",
+                file.to_str().unwrap(),
+                "--cert-dir",
+                dir.to_str().unwrap(),
+                image.to_str().unwrap(),
+            ])
+            .code(3);
+        assert!(
+            out.stderr.contains("certificate public key"),
+            "{}",
+            out.stderr
+        );
+    }
+}
