@@ -1554,15 +1554,15 @@ fn owner_replaces_the_anchors(env: &Env, tpm: &TestTpm, forged: &AnchorSet) -> b
         .tool("tpm2_nvundefine", &["-C", "o", "0x0181a000"])
         .status
         .success();
-    if !undefined {
-        return false;
+    if undefined {
+        owner_defines_a_forged_record(env, tpm, forged);
     }
-    let version = counter_value(tpm);
-    let bundle = Bundle {
-        version,
-        anchors: forged.clone(),
-    }
-    .encode();
+    undefined
+}
+
+/// With the record index gone, the owner defines it again with the
+/// documented attributes and writes a forged record into it.
+fn owner_defines_a_forged_record(env: &Env, tpm: &TestTpm, forged: &AnchorSet) {
     tpm.tool_ok(
         "tpm2_nvdefine",
         &[
@@ -1575,6 +1575,19 @@ fn owner_replaces_the_anchors(env: &Env, tpm: &TestTpm, forged: &AnchorSet) -> b
             "ownerwrite|ownerread|authread|no_da|write_stclear|writeall",
         ],
     );
+    owner_writes_a_forged_record(env, tpm, forged);
+}
+
+/// The owner writes a record naming `forged` at the counter's version (one
+/// TPM2_NV_Write with tpm2-tools) and puts `forged` where imgseal reads its
+/// bundle.
+fn owner_writes_a_forged_record(env: &Env, tpm: &TestTpm, forged: &AnchorSet) {
+    let version = counter_value(tpm);
+    let bundle = Bundle {
+        version,
+        anchors: forged.clone(),
+    }
+    .encode();
     let record = env.path("forged.record");
     std::fs::write(
         &record,
@@ -1583,7 +1596,6 @@ fn owner_replaces_the_anchors(env: &Env, tpm: &TestTpm, forged: &AnchorSet) -> b
     .unwrap();
     tpm.tool_ok("tpm2_nvwrite", &["-C", "o", "-i", s(&record), "0x0181a000"]);
     std::fs::write(bundle_path(env), &bundle).unwrap();
-    true
 }
 
 /// `verify --anchors tpm --policy nova` of the docs' image (signed under the
@@ -1794,16 +1806,7 @@ fn a_recreated_index_is_refused_and_the_platform_holder_is_the_limit() {
         &docs_chain_set(&dir)
     ));
     // ...but may reseal in place: the documented limit of an unlocked host.
-    let version = counter_value(&tpm);
-    let resealed = Bundle {
-        version,
-        anchors: docs_chain_set(&dir),
-    }
-    .encode();
-    let record = env.path("resealed.record");
-    std::fs::write(&record, documented_record(&resealed, version, 3, false)).unwrap();
-    tpm.tool_ok("tpm2_nvwrite", &["-C", "o", "-i", s(&record), "0x0181a000"]);
-    std::fs::write(bundle_path(&env), &resealed).unwrap();
+    owner_writes_a_forged_record(&env, &tpm, &docs_chain_set(&dir));
     let out = verify_docs_image(&env, &tpm, &dir, &props, &image)
         .ok()
         .json();
@@ -1813,29 +1816,7 @@ fn a_recreated_index_is_refused_and_the_platform_holder_is_the_limit() {
     tpm.tool_ok("tpm2_nvundefine", &["-C", "p", "0x0181a000"]);
     // ...and one the owner defines again in its place is a recreated
     // index: refused by show and verify, whatever it holds.
-    let forged = docs_chain_set(&dir);
-    let version = counter_value(&tpm);
-    let bundle = Bundle {
-        version,
-        anchors: forged.clone(),
-    }
-    .encode();
-    tpm.tool_ok(
-        "tpm2_nvdefine",
-        &[
-            "0x0181a000",
-            "-C",
-            "o",
-            "-s",
-            "256",
-            "-a",
-            "ownerwrite|ownerread|authread|no_da|write_stclear|writeall",
-        ],
-    );
-    let record = env.path("forged.record");
-    std::fs::write(&record, documented_record(&bundle, version, 3, false)).unwrap();
-    tpm.tool_ok("tpm2_nvwrite", &["-C", "o", "-i", s(&record), "0x0181a000"]);
-    std::fs::write(bundle_path(&env), &bundle).unwrap();
+    owner_defines_a_forged_record(&env, &tpm, &docs_chain_set(&dir));
     let out = env.tpm_run(&tpm, &["anchors", "show"]).code(1);
     assert!(
         out.stderr.contains("deleted and defined again"),

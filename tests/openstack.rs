@@ -28,6 +28,26 @@ fn publish(project: &Project, env: &Env, file: &Path) -> String {
     out.json()["uuid"].as_str().unwrap().to_string()
 }
 
+/// A key in the embedded token and its certificate from the test CA.
+fn key_with_certificate(env: &Env, kind: &str, label: &str) -> (String, std::path::PathBuf) {
+    let uri = env.generate(kind, label);
+    let csr = env.path(&format!("{label}.csr"));
+    env.run(&[
+        "key",
+        "csr",
+        "--key",
+        &uri,
+        "--subject",
+        &format!("CN={label}"),
+        "--out",
+        s(&csr),
+    ])
+    .ok();
+    let cert = env.path(&format!("{label}.crt"));
+    test_ca().issue(&csr, &cert);
+    (uri, cert)
+}
+
 #[test]
 fn the_docs_example_through_barbican() {
     let env = Env::new();
@@ -186,21 +206,7 @@ fn the_openstack_cli_and_glance_agree_with_imgseal() {
     let env = Env::new();
     let project = Project::new();
     // A certificate stored with the docs' exact command is read by imgseal.
-    let uri = env.generate("rsa-pss-3072", "release");
-    let csr = env.path("release.csr");
-    env.run(&[
-        "key",
-        "csr",
-        "--key",
-        &uri,
-        "--subject",
-        "CN=Release",
-        "--out",
-        s(&csr),
-    ])
-    .ok();
-    let cert = env.path("release.crt");
-    test_ca().issue(&csr, &cert);
+    let (uri, cert) = key_with_certificate(&env, "rsa-pss-3072", "Release");
     let payload = {
         let out = std::process::Command::new("base64")
             .arg(&cert)
@@ -916,21 +922,7 @@ fn the_certificate_cache_serves_only_when_barbican_is_unreachable() {
 fn no_openstack_command_shows_a_password_or_a_token() {
     let env = Env::new();
     let project = Project::new();
-    let uri = env.generate("ecc-secp384r1", "hygiene");
-    let csr = env.path("h.csr");
-    env.run(&[
-        "key",
-        "csr",
-        "--key",
-        &uri,
-        "--subject",
-        "CN=hygiene",
-        "--out",
-        s(&csr),
-    ])
-    .ok();
-    let cert = env.path("h.crt");
-    test_ca().issue(&csr, &cert);
+    let (uri, cert) = key_with_certificate(&env, "ecc-secp384r1", "hygiene");
     let image = env.image("h.raw", 5000);
     let forms = |secret: &str| {
         use base64::Engine as _;

@@ -11,8 +11,14 @@ services=("$@")
 ((${#services[@]})) || services=(keystone barbican glance)
 # Connection: close, because pooled clients otherwise get resets on the
 # second request from uWSGI's single-process workers.
-common=(--master --need-app --die-on-term --virtualenv "$OS_VENV" --processes 1 --threads 4
+common=(--master --need-app --die-on-term --virtualenv "$OS_VENV"
     --buffer-size 65535 --disable-logging --add-header 'Connection: close')
+# One process, four threads; but Barbican registers its policies on the
+# first requests without a lock, and concurrent first requests then fail with
+# 500 "Policy secrets:post has not been registered": two single-threaded
+# processes instead.
+threads=(--processes 1 --threads 4)
+barbican_threads=(--processes 2 --threads 1)
 
 start_one() {
     local name=$1 pidf=$OSK/run/$1.pid
@@ -39,18 +45,18 @@ wait_http() { # name url expected-code
 for s in "${services[@]}"; do
     case $s in
     keystone)
-        OS_KEYSTONE_CONFIG_DIR=$OSK/etc/keystone start_one keystone \
+        OS_KEYSTONE_CONFIG_DIR=$OSK/etc/keystone start_one keystone "${threads[@]}" \
             --http-socket "127.0.0.1:$KS_PORT" --module keystone.wsgi.api:application
         ;;
     barbican)
-        HOME=$OSK/home start_one barbican \
+        HOME=$OSK/home start_one barbican "${barbican_threads[@]}" \
             --http-socket "127.0.0.1:$BB_PORT" \
             --https-socket "127.0.0.1:$BB_TLS_PORT,$OSK/tls/server.pem,$OSK/tls/server.key" \
             --wsgi-file "$OSK/etc/barbican/wsgi.py"
         ;;
     glance)
         # The HTTP router with raw body and chunked input: streamed uploads work.
-        OS_GLANCE_CONFIG_DIR=$OSK/etc/glance start_one glance \
+        OS_GLANCE_CONFIG_DIR=$OSK/etc/glance start_one glance "${threads[@]}" \
             --http "127.0.0.1:$GL_PORT" --http-raw-body --http-chunked-input --http-auto-chunked \
             --socket-timeout 60 --lazy-apps --module glance.wsgi.api:application
         ;;
