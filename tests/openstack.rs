@@ -1088,3 +1088,58 @@ fn a_token_refused_midway_is_renewed_once() {
     );
     assert_eq!(count.load(Ordering::SeqCst), 2);
 }
+
+#[test]
+fn a_publish_whose_local_copy_fails_leaves_no_secret_behind() {
+    let env = Env::new();
+    let project = Project::new();
+    env.generate("ecc-secp384r1", "first");
+    let cert = env.path("c.pem");
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        s(&env.path("c.key")),
+        "-subj",
+        "/CN=half",
+        "-days",
+        "5",
+        "-out",
+        s(&cert),
+    ])
+    .ok();
+    let secrets = || {
+        project
+            .openstack(&["secret", "list", "-f", "json"])
+            .ok()
+            .json()
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let before = secrets();
+    // The local copy goes to the token, whose login this wrong PIN fails.
+    let out = Run::from_output(
+        project
+            .command(&env)
+            .env("IMGSEAL_PIN", "not-the-pin")
+            .args(["cert", "publish", s(&cert)])
+            .output()
+            .unwrap(),
+    )
+    .code(6);
+    assert!(
+        out.stderr
+            .contains("the new Barbican secret was deleted again"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("not-the-pin"));
+    assert_eq!(secrets(), before, "a secret was left behind");
+    // With the right PIN it is published, once.
+    project.run(&env, &["cert", "publish", s(&cert)]).ok();
+    assert_eq!(secrets(), before + 1);
+}

@@ -371,14 +371,23 @@ fn publish(
             if created {
                 barbican::delete_secret(&mut session, &uuid)?;
             }
-            return Err(Error::usage(format!(
+            let message = format!(
                 "keeping a local copy of the certificate failed, so {}: {e}",
                 if created {
                     "the new Barbican secret was deleted again"
                 } else {
                     "nothing was changed"
                 }
-            ))
+            );
+            // The same class of failure (a wrong PIN stays an auth error).
+            return Err(match e.kind() {
+                imgseal::ErrorKind::Auth => Error::Auth(message),
+                imgseal::ErrorKind::NotFound => Error::not_found(message),
+                imgseal::ErrorKind::BadInput => Error::bad_input(message),
+                imgseal::ErrorKind::Service => Error::service(message),
+                imgseal::ErrorKind::Usage => Error::usage(message),
+                _ => e,
+            }
             .into());
         }
     };
