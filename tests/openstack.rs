@@ -28,6 +28,27 @@ fn publish(project: &Project, env: &Env, file: &Path) -> String {
     out.json()["uuid"].as_str().unwrap().to_string()
 }
 
+/// A self-signed RSA certificate for /CN=`cn` at `out` (its key beside it).
+fn self_signed(env: &Env, out: &Path, cn: &str) {
+    let key = env.path(&format!("{cn}.key"));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        s(&key),
+        "-subj",
+        &format!("/CN={cn}"),
+        "-days",
+        "5",
+        "-out",
+        s(out),
+    ])
+    .ok();
+}
+
 /// A key in the embedded token and its certificate from the test CA.
 fn key_with_certificate(env: &Env, kind: &str, label: &str) -> (String, std::path::PathBuf) {
     let uri = env.generate(kind, label);
@@ -244,22 +265,7 @@ fn the_openstack_cli_and_glance_agree_with_imgseal() {
 
     // A certificate published by imgseal reads back with the CLI byte for byte.
     let other = env.path("other.crt");
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        s(&env.path("other.key")),
-        "-subj",
-        "/CN=other",
-        "-days",
-        "5",
-        "-out",
-        s(&other),
-    ])
-    .ok();
+    self_signed(&env, &other, "other");
     let published = project
         .run(&env, &["--json", "cert", "publish", s(&other)])
         .ok()
@@ -344,22 +350,7 @@ fn barbican_contents_glance_could_not_load_are_named() {
     let env = Env::new();
     let project = Project::new();
     let cert = env.path("c.pem");
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        s(&env.path("c.key")),
-        "-subj",
-        "/CN=loadable",
-        "-days",
-        "5",
-        "-out",
-        s(&cert),
-    ])
-    .ok();
+    self_signed(&env, &cert, "loadable");
     let der = env.path("c.der");
     openssl(&["x509", "-in", s(&cert), "-outform", "DER", "-out", s(&der)]).ok();
     let store = |kind: &str, content_type: &str, file: &Path| {
@@ -835,22 +826,7 @@ fn the_certificate_cache_serves_only_when_barbican_is_unreachable() {
     let env = Env::new();
     let project = Project::new();
     let cert = env.path("c.pem");
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        s(&env.path("c.key")),
-        "-subj",
-        "/CN=cached",
-        "-days",
-        "5",
-        "-out",
-        s(&cert),
-    ])
-    .ok();
+    self_signed(&env, &cert, "cached");
     let uuid = publish(&project, &env, &cert);
     let cache = env.path("cache");
     std::fs::create_dir(&cache).unwrap();
@@ -1036,22 +1012,7 @@ fn a_token_refused_midway_is_renewed_once() {
     let env = Env::new();
     let project = Project::new();
     let cert = env.path("c.pem");
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        s(&env.path("c.key")),
-        "-subj",
-        "/CN=renewed",
-        "-days",
-        "5",
-        "-out",
-        s(&cert),
-    ])
-    .ok();
+    self_signed(&env, &cert, "renewed");
     let uuid = publish(&project, &env, &cert);
     let show = |proxy: &str| {
         project.run(
@@ -1095,22 +1056,7 @@ fn a_publish_whose_local_copy_fails_leaves_no_secret_behind() {
     let project = Project::new();
     env.generate("ecc-secp384r1", "first");
     let cert = env.path("c.pem");
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        s(&env.path("c.key")),
-        "-subj",
-        "/CN=half",
-        "-days",
-        "5",
-        "-out",
-        s(&cert),
-    ])
-    .ok();
+    self_signed(&env, &cert, "half");
     let secrets = || {
         project
             .openstack(&["secret", "list", "-f", "json"])
