@@ -493,7 +493,7 @@ pub fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<i32> {
             let opened = store.open(ctx, None, Login::Required)?;
             if opened.kind == SourceKind::Barbican {
                 return Err(Error::usage(
-                    "cert import stores under an id you choose; Barbican chooses the UUID: use `imgseal cert publish`",
+                    "cert import stores under an id you choose, and Barbican chooses its UUIDs: use `imgseal cert publish`, or --cert-source token (or --cert-dir DIR) to keep the certificate locally",
                 )
                 .into());
             }
