@@ -1089,3 +1089,39 @@ fn a_publish_whose_local_copy_fails_leaves_no_secret_behind() {
     project.run(&env, &["cert", "publish", s(&cert)]).ok();
     assert_eq!(secrets(), before + 1);
 }
+
+/// A compute host seals trust anchors named by their Barbican UUIDs.
+#[test]
+fn anchors_are_sealed_from_barbican_uuids() {
+    let env = Env::new();
+    let project = Project::new();
+    let tpm = common::tpm::TestTpm::start();
+    let ca = test_ca().dir.join("ca.crt");
+    let uuid = publish(&project, &env, &ca);
+    let tcti = tpm.tcti();
+    project
+        .run(
+            &env,
+            &["--tcti", &tcti, "anchors", "seal", "--cert-id", &uuid],
+        )
+        .ok();
+    let shown = project
+        .run(&env, &["--tcti", &tcti, "--json", "anchors", "show"])
+        .ok()
+        .json();
+    assert_eq!(shown["verdict"], "intact", "{shown}");
+    assert_eq!(shown["anchors"][0]["id"], uuid.as_str(), "{shown}");
+    // An id Barbican does not hold seals nothing.
+    let missing = uuid::Uuid::new_v4().to_string();
+    let out = project
+        .run(
+            &env,
+            &["--tcti", &tcti, "anchors", "add", "--cert-id", &missing],
+        )
+        .code(4);
+    assert!(
+        out.stderr.contains("not found in Barbican"),
+        "{}",
+        out.stderr
+    );
+}
