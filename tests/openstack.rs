@@ -588,21 +588,7 @@ fn cloud_configuration_and_service_faults_are_one_clear_line() {
         std::env::var("IMGSEAL_OS_BB_TLS_PORT").unwrap_or_else(|_| "9312".into())
     );
     let ca = common::openstack::stack_dir().join("tls/ca.pem");
-    let published = Run::from_output(
-        project
-            .command(&env)
-            .args([
-                "--json",
-                "cert",
-                "publish",
-                s(&test_ca().dir.join("ca.crt")),
-            ])
-            .output()
-            .unwrap(),
-    )
-    .ok()
-    .json();
-    let published_uuid = published["uuid"].as_str().unwrap().to_string();
+    let published_uuid = publish(&project, &env, &test_ca().dir.join("ca.crt"));
     let over_tls = |vars: &[(&str, &str)]| {
         let mut cmd = project.command(&env);
         for (k, v) in vars {
@@ -670,20 +656,6 @@ fn cloud_configuration_and_service_faults_are_one_clear_line() {
         "{}",
         out.stderr
     );
-    let published = Run::from_output(
-        project
-            .command(&env)
-            .args([
-                "--json",
-                "cert",
-                "publish",
-                s(&test_ca().dir.join("ca.crt")),
-            ])
-            .output()
-            .unwrap(),
-    )
-    .ok()
-    .json();
     let listed = plain(&[
         "--os-cloud",
         "test",
@@ -700,7 +672,7 @@ fn cloud_configuration_and_service_faults_are_one_clear_line() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|c| c["id"] == published["uuid"]),
+            .any(|c| c["id"] == published_uuid.as_str()),
         "{listed}"
     );
     std::fs::write(env.path("clouds.yaml"), "clouds: [unclosed\n").unwrap();
