@@ -97,9 +97,16 @@ openssl dgst -sha256 -sign client.key -sigopt rsa_padding_mode:pss -out image.si
 jq -n --arg s "$(base64 -w0 image.sig)" --arg u "${ids[3]}" '{img_signature: $s, img_signature_hash_method: "SHA-256",
     img_signature_key_type: "RSA-PSS", img_signature_certificate_uuid: $u}' >props.json
 trusted="${ids[0]},${ids[1]},${ids[2]}"
+# With --os-token-cache the login happens once, before the timed runs (a
+# compute host verifying image after image); without it every run logs in.
+export XDG_RUNTIME_DIR="$work/run"
+mkdir -m 0700 "$XDG_RUNTIME_DIR"
 for policy in nova strict; do
     dir_s=$(median_of "$IMGSEAL_BIN" verify --quiet --policy "$policy" --props props.json --cert-dir dir --trusted-cert-id "$trusted" image.raw)
-    bb_s=$(median_of "$IMGSEAL_BIN" verify --quiet --policy "$policy" --props props.json --cert-source barbican --trusted-cert-id "$trusted" image.raw)
-    printf 'verify (%s), the 4-certificate chain: --cert-dir %.3f s, Barbican %.3f s: +%.0f ms (bar <= +50 ms)\n' \
-        "$policy" "$dir_s" "$bb_s" "$(echo "($bb_s - $dir_s) * 1000" | bc -l)"
+    for cache in "" --os-token-cache; do
+        bb_s=$(median_of "$IMGSEAL_BIN" verify --quiet --policy "$policy" --props props.json --cert-source barbican \
+            --trusted-cert-id "$trusted" ${cache:+"$cache"} image.raw)
+        printf 'verify (%s), the 4-certificate chain: --cert-dir %.3f s, Barbican%s %.3f s: +%.0f ms (bar <= +50 ms)\n' \
+            "$policy" "$dir_s" "${cache:+ $cache}" "$bb_s" "$(echo "($bb_s - $dir_s) * 1000" | bc -l)"
+    done
 done

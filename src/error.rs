@@ -122,6 +122,22 @@ impl Error {
         }
     }
 
+    /// The same error again, for the variants that are only a message (an
+    /// answer kept to be reported later); `None` for those that wrap a source.
+    pub fn try_clone(&self) -> Option<Error> {
+        Some(match self {
+            Error::Invalid(m) => Error::Invalid(m.clone()),
+            Error::Usage(m) => Error::Usage(m.clone()),
+            Error::BadInput(m) => Error::BadInput(m.clone()),
+            Error::NotFound(m) => Error::NotFound(m.clone()),
+            Error::Auth(m) => Error::Auth(m.clone()),
+            Error::Crypto(m) => Error::Crypto(m.clone()),
+            Error::TpmState(m) => Error::TpmState(m.clone()),
+            Error::Service(m) => Error::Service(m.clone()),
+            Error::Device { .. } | Error::Io { .. } | Error::Tpm { .. } => return None,
+        })
+    }
+
     pub fn usage(msg: impl Into<String>) -> Self {
         Error::Usage(msg.into())
     }

@@ -575,12 +575,16 @@ fn cloud_configuration_and_service_faults_are_one_clear_line() {
     let (broken, count) = fake_service(Some(503));
     let out = show(&[], &["--barbican-url", &broken]).code(8);
     assert!(last_line(&out).contains("503"), "{}", out.stderr);
-    assert_eq!(count.load(Ordering::SeqCst), 4, "one try and three retries");
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        8,
+        "the metadata and the payload (asked for together): one try and three retries each"
+    );
     // ...and 500: not retried.
     let (failing, count) = fake_service(Some(500));
     let out = show(&[], &["--barbican-url", &failing]).code(8);
     assert!(last_line(&out).contains("500"), "{}", out.stderr);
-    assert_eq!(count.load(Ordering::SeqCst), 1);
+    assert_eq!(count.load(Ordering::SeqCst), 2, "one try each");
     // Barbican behind TLS with the stack's own CA: refused until OS_CACERT
     // names that CA (or OS_INSECURE turns verification off).
     let tls_url = format!(
@@ -1011,15 +1015,162 @@ fn a_token_refused_midway_is_renewed_once() {
         3,
         "metadata, refused payload, payload"
     );
-    // Refused even with a fresh token: an auth error, after one renewal only.
+    // Refused even with a fresh token: an auth error. The metadata and the
+    // payload are asked for together, so each is refused, then each once
+    // more with the one new token; never a third time.
     let (proxy, count) = barbican_proxy(|_| true);
-    let out = show(&proxy).code(6);
+    let out = project
+        .command(&env)
+        .args(["-vv", "cert", "show", &uuid, "--cert-source", "barbican"])
+        .args(["--barbican-url", &proxy])
+        .output()
+        .map(Run::from_output)
+        .unwrap()
+        .code(6);
     assert!(
         out.stderr.contains("401 even with a fresh token"),
         "{}",
         out.stderr
     );
-    assert_eq!(count.load(Ordering::SeqCst), 2);
+    assert_eq!(count.load(Ordering::SeqCst), 4);
+}
+
+/// Every regular file in `dir` (the token cache's entries and salt).
+fn files_in(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+#[test]
+fn the_token_cache_skips_the_login_and_is_renewed_when_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let project = Project::new();
+    let cert = env.path("c.pem");
+    self_signed(&env, &cert, "cached-token");
+    let uuid = publish(&project, &env, &cert);
+    let run_dir = env.path("run");
+    std::fs::create_dir(&run_dir).unwrap();
+    std::fs::set_permissions(&run_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let cache = run_dir.join("imgseal/os-tokens");
+    let show = |password: &str, extra: &[&str]| {
+        let out = project
+            .command(&env)
+            .env("XDG_RUNTIME_DIR", &run_dir)
+            .env("OS_PASSWORD", password)
+            .args([
+                "-vv",
+                "--json",
+                "cert",
+                "show",
+                &uuid,
+                "--cert-source",
+                "barbican",
+            ])
+            .arg("--os-token-cache")
+            .args(extra)
+            .output()
+            .unwrap();
+        Run::from_output(out)
+    };
+    let entries = || -> Vec<std::path::PathBuf> {
+        files_in(&cache)
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect()
+    };
+
+    // The first run logs in and keeps the token, privately.
+    let first = show(&project.password, &[]).ok();
+    assert!(
+        !first.stderr.contains("using the cached token"),
+        "{}",
+        first.stderr
+    );
+    assert_eq!(
+        std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let kept = entries();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    for file in files_in(&cache) {
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600,
+            "{}",
+            file.display()
+        );
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(
+            !bytes
+                .windows(project.password.len())
+                .any(|w| w == project.password.as_bytes()),
+            "{} holds the password",
+            file.display()
+        );
+    }
+    let token_of = |file: &Path| -> String {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+        v["token"].as_str().unwrap().to_string()
+    };
+    let token = token_of(&kept[0]);
+    assert!(
+        !first.stderr.contains(&token),
+        "the token leaked: {}",
+        first.stderr
+    );
+
+    // The second run uses it: no login.
+    let second = show(&project.password, &[]).ok();
+    assert!(
+        second.stderr.contains("using the cached token"),
+        "{}",
+        second.stderr
+    );
+    assert!(
+        !second.stderr.contains(&token),
+        "the token leaked: {}",
+        second.stderr
+    );
+    assert_eq!(second.json()["subject"], "CN=cached-token");
+
+    // A wrong password never rides on the cached token of the right one.
+    let wrong = show("Wr0ng-cached-pw", &[]).code(6);
+    assert!(
+        !wrong.stderr.contains("using the cached token"),
+        "{}",
+        wrong.stderr
+    );
+
+    // Barbican refuses the cached token (revoked, say): one login, the new
+    // token replaces the old in the cache, and the lookup succeeds.
+    let (proxy, _) = barbican_proxy(|n| n < 2);
+    let renewed = show(&project.password, &["--barbican-url", &proxy]).ok();
+    assert!(
+        renewed.stderr.contains("using the cached token"),
+        "{}",
+        renewed.stderr
+    );
+    assert!(
+        renewed.stderr.contains("re-authenticating once"),
+        "{}",
+        renewed.stderr
+    );
+    let now = entries();
+    assert_eq!(now.len(), 1, "{now:?}");
+    assert_ne!(
+        token_of(&now[0]),
+        token,
+        "the refused token is still cached"
+    );
+
+    // A cache others could read is refused, not used.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let open = show(&project.password, &[]).code(3);
+    assert!(open.stderr.contains("mode 0755"), "{}", open.stderr);
 }
 
 #[test]

@@ -2,8 +2,9 @@
 //! local cache keyed by UUID that is only used when Barbican cannot be
 //! reached, and says so.
 
-use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use super::CertificateSource;
 use crate::backend::StoredCertificate;
@@ -13,12 +14,17 @@ use crate::openstack::Session;
 use crate::openstack::barbican as api;
 use crate::x509::Certificate;
 
-/// Certificates in Barbican. The session re-authenticates on expiry, hence
-/// the `RefCell`: lookups are `&self` like every other source's.
+type Fetched = Result<Option<api::BarbicanCertificate>>;
+
+/// Certificates in Barbican.
 pub struct BarbicanSource {
-    session: RefCell<Session>,
+    session: Session,
     endpoint: String,
     cache: Option<PathBuf>,
+    /// Barbican's answers this run, by UUID: one run asks for a certificate
+    /// once (fresh reads are per run, not per lookup), and an outage costs
+    /// its retries once.
+    fetched: Mutex<HashMap<String, Fetched>>,
 }
 
 impl BarbicanSource {
@@ -27,14 +33,31 @@ impl BarbicanSource {
     pub fn new(session: Session, cache: Option<PathBuf>) -> Result<Self> {
         let endpoint = session.endpoint(api::SERVICE)?;
         Ok(BarbicanSource {
-            session: RefCell::new(session),
+            session,
             endpoint,
             cache,
+            fetched: Mutex::new(HashMap::new()),
         })
     }
 
-    pub fn session(&self) -> std::cell::RefMut<'_, Session> {
-        self.session.borrow_mut()
+    fn fetched(&self) -> std::sync::MutexGuard<'_, HashMap<String, Fetched>> {
+        self.fetched.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A fresh read, or this run's earlier answer.
+    fn read(&self, id: &str) -> Fetched {
+        if let Some(earlier) = self.fetched().get(id).and_then(copy) {
+            return earlier;
+        }
+        let answer = api::get_certificate(&self.session, id);
+        self.remember(id, &answer);
+        answer
+    }
+
+    fn remember(&self, id: &str, answer: &Fetched) {
+        if let Some(kept) = copy(answer) {
+            self.fetched().insert(id.to_string(), kept);
+        }
     }
 
     fn cached(&self, uuid: &str) -> Option<PathBuf> {
@@ -57,7 +80,7 @@ impl CertificateSource for BarbicanSource {
 
     fn find(&self, id: &str) -> Result<Option<StoredCertificate>> {
         api::check_uuid(id)?;
-        let fresh = api::get_certificate(&mut self.session.borrow_mut(), id);
+        let fresh = self.read(id);
         match fresh {
             Ok(Some(found)) => {
                 if let Some(path) = self.cached(id) {
@@ -88,6 +111,30 @@ impl CertificateSource for BarbicanSource {
         }
     }
 
+    /// Reads every id at once: a chain costs one round trip to Barbican,
+    /// not one per certificate; `find` then reports each answer.
+    fn prefetch(&self, ids: &[&str]) {
+        let wanted: Vec<&str> = {
+            let fetched = self.fetched();
+            let mut wanted: Vec<&str> = ids
+                .iter()
+                .copied()
+                .filter(|id| api::check_uuid(id).is_ok() && !fetched.contains_key(*id))
+                .collect();
+            wanted.sort_unstable();
+            wanted.dedup();
+            wanted
+        };
+        if wanted.len() < 2 {
+            return;
+        }
+        std::thread::scope(|s| {
+            for id in wanted {
+                s.spawn(move || self.remember(id, &api::get_certificate(&self.session, id)));
+            }
+        });
+    }
+
     fn missing_hint(&self) -> Option<&'static str> {
         Some(
             "Barbican answers the same for an unknown secret and an expired one (cert publish expires a secret with its certificate)",
@@ -95,13 +142,13 @@ impl CertificateSource for BarbicanSource {
     }
 
     fn list(&self) -> Result<Vec<StoredCertificate>> {
-        let metas = api::list_certificates(&mut self.session.borrow_mut())?;
+        let metas = api::list_certificates(&self.session)?;
         let mut out = Vec::new();
         for meta in metas {
             let uuid = api::uuid_of(meta.secret_ref.as_deref().unwrap_or_default()).to_string();
             // A secret Glance could not load is no intermediate either: skip it
             // here; `find` names the problem when it is asked for by id.
-            if let Ok(Some(found)) = api::get_certificate(&mut self.session.borrow_mut(), &uuid) {
+            if let Ok(Some(found)) = self.read(&uuid) {
                 out.push(self.stored(&uuid, found.certificate, self.describe()));
             }
         }
@@ -109,12 +156,16 @@ impl CertificateSource for BarbicanSource {
     }
 
     fn store(&self, id: &str, cert: &Certificate) -> Result<String> {
-        let (uuid, secret_ref) = api::store_certificate(
-            &mut self.session.borrow_mut(),
-            id,
-            cert.pem().as_bytes(),
-            None,
-        )?;
+        let (uuid, secret_ref) =
+            api::store_certificate(&self.session, id, cert.pem().as_bytes(), None)?;
         Ok(format!("{secret_ref} (uuid {uuid})"))
+    }
+}
+
+/// An answer kept for later: errors that are only a message are kept too.
+fn copy(answer: &Fetched) -> Option<Fetched> {
+    match answer {
+        Ok(found) => Some(Ok(found.clone())),
+        Err(e) => e.try_clone().map(Err),
     }
 }

@@ -34,6 +34,10 @@ pub trait CertificateSource {
     /// The certificate stored under `id`, if the source holds one.
     fn find(&self, id: &str) -> Result<Option<StoredCertificate>>;
 
+    /// Says which ids are about to be looked up, so that a remote source can
+    /// read them at once; local sources need not.
+    fn prefetch(&self, _ids: &[&str]) {}
+
     /// Every certificate the source holds (possible intermediates, listings).
     fn list(&self) -> Result<Vec<StoredCertificate>> {
         Err(unsupported(&self.describe(), "listing certificates"))

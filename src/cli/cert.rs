@@ -203,6 +203,12 @@ fn verify_certificates(
     // Validating certificates is the whole point here, with whatever ids are in force.
     resolved.settings.validate_certificate = true;
     let find = &resolved.find;
+    let ids: Vec<&str> = certs
+        .iter()
+        .filter(|c| !std::path::Path::new(c).is_file())
+        .map(String::as_str)
+        .collect();
+    resolved.prefetch(&ids);
     // Read every certificate first: a typo in the last one fails before any work.
     let mut leaves = Vec::new();
     for cert in certs {
@@ -327,13 +333,13 @@ fn publish(
             t.format(&time::format_description::well_known::Rfc3339)
                 .ok()
         });
-    let mut session = ctx.cloud.session()?;
+    let session = ctx.cloud.session()?;
     let mut reused = None;
     if reuse {
-        for meta in barbican::list_certificates(&mut session)? {
+        for meta in barbican::list_certificates(&session)? {
             let uuid =
                 barbican::uuid_of(meta.secret_ref.as_deref().unwrap_or_default()).to_string();
-            if let Ok(Some(found)) = barbican::get_certificate(&mut session, &uuid)
+            if let Ok(Some(found)) = barbican::get_certificate(&session, &uuid)
                 && found.certificate.der == cert.der
             {
                 reused = Some((uuid, found.secret_ref));
@@ -346,7 +352,7 @@ fn publish(
         None => {
             let name = name.unwrap_or_else(|| cert.subject());
             let (uuid, secret_ref) = barbican::store_certificate(
-                &mut session,
+                &session,
                 &name,
                 cert.pem().as_bytes(),
                 not_after.as_deref(),
@@ -369,7 +375,7 @@ fn publish(
         Ok(k) => k,
         Err(e) => {
             if created {
-                barbican::delete_secret(&mut session, &uuid)?;
+                barbican::delete_secret(&session, &uuid)?;
             }
             let message = format!(
                 "keeping a local copy of the certificate failed, so {}: {e}",

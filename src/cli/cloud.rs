@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 use imgseal::error::Error;
-use imgseal::openstack::{CloudConfig, Session, Timeouts, cloud};
+use imgseal::openstack::{CloudConfig, Session, Timeouts, TokenCache, cloud};
 
 #[derive(Debug, Args, Clone, Default)]
 pub struct CloudArgs {
@@ -19,6 +19,11 @@ pub struct CloudArgs {
     /// Seconds one OpenStack request may take, connecting included.
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 60)]
     pub os_timeout: u64,
+    /// Keep the Keystone token between runs (private, in
+    /// $XDG_RUNTIME_DIR/imgseal/os-tokens), as clouds.yaml's `cache: {auth:
+    /// true}` does: later runs skip the login while it has 5 minutes left.
+    #[arg(long, global = true, env = "IMGSEAL_OS_TOKEN_CACHE")]
+    pub os_token_cache: bool,
 }
 
 impl CloudArgs {
@@ -49,12 +54,18 @@ impl CloudArgs {
             return Err(Error::usage("--os-timeout must be at least 1 second"));
         }
         let timeout = Duration::from_secs(self.os_timeout);
-        let mut session = Session::open(
+        let cache = if self.os_token_cache || config.cache_auth {
+            Some(TokenCache::open(&TokenCache::default_dir()?)?)
+        } else {
+            None
+        };
+        let mut session = Session::open_with_cache(
             config,
             Timeouts {
                 connect: timeout.min(Duration::from_secs(10)),
                 call: timeout,
             },
+            cache,
         )?;
         if let Some(url) = &self.barbican_url {
             session.set_endpoint_override(imgseal::openstack::barbican::SERVICE, url);

@@ -250,6 +250,17 @@ impl ResolvedTrust {
         })
     }
 
+    /// Says which certificates this run looks up (`lookups`, and the trusted
+    /// ids when validation runs against the store), so that a remote store
+    /// reads them all at once.
+    pub fn prefetch(&self, lookups: &[&str]) {
+        let mut ids = lookups.to_vec();
+        if self.settings.validate_certificate && self.sealed.is_none() {
+            ids.extend(self.settings.trusted_ids.iter().map(String::as_str));
+        }
+        self.source.source.prefetch(&ids);
+    }
+
     /// What certificate validation works with, when it runs.
     pub fn plan(&self, trust: &TrustArgs) -> anyhow::Result<Option<TrustPlan<'_>>> {
         if !self.settings.validate_certificate {

@@ -52,8 +52,9 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
         return Err(Error::usage("--tree and --range go with --manifest, not --props").into());
     }
     let resolved = ResolvedTrust::resolve(ctx, &args.trust, &args.store)?;
-    let plan = resolved.plan(&args.trust)?;
     if let Some(manifest) = &args.manifest {
+        resolved.prefetch(&[]);
+        let plan = resolved.plan(&args.trust)?;
         return super::seal::verify_manifest(
             ctx,
             manifest,
@@ -73,6 +74,12 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
     let text = super::read_input_file(&props)?;
     let text = String::from_utf8(text)
         .map_err(|_| Error::bad_input(format!("{origin}: not UTF-8 text")))?;
+    // Malformed properties are reported by verify_image below.
+    let signing_id = imgseal::glance::RawProperties::from_json(&text, &origin)
+        .ok()
+        .and_then(|p| p.cert_uuid);
+    resolved.prefetch(&signing_id.as_deref().into_iter().collect::<Vec<_>>());
+    let plan = resolved.plan(&args.trust)?;
     let policy = resolved.policy;
     let find: &Finder = &*resolved.find;
     let image = ImageSource::parse(&args.image);

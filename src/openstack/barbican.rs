@@ -63,10 +63,27 @@ fn secrets_url(session: &Session) -> Result<String> {
 /// Reads the certificate `uuid` as castellan does; `Ok(None)` when Barbican
 /// has no such secret. Every way Glance or Nova would fail on it is an error
 /// saying what they would do.
-pub fn get_certificate(session: &mut Session, uuid: &str) -> Result<Option<BarbicanCertificate>> {
+pub fn get_certificate(session: &Session, uuid: &str) -> Result<Option<BarbicanCertificate>> {
     check_uuid(uuid)?;
     let url = format!("{}/{uuid}", secrets_url(session)?);
-    let meta = session.call(Request::get(&url).header("Accept", "application/json"))?;
+    // Castellan reads the metadata, then the payload. Both are plain GETs, so
+    // they go out together (a chain is fetched in one round trip, not two)
+    // and are judged in castellan's order: the payload only counts once the
+    // metadata says castellan would have asked for it.
+    let payload_url = format!("{url}/payload");
+    let (meta, payload) = std::thread::scope(|s| {
+        let payload = s.spawn(|| {
+            session.call(Request::get(&payload_url).header("Accept", "application/octet-stream"))
+        });
+        let meta = session.call(Request::get(&url).header("Accept", "application/json"));
+        let payload = payload.join().unwrap_or_else(|_| {
+            Err(Error::service(format!(
+                "GET {payload_url}: the request thread failed"
+            )))
+        });
+        (meta, payload)
+    });
+    let meta = meta?;
     match meta.status {
         200 => {}
         404 => return Ok(None),
@@ -107,12 +124,10 @@ pub fn get_certificate(session: &mut Session, uuid: &str) -> Result<Option<Barbi
             "Barbican secret {uuid} is stored as \"{stored_as}\": castellan hands Glance a text string, and Glance answers 500 ('str' object is not an instance of 'bytes'); store the PEM file as application/octet-stream (imgseal cert publish)"
         )));
     }
-    let payload = session.call(
-        Request::get(format!("{url}/payload")).header("Accept", "application/octet-stream"),
-    )?;
+    let payload = payload?;
     if payload.status != 200 {
         return Err(Error::service(format!(
-            "Barbican GET {url}/payload: {}: {}",
+            "Barbican GET {payload_url}: {}: {}",
             payload.status,
             payload.reason()
         )));
@@ -136,7 +151,7 @@ pub fn get_certificate(session: &mut Session, uuid: &str) -> Result<Option<Barbi
 /// Stores `pem` as Nova's docs do, expiring with the certificate; returns the
 /// new secret's UUID and reference.
 pub fn store_certificate(
-    session: &mut Session,
+    session: &Session,
     name: &str,
     pem: &[u8],
     not_after: Option<&str>,
@@ -185,7 +200,7 @@ pub fn store_certificate(
 }
 
 /// Deletes the secret `uuid` (undoing a publish whose local copy failed).
-pub fn delete_secret(session: &mut Session, uuid: &str) -> Result<()> {
+pub fn delete_secret(session: &Session, uuid: &str) -> Result<()> {
     check_uuid(uuid)?;
     let url = format!("{}/{uuid}", secrets_url(session)?);
     let answer = session.call(super::session::Request {
@@ -204,7 +219,7 @@ pub fn delete_secret(session: &mut Session, uuid: &str) -> Result<()> {
 }
 
 /// Every certificate secret visible to the session (metadata only).
-pub fn list_certificates(session: &mut Session) -> Result<Vec<SecretMeta>> {
+pub fn list_certificates(session: &Session) -> Result<Vec<SecretMeta>> {
     #[derive(Deserialize)]
     struct Page {
         #[serde(default)]

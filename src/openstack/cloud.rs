@@ -89,6 +89,9 @@ pub struct CloudConfig {
     pub client_cert: Option<(PathBuf, PathBuf)>,
     /// `OS_INSECURE` / `verify: false`: no TLS verification.
     pub insecure: bool,
+    /// clouds.yaml's `cache: {auth: true}` (openstacksdk's switch): keep the
+    /// token between runs ([`super::token_cache`]).
+    pub cache_auth: bool,
     /// Where this came from, for messages: `cloud "x" in /path/clouds.yaml`
     /// or `the OS_* environment`.
     pub origin: String,
@@ -126,6 +129,15 @@ pub fn resolve(
 struct CloudsFile {
     #[serde(default)]
     clouds: BTreeMap<String, CloudEntry>,
+    #[serde(default)]
+    cache: CacheEntry,
+}
+
+/// openstacksdk's `cache:` section; only `auth` means anything to imgseal.
+#[derive(Debug, Default, Deserialize)]
+struct CacheEntry {
+    #[serde(default)]
+    auth: bool,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -299,7 +311,9 @@ fn from_clouds_yaml(
         .and_then(|mut f| f.clouds.remove(name))
         .unwrap_or_default();
     let origin = format!("cloud \"{name}\" in {}", path.display());
-    config_from_entry(entry.merged(secure), origin)
+    let mut config = config_from_entry(entry.merged(secure), origin)?;
+    config.cache_auth = clouds.cache.auth;
+    Ok(config)
 }
 
 fn named(id: Option<String>, name: Option<String>) -> Option<Named> {
@@ -381,6 +395,7 @@ fn config_from_entry(entry: CloudEntry, origin: String) -> Result<CloudConfig> {
             (None, None) => None,
         },
         insecure: entry.verify == Some(false),
+        cache_auth: false,
         origin,
     })
 }

@@ -6,6 +6,8 @@
 pub mod barbican;
 pub mod cloud;
 pub mod session;
+pub mod token_cache;
 
 pub use cloud::{CloudConfig, Secret};
 pub use session::{Session, Timeouts};
+pub use token_cache::TokenCache;

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::sync::RwLock;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -12,6 +13,7 @@ use ureq::Agent;
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
 
 use super::cloud::{AuthMethod, CloudConfig, Named, ProjectScope, Secret};
+use super::token_cache::{CachedToken, TokenCache};
 use crate::error::{Error, Result};
 
 /// How long a request may take: connecting, and each whole call.
@@ -37,8 +39,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BODY: u64 = 16 << 20;
 
 /// A service's endpoint in the catalog.
-#[derive(Debug, Clone, Deserialize)]
-struct CatalogEndpoint {
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub(super) struct CatalogEndpoint {
     interface: String,
     #[serde(default)]
     region: Option<String>,
@@ -47,8 +49,8 @@ struct CatalogEndpoint {
     url: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-struct CatalogService {
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub(super) struct CatalogService {
     #[serde(rename = "type")]
     service_type: String,
     #[serde(default)]
@@ -165,15 +167,27 @@ impl<'a> Request<'a> {
     }
 }
 
-/// A logged-in cloud.
+/// The token in use and what came with it. Requests run concurrently (a
+/// chain's certificates are fetched at once), so it sits behind a lock that
+/// only a re-authentication writes.
+#[derive(Default)]
+struct Login {
+    token: Secret,
+    catalog: Vec<CatalogService>,
+    /// Bumped by every new token, so that of several requests refused with
+    /// 401 at once only the first logs in again.
+    generation: u64,
+}
+
+/// A logged-in cloud. Requests take `&self` and may run on several threads.
 pub struct Session {
     agent: Agent,
     config: CloudConfig,
-    token: Secret,
-    catalog: Vec<CatalogService>,
+    login: RwLock<Login>,
     overrides: BTreeMap<String, String>,
     /// Keystone's v3 root, where tokens come from.
     identity: String,
+    cache: Option<TokenCache>,
 }
 
 impl std::fmt::Debug for Session {
@@ -338,18 +352,51 @@ fn retryable(e: &ureq::Error) -> bool {
 impl Session {
     /// Logs in to the cloud `config` names.
     pub fn open(config: CloudConfig, timeouts: Timeouts) -> Result<Session> {
+        Self::open_with_cache(config, timeouts, None)
+    }
+
+    /// Logs in, or reuses the token `cache` keeps for these credentials while
+    /// it has time left (a 401 on it logs in again and replaces it).
+    pub fn open_with_cache(
+        config: CloudConfig,
+        timeouts: Timeouts,
+        cache: Option<TokenCache>,
+    ) -> Result<Session> {
         let agent = agent(&config, timeouts)?;
         let identity = identity_root(&config.auth_url);
-        let mut session = Session {
+        let session = Session {
             agent,
             config,
-            token: Secret::default(),
-            catalog: Vec::new(),
+            login: RwLock::new(Login::default()),
             overrides: BTreeMap::new(),
             identity,
+            cache,
         };
-        session.authenticate()?;
+        let cached = session.cache.as_ref().and_then(|c| c.load(&session.config));
+        match cached {
+            Some(CachedToken {
+                token,
+                catalog,
+                expires_at,
+            }) => {
+                tracing::debug!(cloud = %session.config.origin, %expires_at, "using the cached token");
+                let mut login = session.write_login();
+                login.token = token;
+                login.catalog = catalog;
+            }
+            None => session.authenticate(0)?,
+        }
         Ok(session)
+    }
+
+    fn read_login(&self) -> std::sync::RwLockReadGuard<'_, Login> {
+        // A thread that panicked holding the lock left a whole token behind:
+        // the value is still sound.
+        self.login.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write_login(&self) -> std::sync::RwLockWriteGuard<'_, Login> {
+        self.login.write().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn origin(&self) -> &str {
@@ -364,7 +411,13 @@ impl Session {
         );
     }
 
-    fn authenticate(&mut self) -> Result<()> {
+    /// Logs in again unless another thread already replaced the token of
+    /// `generation`.
+    fn authenticate(&self, generation: u64) -> Result<()> {
+        let mut login = self.write_login();
+        if login.generation != generation {
+            return Ok(());
+        }
         let url = format!("{}/auth/tokens", self.identity);
         let body = auth_body(&self.config);
         let request = Request {
@@ -420,10 +473,20 @@ impl Session {
         struct TokenInfo {
             #[serde(default)]
             catalog: Vec<CatalogService>,
+            #[serde(default)]
+            expires_at: Option<String>,
         }
         let body: TokenBody = answer.json(&format!("Keystone at {url}"))?;
-        self.token = Secret::new(token);
-        self.catalog = body.token.catalog;
+        let token = Secret::new(token);
+        if let (Some(cache), Some(expires_at)) = (&self.cache, &body.token.expires_at) {
+            // A cache that cannot be written costs the next run a login, nothing more.
+            if let Err(e) = cache.save(&self.config, &token, expires_at, &body.token.catalog) {
+                tracing::warn!("token cache: {e}");
+            }
+        }
+        login.token = token;
+        login.catalog = body.token.catalog;
+        login.generation += 1;
         Ok(())
     }
 
@@ -433,8 +496,13 @@ impl Session {
         if let Some(url) = self.overrides.get(service_type) {
             return Ok(url.clone());
         }
-        let Some(service) = self.catalog.iter().find(|s| s.service_type == service_type) else {
-            let have: Vec<&str> = self
+        let login = self.read_login();
+        let Some(service) = login
+            .catalog
+            .iter()
+            .find(|s| s.service_type == service_type)
+        else {
+            let have: Vec<&str> = login
                 .catalog
                 .iter()
                 .map(|s| s.service_type.as_str())
@@ -473,14 +541,17 @@ impl Session {
     }
 
     /// Sends `request` with the token; re-authenticates once on 401.
-    pub fn call(&mut self, request: Request<'_>) -> Result<Response> {
-        let answer = self.send_with_token(&request)?;
+    pub fn call(&self, request: Request<'_>) -> Result<Response> {
+        let (answer, generation) = self.send_with_token(&request)?;
         if answer.status != 401 {
             return Ok(answer);
         }
         tracing::debug!(url = %request.url, "401: re-authenticating once");
-        self.authenticate()?;
-        let again = self.send_with_token(&request)?;
+        if let Some(cache) = &self.cache {
+            cache.forget(&self.config);
+        }
+        self.authenticate(generation)?;
+        let (again, _) = self.send_with_token(&request)?;
         if again.status == 401 {
             return Err(Error::Auth(format!(
                 "{} {}: 401 even with a fresh token from {} ({})",
@@ -493,17 +564,22 @@ impl Session {
         Ok(again)
     }
 
-    fn send_with_token(&self, request: &Request<'_>) -> Result<Response> {
+    /// Sends `request` with the current token; also returns which token it was.
+    fn send_with_token(&self, request: &Request<'_>) -> Result<(Response, u64)> {
         let mut with_token = request.clone();
-        with_token
-            .headers
-            .push(("X-Auth-Token", self.token.expose().to_string()));
+        let generation = {
+            let login = self.read_login();
+            with_token
+                .headers
+                .push(("X-Auth-Token", login.token.expose().to_string()));
+            login.generation
+        };
         let answer = self.send(&with_token, request.method.idempotent());
         // Our copy of the token goes with the request.
         for (_, v) in with_token.headers.iter_mut() {
             zeroize::Zeroize::zeroize(v);
         }
-        answer
+        Ok((answer?, generation))
     }
 
     /// One request, with bounded retries when `may_retry`.

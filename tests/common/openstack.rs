@@ -83,6 +83,7 @@ fn admin_session() -> Session {
         cacert: None,
         client_cert: None,
         insecure: false,
+        cache_auth: false,
         origin: "the test stack's admin".into(),
     };
     Session::open(config, Timeouts::default()).expect("the admin logs in to the test stack")
