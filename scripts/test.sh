@@ -10,7 +10,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 ensure_packages "${BUILD_PACKAGES[@]}" softhsm2 opensc openssl python3-venv python3-dev fsverity \
-    swtpm swtpm-tools tpm2-tools libtss2-dev libtss2-tcti-swtpm0 curl
+    swtpm swtpm-tools tpm2-tools libtss2-dev libtss2-tcti-swtpm0 curl groff-base man-db zsh fish
 ensure_rust
 # The cursive peer tests skip themselves when this is set: never in this run.
 unset IMGSEAL_SKIP_CURSIVE

@@ -5,6 +5,7 @@ mod attest;
 mod cert;
 mod cloud;
 mod digest;
+mod docs;
 mod key;
 mod seal;
 mod sign;
@@ -79,6 +80,10 @@ pub enum Command {
     Anchors(anchors::AnchorsArgs),
     /// Have the TPM certify the sealed anchors for a nonce; verify; enroll the AK.
     Attest(attest::AttestArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(docs::CompletionsArgs),
+    /// Print the man page, or write one per command with --out-dir.
+    Man(docs::ManArgs),
 }
 
 pub fn init_logging(verbose: u8) {
@@ -131,6 +136,8 @@ pub fn run(mut cli: Cli) -> anyhow::Result<i32> {
         Command::Digest(args) => digest::run(&ctx, args),
         Command::Anchors(args) => anchors::run(&ctx, args),
         Command::Attest(args) => attest::run(&ctx, args),
+        Command::Completions(args) => docs::completions(args),
+        Command::Man(args) => docs::man(args),
     }
 }
 

@@ -105,6 +105,7 @@ impl Env {
             .env_remove("OS_AUTH_URL")
             .env_remove("OS_CLIENT_CONFIG_FILE")
             .env_remove("OS_TRUSTED_IMAGE_CERTIFICATE_IDS")
+            .env_remove("IMGSEAL_OS_TOKEN_CACHE")
             .env("TSS2_LOG", "all+none")
             .current_dir(self.work.path())
             .stdin(Stdio::null());
