@@ -35,6 +35,8 @@ pub struct ValidationOptions {
     pub allow_sha1: Option<bool>,
     pub max_chain_depth: Option<u32>,
     pub allow_small_rsa_exponent: Option<bool>,
+    /// `verify --require-trust` for every run.
+    pub require_trust: Option<bool>,
     pub cert_dir: Option<PathBuf>,
     #[serde(default)]
     pub crls: Vec<PathBuf>,

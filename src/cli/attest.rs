@@ -63,6 +63,11 @@ pub enum AttestCommand {
         /// cannot delete and replace (`anchors seal --delete-protection`).
         #[arg(long)]
         require_delete_protection: bool,
+        /// Refuse (exit 1) an attestation whose AK was not given with --ak
+        /// (then it shows only that some TPM signed); also
+        /// `IMGSEAL_REQUIRE_TRUST=1`.
+        #[arg(long, env = "IMGSEAL_REQUIRE_TRUST", value_parser = clap::builder::BoolishValueParser::new())]
+        require_trust: bool,
     },
     /// Show that the AK lives in the same TPM as the endorsement key (EK
     /// certificate + credential activation) and write an enrollment document.
@@ -197,6 +202,7 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
             ak,
             require_locked,
             require_delete_protection,
+            require_trust,
         }) => {
             let nonce = attestation::parse_hex_arg("--nonce", &nonce)?;
             // The rule `imgseal attest --nonce` applies: an empty nonce would
@@ -242,7 +248,13 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
                 locked: require_locked,
                 delete_protected: require_delete_protection,
             };
-            let v = attestation::verify(&doc, &nonce, &expected, pinned.as_deref(), require)?;
+            let mut v = attestation::verify(&doc, &nonce, &expected, pinned.as_deref(), require)?;
+            if v.valid && require_trust && !v.ak_pinned {
+                v.valid = false;
+                v.reason = Some(
+                    "the AK was taken from the document itself, and --require-trust (IMGSEAL_REQUIRE_TRUST) demands a known one: pass --ak with the AK from `imgseal attest enroll`".into(),
+                );
+            }
             let code = if v.valid {
                 0
             } else {

@@ -22,7 +22,7 @@ pub struct CloudArgs {
     /// Keep the Keystone token between runs (private, in
     /// $XDG_RUNTIME_DIR/imgseal/os-tokens), as clouds.yaml's `cache: {auth:
     /// true}` does: later runs skip the login while it has 5 minutes left.
-    #[arg(long, global = true, env = "IMGSEAL_OS_TOKEN_CACHE")]
+    #[arg(long, global = true, env = "IMGSEAL_OS_TOKEN_CACHE", value_parser = clap::builder::BoolishValueParser::new())]
     pub os_token_cache: bool,
 }
 

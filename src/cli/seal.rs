@@ -272,6 +272,13 @@ pub fn verify_manifest(
     if let Some(plan) = plan {
         validate_signer(&manifest, &mut verdict, plan, trust.policy)?;
     }
+    // Refused before the image is read, as an untrusted chain is.
+    if verdict.valid
+        && let Some(reason) = trust.untrusted_reason()
+    {
+        verdict.valid = false;
+        verdict.reason = Some(reason);
+    }
     if verdict.valid {
         match (range, range_image) {
             (Some((offset, len)), Some(path)) => verify_image_range(

@@ -66,6 +66,12 @@ pub struct TrustArgs {
     /// (always the TPM-sealed set), `off` (never). See docs/anchors.md.
     #[arg(long, value_enum, value_name = "MODE")]
     pub anchors: Option<super::anchors::AnchorsMode>,
+    /// Refuse (exit 1) a valid signature whose certificate no trusted id
+    /// validated, instead of accepting it as Nova does with certificate
+    /// validation off; also `IMGSEAL_REQUIRE_TRUST=1` or `require_trust = true`
+    /// in [validation].
+    #[arg(long, env = "IMGSEAL_REQUIRE_TRUST", value_parser = clap::builder::BoolishValueParser::new())]
+    pub require_trust: bool,
 }
 
 pub fn parse_time(s: &str) -> Result<i64, Error> {
@@ -208,6 +214,9 @@ pub struct ResolvedTrust {
     pub settings: TrustSettings,
     pub sealed: Option<(Rc<SealedAnchors>, Tcti)>,
     source: OpenedSource,
+    /// `--require-trust`, `$IMGSEAL_REQUIRE_TRUST` or the configuration's
+    /// `require_trust`.
+    pub require_trust: bool,
     /// The signing certificate's store.
     pub find: Rc<Finder>,
     /// Where trusted ids are looked up: the sealed bundle when in force, else
@@ -240,6 +249,7 @@ impl ResolvedTrust {
         };
         Ok(ResolvedTrust {
             options: trust.strict_options(&config),
+            require_trust: trust.require_trust || config.validation.require_trust == Some(true),
             config,
             policy,
             settings,
@@ -247,6 +257,14 @@ impl ResolvedTrust {
             source,
             find,
             trusted_find,
+        })
+    }
+
+    /// Why a valid signature is still refused: `--require-trust` is in force
+    /// and no trusted id will validate its certificate.
+    pub fn untrusted_reason(&self) -> Option<String> {
+        (self.require_trust && !self.settings.validate_certificate).then(|| {
+            "no trusted certificate id validated the signing certificate, and --require-trust (IMGSEAL_REQUIRE_TRUST, require_trust in the configuration) demands it: give --trusted-cert-id, OS_TRUSTED_IMAGE_CERTIFICATE_IDS, or default_trusted_certificate_ids with both Nova options on".to_string()
         })
     }
 

@@ -83,7 +83,7 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
     let policy = resolved.policy;
     let find: &Finder = &*resolved.find;
     let image = ImageSource::parse(&args.image);
-    let verdict = verify_image(
+    let mut verdict = verify_image(
         &text,
         &origin,
         &image,
@@ -93,6 +93,12 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
         &SoftwareVerifier,
         resolved.options,
     )?;
+    if verdict.valid
+        && let Some(reason) = resolved.untrusted_reason()
+    {
+        verdict.valid = false;
+        verdict.reason = Some(reason);
+    }
     let code = if verdict.valid {
         0
     } else {
