@@ -108,12 +108,14 @@ impl Certificate {
             .unwrap_or_default()
     }
 
+    /// RFC 3339 (`2026-12-31T23:59:59Z`), the form `--at` takes.
     pub fn not_before(&self) -> String {
-        self.x509.not_before().to_string()
+        rfc3339(self.x509.not_before())
     }
 
+    /// RFC 3339 (`2026-12-31T23:59:59Z`), the form `--at` takes.
     pub fn not_after(&self) -> String {
-        self.x509.not_after().to_string()
+        rfc3339(self.x509.not_after())
     }
 
     pub fn sha256_fingerprint(&self) -> String {
@@ -282,6 +284,25 @@ pub fn build_csr(
     };
     req.to_pem(der::pem::LineEnding::LF)
         .map_err(|e| Error::Crypto(format!("encoding the request: {e}")))
+}
+
+/// An ASN.1 time as RFC 3339 in UTC; OpenSSL's own form if it is out of
+/// `time`'s range.
+fn rfc3339(t: &openssl::asn1::Asn1TimeRef) -> String {
+    openssl::asn1::Asn1Time::from_unix(0)
+        .ok()
+        .and_then(|epoch| epoch.diff(t).ok())
+        .and_then(|d| {
+            time::OffsetDateTime::from_unix_timestamp(
+                i64::from(d.days) * 86_400 + i64::from(d.secs),
+            )
+            .ok()
+        })
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| t.to_string())
 }
 
 #[cfg(test)]

@@ -871,3 +871,57 @@ fn cert_import_takes_exactly_one_certificate() {
     ])
     .ok();
 }
+
+/// `cert show` and `cert list` print validity in RFC 3339, the form `--at`
+/// takes, equal to what the certificate holds.
+#[test]
+fn certificate_dates_are_rfc3339_and_feed_at() {
+    use openssl::asn1::Asn1Time;
+    let env = Env::new();
+    let key = common::pki::key(common::pki::KeyAlg::Rsa2048);
+    let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "dated").unwrap();
+    let name = name.build();
+    let mut b = openssl::x509::X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::from_str("20250102030405Z").unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::from_str("20310607080910Z").unwrap())
+        .unwrap();
+    b.sign(&key, openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    let pem = env.path("dated.pem");
+    std::fs::write(&pem, b.build().to_pem().unwrap()).unwrap();
+    env.run(&["cert", "import", "--id", "dated", pem.to_str().unwrap()])
+        .ok();
+    let shown = env.run(&["--json", "cert", "show", "dated"]).ok().json();
+    assert_eq!(shown["not_before"], "2025-01-02T03:04:05Z", "{shown}");
+    assert_eq!(shown["not_after"], "2031-06-07T08:09:10Z", "{shown}");
+    let text = env.run(&["cert", "show", "dated"]).ok().stdout;
+    assert!(text.contains("2031-06-07T08:09:10Z"), "{text}");
+    let list = env.run(&["cert", "list"]).ok().stdout;
+    assert!(list.contains("not after: 2031-06-07T08:09:10Z"), "{list}");
+    // The printed time is one `--at` takes (OpenSSL counts the notAfter
+    // second itself as expired): a second before it the certificate
+    // validates against itself, at it and after it has expired.
+    let at = shown["not_after"].as_str().unwrap();
+    let verify = |at: &str| {
+        env.run(&[
+            "cert",
+            "verify",
+            "dated",
+            "--policy",
+            "strict",
+            "--trusted-cert-id",
+            "dated",
+            "--at",
+            at,
+        ])
+    };
+    verify("2031-06-07T08:09:09Z").ok();
+    let out = verify(at).code(1);
+    assert!(out.stdout.contains("certificate has expired"), "{}", out.stdout);
+}
