@@ -157,8 +157,18 @@ pub fn name_to_string(name: &openssl::x509::X509NameRef) -> String {
         .unwrap_or_else(|| "(unreadable name)".into())
 }
 
-/// Parses an RFC 4514 subject such as `CN=Release signing,O=Example`.
+/// Parses an RFC 4514 subject such as `CN=Release signing,O=Example`, or
+/// OpenSSL's `-subj` form `/O=Example/CN=Release signing` (the same name,
+/// written from the most significant attribute down).
 pub fn parse_subject(subject: &str) -> Result<Name> {
+    let rfc4514;
+    let subject = match subject.strip_prefix('/') {
+        Some(rest) => {
+            rfc4514 = openssl_subj_to_rfc4514(rest);
+            rfc4514.as_str()
+        }
+        None => subject,
+    };
     if subject.trim().is_empty() {
         return Err(Error::usage(
             "the subject is empty (expected e.g. \"CN=Image signing,O=Example\")",
@@ -175,6 +185,37 @@ pub fn parse_subject(subject: &str) -> Result<Name> {
         )));
     }
     Ok(name)
+}
+
+/// `O=Example/CN=a\/b` (OpenSSL's `-subj` after its leading `/`, `\` escaping
+/// the next character) as RFC 4514: `CN=a/b,O=Example`.
+fn openssl_subj_to_rfc4514(subj: &str) -> String {
+    let mut parts = vec![String::new()];
+    let mut chars = subj.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(next) = chars.next() {
+                    push_escaped(parts.last_mut().expect("never empty"), next);
+                }
+            }
+            '/' => parts.push(String::new()),
+            c => push_escaped(parts.last_mut().expect("never empty"), c),
+        }
+    }
+    parts.retain(|p| !p.is_empty());
+    parts.reverse();
+    parts.join(",")
+}
+
+/// Keeps the first `=` of an attribute as the separator and escapes what
+/// RFC 4514 reserves in values.
+fn push_escaped(part: &mut String, c: char) {
+    let in_value = part.contains('=');
+    if in_value && matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=') {
+        part.push('\\');
+    }
+    part.push(c);
 }
 
 fn hash_oid(hash: HashMethod) -> ObjectIdentifier {
@@ -308,6 +349,26 @@ fn rfc3339(t: &openssl::asn1::Asn1TimeRef) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn openssl_subjects_read_as_their_rfc4514_names() {
+        for (openssl, rfc4514) in [
+            ("/CN=a/O=b", "O=b,CN=a"),
+            (
+                "/C=DE/O=Example, Inc./CN=Release signing",
+                "CN=Release signing,O=Example\\, Inc.,C=DE",
+            ),
+            ("/CN=a\\/b", "CN=a/b"),
+            ("/CN=x=y", "CN=x\\=y"),
+        ] {
+            assert_eq!(
+                parse_subject(openssl).unwrap().to_string(),
+                parse_subject(rfc4514).unwrap().to_string(),
+                "{openssl}"
+            );
+        }
+        assert!(parse_subject("/").is_err());
+    }
     use crate::signature::sign_digest_software;
     use openssl::pkey::PKey;
 

@@ -923,5 +923,66 @@ fn certificate_dates_are_rfc3339_and_feed_at() {
     };
     verify("2031-06-07T08:09:09Z").ok();
     let out = verify(at).code(1);
-    assert!(out.stdout.contains("certificate has expired"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("certificate has expired"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// `key csr --subject` takes OpenSSL's `-subj` form as well as RFC 4514,
+/// and means the same name by it as `openssl req -subj` does.
+#[test]
+fn an_openssl_style_subject_is_the_name_openssl_makes() {
+    let env = Env::new();
+    let uri = env.generate("ecc-secp384r1", "subj");
+    let subj = "/C=DE/O=Example, Inc./OU=a\\/b/CN=Release signing";
+    let ours = env.path("ours.csr");
+    env.run(&[
+        "key",
+        "csr",
+        "--key",
+        &uri,
+        "--subject",
+        subj,
+        "--out",
+        ours.to_str().unwrap(),
+    ])
+    .ok();
+    let theirs = env.path("theirs.csr");
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-384",
+        "-nodes",
+        "-keyout",
+        env.path("theirs.key").to_str().unwrap(),
+        "-subj",
+        subj,
+        "-out",
+        theirs.to_str().unwrap(),
+    ])
+    .ok();
+    let subject_der = |csr: &std::path::Path| {
+        let req = openssl::x509::X509Req::from_pem(&std::fs::read(csr).unwrap()).unwrap();
+        req.subject_name().to_der().unwrap()
+    };
+    assert_eq!(subject_der(&ours), subject_der(&theirs));
+    // The RFC 4514 spelling of the same name gives the same bytes.
+    let rfc = env.path("rfc.csr");
+    env.run(&[
+        "key",
+        "csr",
+        "--key",
+        &uri,
+        "--subject",
+        "CN=Release signing,OU=a/b,O=Example\\, Inc.,C=DE",
+        "--out",
+        rfc.to_str().unwrap(),
+    ])
+    .ok();
+    assert_eq!(subject_der(&rfc), subject_der(&theirs));
 }

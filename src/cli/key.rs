@@ -35,7 +35,8 @@ pub enum KeyCommand {
         /// The key's pkcs11: URI.
         #[arg(long)]
         key: String,
-        /// The subject, RFC 4514: "CN=Image signing,O=Example".
+        /// The subject, RFC 4514 ("CN=Image signing,O=Example") or as
+        /// `openssl req -subj` takes it ("/O=Example/CN=Image signing").
         #[arg(long)]
         subject: String,
         /// Where to write the request (PEM).

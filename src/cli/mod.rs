@@ -194,8 +194,15 @@ impl Context {
 }
 
 pub fn parse_uri(s: &str, what: &str) -> Result<Pkcs11Uri, Error> {
-    s.parse::<Pkcs11Uri>()
-        .map_err(|e| Error::bad_input(format!("{what}: {e}")))
+    s.parse::<Pkcs11Uri>().map_err(|e| {
+        // A bare word is most likely a key's label.
+        let hint = if !s.contains(':') && !s.contains('=') && !s.is_empty() && what == "--key" {
+            format!(" (a key labelled \"{s}\" is pkcs11:object={s})")
+        } else {
+            String::new()
+        };
+        Error::bad_input(format!("{what}: {e}{hint}"))
+    })
 }
 
 /// The key URI completed by `--token`: token and module attributes the key

@@ -26,9 +26,10 @@ pub struct SignArgs {
     /// SHA-224, SHA-256, SHA-384 or SHA-512.
     #[arg(long, default_value = "SHA-256")]
     pub hash: HashMethod,
-    /// How to print the properties.
-    #[arg(long, value_enum, default_value = "json")]
-    pub format: OutputFormat,
+    /// How to print the properties (default: json). Not with --json, which
+    /// prints imgseal's whole record instead.
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
     /// Where the certificate is looked up, to check that it exists and holds
     /// the signing key (default: the token, or Barbican when a cloud is
     /// configured).
@@ -62,6 +63,16 @@ pub struct SignArgs {
 }
 
 pub fn run(ctx: &Context, args: SignArgs) -> anyhow::Result<i32> {
+    let format = match (ctx.json, args.format) {
+        (true, Some(f)) if f != OutputFormat::Json => {
+            return Err(imgseal::Error::usage(format!(
+                "--json and --format {} contradict each other: --json prints imgseal's whole record (properties, digest, key), --format only the four properties; give one",
+                clap::ValueEnum::to_possible_value(&f).map(|v| v.get_name().to_string()).unwrap_or_default()
+            ))
+            .into());
+        }
+        (_, f) => f.unwrap_or(OutputFormat::Json),
+    };
     let uri = parse_uri(&args.key, "--key")?;
     // Before the store is searched for it: a malformed id found nowhere
     // printed a "not in the local store" warning, then this error.
@@ -107,7 +118,7 @@ pub fn run(ctx: &Context, args: SignArgs) -> anyhow::Result<i32> {
             images: &args.images,
             cert_id: &args.cert_id,
             hash: args.hash,
-            format: args.format,
+            format,
             manifest: args.manifest.as_deref(),
             tree: args.tree.as_deref(),
             tree_params,
@@ -125,7 +136,7 @@ pub fn run(ctx: &Context, args: SignArgs) -> anyhow::Result<i32> {
         obj["key"] = json!(key.uri.redacted());
         print_json(&obj);
     } else {
-        println!("{}", render(&signature, args.format));
+        println!("{}", render(&signature, format));
     }
     Ok(0)
 }

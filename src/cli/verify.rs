@@ -17,7 +17,7 @@ use super::trust::{Finder, ResolvedTrust, TrustArgs};
 pub struct VerifyArgs {
     /// JSON holding the image properties: the properties object, or the whole
     /// `openstack image show -f json` output.
-    #[arg(long, value_name = "FILE", required_unless_present = "manifest")]
+    #[arg(long, value_name = "FILE")]
     pub props: Option<PathBuf>,
     /// Verify against a signed manifest (`sign --manifest`) instead of Glance
     /// properties: its signature, then the image's size and digests.
@@ -66,10 +66,12 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
             args.quiet,
         );
     }
-    let props = args
-        .props
-        .clone()
-        .expect("clap requires --props without --manifest");
+    // Checked here rather than by clap, whose message names only --props.
+    let props = args.props.clone().ok_or_else(|| {
+        Error::usage(
+            "verify needs what was signed: --props FILE (the image's Glance properties, as `sign` prints them or `openstack image show -f json` shows them) or --manifest FILE (a manifest from `sign --manifest`)",
+        )
+    })?;
     let origin = props.display().to_string();
     let text = super::read_input_file(&props)?;
     let text = String::from_utf8(text)
