@@ -1064,6 +1064,17 @@ fn verify_never_touches_a_tpm_for_a_home_without_anchors_and_the_default_is_the_
         .json();
     assert_eq!(out["trust"]["source"]["kind"], "tpm", "{out}");
     assert_eq!(out["certificate_validation"]["valid"], true, "{out}");
+    // In text, the verdict comes first and the anchors it rests on after.
+    let text = env
+        .run(&["verify", "--quiet", "--props", s(&props), s(&image)])
+        .ok()
+        .stdout;
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("valid: "), "{text}");
+    assert!(
+        lines[1..].iter().any(|l| l.starts_with("trust anchors: version")),
+        "{text}"
+    );
     // The environment's TCTI is taken over the default (here: a dead one).
     let out = Run::from_output(
         env.command()

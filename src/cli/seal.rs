@@ -321,7 +321,6 @@ pub fn verify_manifest(
         println!("{obj}");
         return Ok(code);
     }
-    trust.print_anchors();
     if verdict.valid {
         let what = match range {
             Some((offset, len)) => {
@@ -348,6 +347,8 @@ pub fn verify_manifest(
                 .unwrap_or("the image does not match")
         );
     }
+    // The verdict comes first; what it rests on follows.
+    trust.print_anchors();
     trust.print_validation(
         verdict.trust.as_ref(),
         verdict.certificate_validation.as_ref(),

@@ -117,7 +117,6 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
         super::print_json(&obj);
         return Ok(code);
     }
-    resolved.print_anchors();
     let cert = verdict.certificate_id.as_deref().unwrap_or("?");
     if verdict.valid {
         println!(
@@ -137,6 +136,8 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
                 .unwrap_or("signature does not verify")
         );
     }
+    // The verdict comes first; what it rests on follows.
+    resolved.print_anchors();
     for note in &verdict.notes {
         println!("note: {note}");
     }
