@@ -1072,7 +1072,9 @@ fn verify_never_touches_a_tpm_for_a_home_without_anchors_and_the_default_is_the_
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("valid: "), "{text}");
     assert!(
-        lines[1..].iter().any(|l| l.starts_with("trust anchors: version")),
+        lines[1..]
+            .iter()
+            .any(|l| l.starts_with("trust anchors: version")),
         "{text}"
     );
     // The environment's TCTI is taken over the default (here: a dead one).
@@ -1942,4 +1944,65 @@ fn delete_protection_falls_back_only_when_allowed_and_says_so() {
     env.tpm_run(&tpm, &["anchors", "clear", "--platform-auth-file", s(&pa)])
         .ok();
     env.tpm_run(&tpm, &["anchors", "show"]).code(4);
+}
+
+/// `tpm status` and `tpm stop` manage the embedded swtpm, and commands that
+/// only read or change sealed anchors never start one on a home that never
+/// sealed any.
+#[test]
+fn the_embedded_swtpm_is_started_only_to_seal_and_can_be_stopped() {
+    let env = Env::new();
+    let dir = env.home.path().join("swtpm");
+    struct StopDaemon(PathBuf);
+    impl Drop for StopDaemon {
+        fn drop(&mut self) {
+            let _ = imgseal_tpm::stop_daemon(&self.0);
+        }
+    }
+    let _stop = StopDaemon(dir.clone());
+    for args in [
+        &["anchors", "show"][..],
+        &["anchors", "lock"],
+        &["anchors", "remove", "x"],
+        &["anchors", "clear"],
+    ] {
+        let out = env.run(args).code(4);
+        assert!(
+            out.stderr.contains("has no embedded TPM yet"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    assert!(!dir.exists(), "a TPM was manufactured to answer");
+    let status = env.run(&["--json", "tpm", "status"]).ok().json();
+    assert_eq!(status["manufactured"], false, "{status}");
+    assert_eq!(status["running"], false, "{status}");
+
+    let ca = test_ca().dir.join("ca.crt");
+    env.run(&["anchors", "seal", "--cert", s(&ca)]).ok();
+    let status = env.run(&["--json", "tpm", "status"]).ok().json();
+    assert_eq!(status["running"], true, "{status}");
+    assert_eq!(status["anchors_sealed_from_this_home"], true, "{status}");
+    let pid = status["pid"].as_u64().unwrap();
+    assert_eq!(
+        imgseal_tpm::swtpm::daemon_pid(&dir),
+        Some(pid as u32),
+        "the pid is the daemon's"
+    );
+    let stopped = env.run(&["--json", "tpm", "stop"]).ok().json();
+    assert_eq!(stopped["stopped"], true, "{stopped}");
+    assert_eq!(imgseal_tpm::swtpm::daemon_pid(&dir), None, "still running");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z ")),
+        "process {pid} is still alive"
+    );
+    let again = env.run(&["--json", "tpm", "stop"]).ok().json();
+    assert_eq!(again["stopped"], false, "{again}");
+    let status = env.run(&["tpm", "status"]).ok().stdout;
+    assert!(status.contains("stopped (its state is kept)"), "{status}");
+    // The state survives: the anchors are still there when it is needed again.
+    let shown = env.run(&["--json", "anchors", "show"]).ok().json();
+    assert_eq!(shown["anchors"].as_array().unwrap().len(), 1, "{shown}");
 }

@@ -127,6 +127,25 @@ fn read_auth(
     Ok(value)
 }
 
+/// For commands that read or change anchors already sealed: when the TPM
+/// would be the embedded swtpm and this home never started one, nothing can
+/// be sealed there, so say so instead of manufacturing a TPM (and leaving a
+/// daemon running) to find out.
+fn require_sealed_somewhere(ctx: &Context) -> Result<(), Error> {
+    let named = ctx.tcti.as_deref().is_some_and(|t| !t.trim().is_empty())
+        || imgseal_tpm::tcti::TCTI_ENV_VARS
+            .iter()
+            .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
+    let home = ctx.home()?;
+    if named || imgseal_tpm::has_state(&home.dir.join("swtpm")) {
+        return Ok(());
+    }
+    Err(Error::not_found(format!(
+        "no trust anchors are sealed: {} has no embedded TPM yet (none was started); seal some with `imgseal anchors seal`, or name the TPM that holds them with --tcti",
+        home.dir.display()
+    )))
+}
+
 /// The TPM named by `--tcti`, $TPM2TOOLS_TCTI or $TCTI, else the embedded
 /// swtpm under $IMGSEAL_HOME/swtpm (started if it is not running).
 pub fn open_tpm(
@@ -325,6 +344,7 @@ fn run_command(ctx: &Context, args: AnchorsArgs) -> Result<i32, Error> {
             seal_and_report(ctx, &mut tpm, &tcti, &store, &set, protection, "sealed")
         }
         AnchorsCommand::Add(sources) => {
+            require_sealed_somewhere(ctx)?;
             let (mut tpm, tcti, _) = open_tpm(ctx, Some(&args.auth))?;
             let mut set = anchors::load(&mut tpm, &store)?.bundle.anchors;
             sources.add_to(ctx, &mut set)?;
@@ -339,6 +359,7 @@ fn run_command(ctx: &Context, args: AnchorsArgs) -> Result<i32, Error> {
             )
         }
         AnchorsCommand::Remove { ids } => {
+            require_sealed_somewhere(ctx)?;
             let ids: Vec<String> = ids
                 .iter()
                 .flat_map(|s| imgseal::config::split_ids(s))
@@ -368,6 +389,7 @@ fn run_command(ctx: &Context, args: AnchorsArgs) -> Result<i32, Error> {
         }
         AnchorsCommand::Show => show(ctx, &store),
         AnchorsCommand::Lock => {
+            require_sealed_somewhere(ctx)?;
             let (mut tpm, tcti, _) = open_tpm(ctx, Some(&args.auth))?;
             anchors::lock(&mut tpm)?;
             let locked = anchors::is_locked(&mut tpm)?;
@@ -381,6 +403,7 @@ fn run_command(ctx: &Context, args: AnchorsArgs) -> Result<i32, Error> {
             Ok(0)
         }
         AnchorsCommand::Clear => {
+            require_sealed_somewhere(ctx)?;
             let (mut tpm, tcti, _) = open_tpm(ctx, Some(&args.auth))?;
             let any = anchors::clear(&mut tpm, &store)?;
             if ctx.json {
@@ -460,6 +483,7 @@ fn counter_text(state: CounterState) -> &'static str {
 }
 
 fn show(ctx: &Context, store: &AnchorStore) -> Result<i32, Error> {
+    require_sealed_somewhere(ctx)?;
     let (mut tpm, tcti, origin) = open_tpm(ctx, None)?;
     let inspection = anchors::inspect(&mut tpm, store)?;
     // The verdict is the one verification would reach.

@@ -9,6 +9,7 @@ mod docs;
 mod key;
 mod seal;
 mod sign;
+mod tpm;
 mod trust;
 mod verify;
 
@@ -80,6 +81,9 @@ pub enum Command {
     Anchors(anchors::AnchorsArgs),
     /// Have the TPM certify the sealed anchors for a nonce; verify; enroll the AK.
     Attest(attest::AttestArgs),
+    /// The embedded swtpm: status, stop.
+    #[command(subcommand)]
+    Tpm(tpm::TpmCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(docs::CompletionsArgs),
     /// Print the man page, or write one per command with --out-dir.
@@ -136,6 +140,7 @@ pub fn run(mut cli: Cli) -> anyhow::Result<i32> {
         Command::Digest(args) => digest::run(&ctx, args),
         Command::Anchors(args) => anchors::run(&ctx, args),
         Command::Attest(args) => attest::run(&ctx, args),
+        Command::Tpm(cmd) => tpm::run(&ctx, cmd),
         Command::Completions(args) => docs::completions(args),
         Command::Man(args) => docs::man(args),
     }

@@ -34,5 +34,5 @@ pub use layout::{AnchorLayout, COUNTER_INDEX, DATA_INDEX, RECORD_INDEX, RECORD_S
 pub use nv::{
     Ensured, IndexCreator, NvAccess, NvAttributes, NvInfo, NvKind, NvSpec, SEALED_ATTRIBUTES,
 };
-pub use swtpm::{SwtpmInstance, ensure_running, manufacture, stop_daemon};
+pub use swtpm::{SwtpmInstance, daemon_tcti, ensure_running, has_state, manufacture, stop_daemon};
 pub use tcti::{Tcti, TctiOrigin};

@@ -522,6 +522,16 @@ pub fn ensure_running(state_dir: &Path) -> Result<Tcti> {
     )))
 }
 
+/// Whether `state_dir` holds a TPM's state (it was started at least once).
+pub fn has_state(state_dir: &Path) -> bool {
+    state_dir.join(STATE_FILE).exists()
+}
+
+/// The TCTI of the daemon serving `state_dir`, if one runs.
+pub fn daemon_tcti(state_dir: &Path) -> Option<Tcti> {
+    running_daemon(state_dir).map(Tcti::swtpm_localhost)
+}
+
 /// The pid of the daemon serving `state_dir`, if one runs.
 pub fn daemon_pid(state_dir: &Path) -> Option<u32> {
     let pid: u32 = fs::read_to_string(state_dir.join(PID_FILE))
