@@ -844,3 +844,72 @@ fn forge_attestation(doc: &Value, edit: impl Fn(&mut Vec<u8>)) -> Value {
     }
     forged
 }
+
+/// A verifier builds the expected bundle from the certificates alone, with
+/// no TPM: byte for byte the host's, and `attest verify` accepts the host's
+/// attestation against it (and not against another version or set).
+#[test]
+fn a_verifier_builds_the_expected_bundle_without_a_tpm() {
+    let host = Env::new();
+    let tpm = TestTpm::start();
+    let (a, b) = (
+        cert_file(host.work.path(), "a"),
+        cert_file(host.work.path(), "b"),
+    );
+    host.tpm_run(&tpm, &["anchors", "seal", "--cert", s(&a), "--cert", s(&b)])
+        .ok();
+    let shown = host
+        .tpm_run(&tpm, &["--json", "anchors", "show"])
+        .ok()
+        .json();
+    let version = shown["version"]
+        .as_u64()
+        .or_else(|| shown["record"]["version"].as_u64())
+        .unwrap_or_else(|| panic!("no version in {shown}"))
+        .to_string();
+    let doc = host.path("attest.json");
+    host.tpm_run(&tpm, &["attest", "--nonce", NONCE, "--out", s(&doc)])
+        .ok();
+
+    // The verifier: its own home, no TPM named, none started.
+    let verifier = Env::new();
+    let build = |certs: &[&Path], version: &str, out: &str| {
+        let mut args = vec!["anchors", "bundle", "--anchors-version", version, "--out", out];
+        for c in certs {
+            args.extend(["--cert", s(c)]);
+        }
+        let out = verifier.run(&args);
+        assert!(
+            !verifier.home.path().join("swtpm").exists(),
+            "a TPM was started"
+        );
+        out
+    };
+    let expected = verifier.path("expected.bundle");
+    build(&[&a, &b], &version, s(&expected)).ok();
+    assert_eq!(
+        std::fs::read(&expected).unwrap(),
+        std::fs::read(host.home.path().join("anchors/bundle")).unwrap(),
+        "the verifier's bundle is the host's"
+    );
+    let check = |bundle: &Path| {
+        verifier.run(&[
+            "--json",
+            "attest",
+            "verify",
+            s(&doc),
+            "--nonce",
+            NONCE,
+            "--expected-anchors",
+            s(bundle),
+        ])
+    };
+    assert_eq!(check(&expected).code(0).json()["valid"], true);
+    let other_version = verifier.path("v-other.bundle");
+    let bumped = (version.parse::<u64>().unwrap() + 1).to_string();
+    build(&[&a, &b], &bumped, s(&other_version)).ok();
+    check(&other_version).code(1);
+    let fewer = verifier.path("fewer.bundle");
+    build(&[&a], &version, s(&fewer)).ok();
+    check(&fewer).code(1);
+}

@@ -253,6 +253,19 @@ pub enum AnchorsCommand {
     Lock,
     /// Remove the anchors from the TPM and from $IMGSEAL_HOME.
     Clear,
+    /// Build, without a TPM, the bundle a host sealing these certificates at
+    /// this version holds: a verifier's `attest verify --expected-anchors`.
+    Bundle {
+        #[command(flatten)]
+        sources: CertSources,
+        /// The sealed version the host must hold (`anchors show` on the
+        /// host prints it).
+        #[arg(long = "anchors-version", value_name = "N")]
+        version: u64,
+        /// Where to write the bundle.
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -388,6 +401,37 @@ fn run_command(ctx: &Context, args: AnchorsArgs) -> Result<i32, Error> {
             )
         }
         AnchorsCommand::Show => show(ctx, &store),
+        AnchorsCommand::Bundle {
+            sources,
+            version,
+            out,
+        } => {
+            let mut set = AnchorSet::new();
+            sources.add_to(ctx, &mut set)?;
+            let bundle = imgseal::anchors::Bundle {
+                version,
+                anchors: set,
+            };
+            let bytes = bundle.encode();
+            imgseal::home::write_output_file(&out, &bytes)?;
+            let digest = hex::encode(imgseal::anchors::Bundle::digest(&bytes));
+            if ctx.json {
+                print_json(&json!({
+                    "out": out,
+                    "version": version,
+                    "certificates": bundle.anchors.len(),
+                    "sha256": digest,
+                }));
+            } else {
+                eprintln!(
+                    "wrote the expected bundle, version {version} with {} certificate{} (sha256 {digest}), to {}",
+                    bundle.anchors.len(),
+                    if bundle.anchors.len() == 1 { "" } else { "s" },
+                    out.display()
+                );
+            }
+            Ok(0)
+        }
         AnchorsCommand::Lock => {
             require_sealed_somewhere(ctx)?;
             let (mut tpm, tcti, _) = open_tpm(ctx, Some(&args.auth))?;
