@@ -874,7 +874,14 @@ fn a_verifier_builds_the_expected_bundle_without_a_tpm() {
     // The verifier: its own home, no TPM named, none started.
     let verifier = Env::new();
     let build = |certs: &[&Path], version: &str, out: &str| {
-        let mut args = vec!["anchors", "bundle", "--anchors-version", version, "--out", out];
+        let mut args = vec![
+            "anchors",
+            "bundle",
+            "--anchors-version",
+            version,
+            "--out",
+            out,
+        ];
         for c in certs {
             args.extend(["--cert", s(c)]);
         }

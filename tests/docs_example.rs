@@ -91,8 +91,18 @@ fn check_boots(env: &Env, dir: &Path, props: &Path, image: &Path) {
             image_s,
         ])
         .code(1);
+    // cursive's words exactly, then imgseal's hint on its own line.
+    let lines: Vec<&str> = out.stdout.lines().collect();
     assert!(
-        out.stdout.contains("Certificate chain building failed"),
+        lines[0].starts_with("invalid: Image signature certificate validation failed")
+            && lines[0].ends_with(imgseal::validate::nova::CHAIN_BUILDING_FAILED),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines[1].starts_with("hint: ")
+            && lines[1].contains("no trusted certificate ids are in force")
+            && lines[1].contains("\"CN=Second Intermediate Certificate\""),
         "{}",
         out.stdout
     );
@@ -142,6 +152,13 @@ fn check_boots(env: &Env, dir: &Path, props: &Path, image: &Path) {
         .code(1);
     assert!(
         out.stdout.contains("Certificate chain building failed"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(
+            "hint: no usable trusted certificate issued \"CN=Client Certificate\": add the id of its issuer's certificate (\"CN=Second Intermediate Certificate\")"
+        ),
         "{}",
         out.stdout
     );

@@ -155,3 +155,50 @@ fn an_attestation_without_a_pinned_ak_is_refused_when_trust_is_required() {
     let v = verify(&["--require-trust", "--ak", s(&ak)]).code(0).json();
     assert_eq!(v["ak_pinned"], true, "{v}");
 }
+
+/// With a nova.conf whose verify_glance_signatures is off, verify says that
+/// Nova would not check the signature at all; without Nova's options it
+/// does not guess.
+#[test]
+fn verify_says_when_nova_would_not_check_at_all() {
+    let env = Env::new();
+    let (image, props, _) = signed(&env);
+    let off = env.path("nova-off.conf");
+    std::fs::write(&off, "[glance]\nverify_glance_signatures = False\n").unwrap();
+    let on = env.path("nova-on.conf");
+    std::fs::write(
+        &on,
+        "[glance]\nverify_glance_signatures = True\nenable_certificate_validation = False\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["verify", "--policy", "nova", "--props", s(&props)];
+        args.extend_from_slice(extra);
+        args.push(s(&image));
+        env.run(&args).ok()
+    };
+    let text = run(&["--nova-conf", s(&off)]).stdout;
+    assert!(
+        text.contains("note: Nova, configured as given")
+            && text.contains("does not verify image signatures at all"),
+        "{text}"
+    );
+    let mut json_args = vec![
+        "--json",
+        "verify",
+        "--props",
+        s(&props),
+        "--nova-conf",
+        s(&off),
+    ];
+    json_args.push(s(&image));
+    let v = env.run(&json_args).ok().json();
+    assert_eq!(v["nova_skips_signature_check"], true, "{v}");
+    for extra in [&["--nova-conf", s(&on)][..], &[]] {
+        let text = run(extra).stdout;
+        assert!(
+            !text.contains("does not verify image signatures"),
+            "{extra:?}: {text}"
+        );
+    }
+}

@@ -275,6 +275,9 @@ fn verify_certificates(
                 verdict.policy,
                 verdict.reason.as_deref().unwrap_or("not trusted")
             );
+            if let Some(hint) = &verdict.hint {
+                println!("{prefix}hint: {hint}");
+            }
         }
         if leaves.len() == 1 {
             for note in &verdict.notes {

@@ -315,6 +315,7 @@ pub fn verify_manifest(
             obj["range"] = json!({ "offset": offset, "length": len });
         }
         obj["exit_code"] = json!(code);
+        obj["nova_skips_signature_check"] = json!(trust.nova_skips_note().is_some());
         if let Some(anchors) = trust.describe_sealed() {
             obj["anchors"] = anchors;
         }
@@ -347,6 +348,7 @@ pub fn verify_manifest(
                 .unwrap_or("the image does not match")
         );
     }
+    trust.print_hint(verdict.certificate_validation.as_ref());
     // The verdict comes first; what it rests on follows.
     trust.print_anchors();
     trust.print_validation(

@@ -217,6 +217,9 @@ pub struct ResolvedTrust {
     /// `--require-trust`, `$IMGSEAL_REQUIRE_TRUST` or the configuration's
     /// `require_trust`.
     pub require_trust: bool,
+    /// Whether Nova's options came from somewhere (`--nova-conf`, or
+    /// `verify_glance_signatures` in the configuration) rather than defaults.
+    nova_configured: bool,
     /// The signing certificate's store.
     pub find: Rc<Finder>,
     /// Where trusted ids are looked up: the sealed bundle when in force, else
@@ -250,6 +253,8 @@ impl ResolvedTrust {
         Ok(ResolvedTrust {
             options: trust.strict_options(&config),
             require_trust: trust.require_trust || config.validation.require_trust == Some(true),
+            nova_configured: trust.nova_conf.is_some()
+                || config.glance.verify_glance_signatures.is_some(),
             config,
             policy,
             settings,
@@ -314,6 +319,28 @@ impl ResolvedTrust {
         self.sealed
             .as_ref()
             .map(|(s, tcti)| super::anchors::describe_sealed(s, tcti))
+    }
+
+    /// The lines right after a verdict: imgseal's hint under a message that
+    /// is cursive's verbatim, and whether Nova, configured as given, would
+    /// check the signature at all.
+    pub fn print_hint(&self, chain: Option<&ChainVerdict>) {
+        if let Some(hint) = chain.filter(|c| !c.valid).and_then(|c| c.hint.as_ref()) {
+            println!("hint: {hint}");
+        }
+        if let Some(note) = self.nova_skips_note() {
+            println!("note: {note}");
+        }
+    }
+
+    /// Set when Nova, configured as given (`verify_glance_signatures` off
+    /// and no trusted ids), would not verify the image's signature at all.
+    /// Only said when Nova's options were given: imgseal cannot know an
+    /// unnamed nova.conf.
+    pub fn nova_skips_note(&self) -> Option<&'static str> {
+        (self.nova_configured && !self.settings.nova_verifies_signature).then_some(
+            "Nova, configured as given (verify_glance_signatures is not True and no trusted ids are given), does not verify image signatures at all: it would boot this image whatever this verdict says",
+        )
     }
 
     /// The line before a verdict: the sealed anchors in force.

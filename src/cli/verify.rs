@@ -111,6 +111,7 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
         obj["verdict"] = json!(if verdict.valid { "valid" } else { "invalid" });
         obj["image"] = json!(image.display());
         obj["exit_code"] = json!(code);
+        obj["nova_skips_signature_check"] = json!(resolved.nova_skips_note().is_some());
         if let Some(anchors) = resolved.describe_sealed() {
             obj["anchors"] = anchors;
         }
@@ -136,6 +137,7 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
                 .unwrap_or("signature does not verify")
         );
     }
+    resolved.print_hint(verdict.certificate_validation.as_ref());
     // The verdict comes first; what it rests on follows.
     resolved.print_anchors();
     for note in &verdict.notes {

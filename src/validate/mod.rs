@@ -82,6 +82,10 @@ pub struct ChainVerdict {
     pub revoked: bool,
     /// What the policy noted on the way (cursive's warnings, for one).
     pub notes: Vec<String>,
+    /// What to change, where the reason is another program's exact words
+    /// (cursive's messages name no certificate, or only "base").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 impl ChainVerdict {
@@ -104,7 +108,13 @@ impl ChainVerdict {
             reason: Some(reason.into()),
             revoked: false,
             notes,
+            hint: None,
         }
+    }
+
+    fn with_hint(mut self, hint: String) -> Self {
+        self.hint = Some(hint);
+        self
     }
 }
 

@@ -126,7 +126,13 @@ impl Validator for NovaPolicy {
 
         let leaf_facts = CertFacts::of(input.leaf)?;
         if !leaf_facts.within(input.at) {
-            return Ok(ChainVerdict::fail("nova", OUTSIDE_DATES, notes));
+            let hint = format!(
+                "the signing certificate \"{}\" is valid from {} to {}; Nova checks it at boot time",
+                input.leaf.subject(),
+                input.leaf.not_before(),
+                input.leaf.not_after()
+            );
+            return Ok(ChainVerdict::fail("nova", OUTSIDE_DATES, notes).with_hint(hint));
         }
 
         // The chain, anchor first as cursive builds it; `None` marks the base.
@@ -186,7 +192,12 @@ impl Validator for NovaPolicy {
                     } else {
                         format!("certificate '{uuid}'")
                     };
-                    return Ok(ChainVerdict::fail("nova", reason, notes));
+                    let stuck = match chain[0] {
+                        None => input.leaf,
+                        Some(i) => signing[i].cert,
+                    };
+                    let hint = missing_issuer_hint(stuck, input, &notes);
+                    return Ok(ChainVerdict::fail("nova", reason, notes).with_hint(hint));
                 }
             }
         }
@@ -205,7 +216,11 @@ impl Validator for NovaPolicy {
                         id_of(chain[i])
                     ),
                     notes,
-                ));
+                )
+                .with_hint(format!(
+                    "trusted certificate '{}' signs certificates without saying it is a CA: reissue it with basicConstraints CA:TRUE (and keyCertSign), or trust the CA above it instead",
+                    id_of(chain[i])
+                )));
             }
             let Some(path_len) = facts.path_len() else {
                 continue;
@@ -220,7 +235,11 @@ impl Validator for NovaPolicy {
                         id_of(chain[i])
                     ),
                     notes,
-                ));
+                )
+                .with_hint(format!(
+                    "trusted certificate '{}' allows {path_len} intermediate(s) below it (pathLenConstraint) and this chain needs {needed}",
+                    id_of(chain[i])
+                )));
             }
         }
 
@@ -248,6 +267,47 @@ impl Validator for NovaPolicy {
             reason: None,
             revoked: false,
             notes,
+            hint: None,
         })
     }
+}
+
+/// What cursive's "chain building failed" means for this chain: whose issuer
+/// is missing from the usable trusted certificates, and which trusted ids
+/// cursive set aside (expired, or not allowed to sign certificates).
+fn missing_issuer_hint(
+    stuck: &Certificate,
+    input: &ValidationInput<'_>,
+    notes: &[String],
+) -> String {
+    let mut hint = if input.trusted.is_empty() {
+        format!(
+            "no trusted certificate ids are in force; add the id of the certificate of \"{}\" (which issued \"{}\") or of a CA above it",
+            stuck.issuer(),
+            stuck.subject()
+        )
+    } else {
+        format!(
+            "no usable trusted certificate issued \"{}\": add the id of its issuer's certificate (\"{}\") or of a CA above it to the trusted ids",
+            stuck.subject(),
+            stuck.issuer()
+        )
+    };
+    let set_aside: Vec<&str> = input
+        .trusted
+        .iter()
+        .filter(|t| {
+            notes
+                .iter()
+                .any(|n| n.contains(&format!("'{}'", t.id)) || n.ends_with(&format!(": {}", t.id)))
+        })
+        .map(|t| t.id.as_str())
+        .collect();
+    if !set_aside.is_empty() {
+        hint.push_str(&format!(
+            "; set aside by cursive (see the notes): {}",
+            set_aside.join(", ")
+        ));
+    }
+    hint
 }

@@ -535,6 +535,7 @@ fn finish(
         reason: None,
         revoked: false,
         notes,
+        hint: None,
     })
 }
 
