@@ -133,9 +133,15 @@ PY="$(pick_python)"
 log "creating $VENV with $PY ($("$PY" -V 2>&1))"
 remove_venv
 "$PY" -m venv "$VENV" >&2
-log "installing $REQ"
-"$VENV/bin/python" -m pip install --no-cache-dir -r "$REQ" >&2
-"$VENV/bin/python" -m pip check >&2 || die "pip check failed in $VENV"
+SETUP_LOG="$REPO/target/setup.log"
+mkdir -p "$(dirname "$SETUP_LOG")"
+log "installing $REQ (output in $SETUP_LOG)"
+# pip's progress is for the log; the last lines come out only if it fails.
+if ! "$VENV/bin/python" -m pip install --no-cache-dir -r "$REQ" >>"$SETUP_LOG" 2>&1; then
+  tail -n 25 "$SETUP_LOG" >&2
+  die "pip could not install $REQ in $VENV"
+fi
+"$VENV/bin/python" -m pip check >>"$SETUP_LOG" 2>&1 || die "pip check failed in $VENV (see $SETUP_LOG)"
 "$VENV/bin/python" -c 'import cursive.signature_utils, castellan.key_manager' >&2 \
   || die "cursive does not import in $VENV"
 sha256_of "$REQ" >"$VENV/$STAMP_NAME"

@@ -9,6 +9,9 @@
 #   build_release        cargo build --release -q for the whole workspace; sets IMGSEAL_BIN
 #                        (a preset IMGSEAL_BIN skips the build and is used as is)
 #   median               median of the numbers on stdin, one a line
+#   quietly LOG CMD…     run CMD with its output appended to LOG; on failure
+#                        show the log's last lines
+#   SETUP_LOG            where apt's output goes ($REPO/target/setup.log)
 
 if [[ -n "${_IMGSEAL_COMMON_SH:-}" ]]; then
     return 0
@@ -21,6 +24,22 @@ _APT_UPDATED=0
 
 log() { printf '%s: %s\n' "$SCRIPT_NAME" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+
+SETUP_LOG="$REPO/target/setup.log"
+
+# Installers print screens of progress; the user wants one line per step,
+# and the details only when a step fails.
+quietly() {
+    local out=$1
+    shift
+    mkdir -p "$(dirname "$out")"
+    printf '\n$ %s\n' "$*" >>"$out"
+    if ! "$@" >>"$out" 2>&1; then
+        log "failed: $* (last lines of $out below)"
+        tail -n 25 "$out" >&2
+        return 1
+    fi
+}
 
 # True if the Debian package is installed (not merely known, nor "config-files").
 package_installed() {
@@ -40,14 +59,14 @@ ensure_packages() {
         command -v sudo >/dev/null || die "missing packages: ${missing[*]} (run as root, or install them)"
         sudo=(sudo)
     fi
-    log "installing Debian packages: ${missing[*]}"
+    log "installing Debian packages: ${missing[*]} (output in $SETUP_LOG)"
     if ((_APT_UPDATED == 0)); then
-        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 \
+        quietly "$SETUP_LOG" "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
             || die "apt-get update failed"
         _APT_UPDATED=1
     fi
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 \
+    quietly "$SETUP_LOG" "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" \
         || die "apt-get install ${missing[*]} failed"
 }
 

@@ -21,11 +21,13 @@ if [[ ! -x "$OS_VENV/bin/uwsgi" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; 
     py=$(command -v python3) || die "python3 not found"
     "$py" -c 'import venv, ensurepip, sysconfig, os, sys; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")) else 1)' \
         || ensure_packages python3-venv python3-dev
-    log "building the OpenStack venv (keystone, barbican, glance; ~1 min)"
+    log "building the OpenStack venv (keystone, barbican, glance; ~1 min; output in $SETUP_LOG)"
     rm -rf "$OS_VENV"
     python3 -m venv "$OS_VENV"
-    "$OS_VENV/bin/pip" install -q --upgrade pip setuptools wheel >&2
-    "$OS_VENV/bin/pip" install -q -r "$HERE/requirements.txt" -c "$HERE/constraints.txt" >&2
+    quietly "$SETUP_LOG" "$OS_VENV/bin/pip" install -q --upgrade pip setuptools wheel \
+        || die "pip could not upgrade itself in $OS_VENV"
+    quietly "$SETUP_LOG" "$OS_VENV/bin/pip" install -q -r "$HERE/requirements.txt" -c "$HERE/constraints.txt" \
+        || die "pip could not install the OpenStack services"
     echo "$want" >"$stamp"
 fi
 
