@@ -1063,7 +1063,9 @@ fn check_row(
         if out.code != Some(1) {
             problems.push("failed with nothing on stderr".into());
         }
-        if !out.stdout.starts_with("invalid") && !out.stdout.contains("\"verdict\": \"invalid\"") {
+        let json_verdict = serde_json::from_str::<serde_json::Value>(&out.stdout)
+            .is_ok_and(|v| v["verdict"] == "invalid");
+        if !out.stdout.starts_with("invalid") && !json_verdict {
             problems.push("no message on stderr and no invalid verdict on stdout".into());
         }
         out.stdout.clone()

@@ -480,8 +480,31 @@ fn batch_signing_prints_one_result_per_image() {
         ])
         .ok();
     }
-    // Without manifests, several images print one property block each.
+    // Without manifests, several images: one JSON object per line, named...
     let run = env
+        .run(&[
+            "sign",
+            "--key",
+            &key,
+            "--cert-id",
+            CERT,
+            &s(&images[0]),
+            &s(&images[1]),
+        ])
+        .ok();
+    let lines: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", run.stdout);
+    for (line, image) in lines.iter().zip(&images) {
+        assert_eq!(line["image"], s(image));
+        assert!(line["img_signature"].is_string(), "{line}");
+    }
+    // ...and env or openstack arguments only as one file per image: in one
+    // stream the variables would repeat and the arguments run together.
+    let refused = env
         .run(&[
             "sign",
             "--key",
@@ -493,9 +516,70 @@ fn batch_signing_prints_one_result_per_image() {
             &s(&images[0]),
             &s(&images[1]),
         ])
+        .code(2);
+    assert!(refused.stderr.contains("--out-dir"), "{}", refused.stderr);
+    let dir = env.path("props");
+    std::fs::create_dir(&dir).unwrap();
+    for (format, ext) in [
+        ("env", "env"),
+        ("openstack", "args"),
+        ("json", "props.json"),
+    ] {
+        let run = env
+            .run(&[
+                "sign",
+                "--key",
+                &key,
+                "--cert-id",
+                CERT,
+                "--format",
+                format,
+                "--out-dir",
+                &s(&dir),
+                &s(&images[0]),
+                &s(&images[1]),
+            ])
+            .ok();
+        assert!(run.stdout.is_empty(), "{}", run.stdout);
+        for image in &images[..2] {
+            let name = image.file_name().unwrap().to_str().unwrap();
+            let file = dir.join(format!("{name}.{ext}"));
+            let text = std::fs::read_to_string(&file).unwrap();
+            match format {
+                "env" => {
+                    assert_eq!(text.matches("IMG_SIGNATURE=").count(), 1, "{text}");
+                    // A shell takes the file as is.
+                    let out = Command::new("bash")
+                        .arg("-c")
+                        .arg(format!(
+                            "set -eu; . {}; printf %s \"$IMG_SIGNATURE_CERTIFICATE_UUID\"",
+                            s(&file)
+                        ))
+                        .output()
+                        .unwrap();
+                    assert_eq!(String::from_utf8_lossy(&out.stdout), CERT);
+                }
+                "openstack" => assert_eq!(text.matches("--property").count(), 4, "{text}"),
+                _ => {
+                    let v: Value = serde_json::from_str(&text).unwrap();
+                    assert_eq!(v["img_signature_certificate_uuid"], CERT);
+                }
+            }
+        }
+    }
+    // --json: one object per line for one image too.
+    let one = env
+        .run(&[
+            "--json",
+            "sign",
+            "--key",
+            &key,
+            "--cert-id",
+            CERT,
+            &s(&images[0]),
+        ])
         .ok();
-    assert_eq!(run.stdout.matches("IMG_SIGNATURE=").count(), 2);
-    assert!(run.stdout.starts_with("# "));
+    assert_eq!(one.stdout.lines().count(), 1, "{}", one.stdout);
 }
 
 #[test]
@@ -823,11 +907,11 @@ fn the_tree_beside_the_manifest_is_not_a_symlink_or_a_fifo() {
     refused(&env, &args, 2, "--range needs the tree file");
 }
 
-/// A batch's text output starts each image with a `# name` comment; a file
-/// name holding a newline must not put a command on a line of its own when
-/// the env output is sourced by a shell.
+/// A file name holding a newline cannot put a command on a line of its own:
+/// a batch's stream is JSON (the newline escaped), and env files hold only
+/// the four variables, whatever the image is called.
 #[test]
-fn batch_headers_cannot_break_out_of_their_comment() {
+fn batch_output_cannot_be_broken_out_of_by_a_file_name() {
     let env = Env::new();
     let key = env.key_with_certificate("ecc-secp384r1", "k", CERT);
     let plain = env.image("plain.img", 4_000);
@@ -840,18 +924,50 @@ fn batch_headers_cannot_break_out_of_their_comment() {
             &key,
             "--cert-id",
             CERT,
-            "--format",
-            "env",
             &s(&plain),
             &s(&crafted),
         ])
         .ok();
-    for line in run.stdout.lines() {
-        assert!(
-            line.starts_with('#') || line.starts_with("IMG_SIGNATURE"),
-            "a line that is neither a comment nor a property: {line:?}\n{}",
-            run.stdout
-        );
+    let lines: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", run.stdout);
+    assert_eq!(lines[1]["image"], s(&crafted));
+    let dir = env.path("out");
+    std::fs::create_dir(&dir).unwrap();
+    env.run(&[
+        "sign",
+        "--key",
+        &key,
+        "--cert-id",
+        CERT,
+        "--format",
+        "env",
+        "--out-dir",
+        &s(&dir),
+        &s(&plain),
+        &s(&crafted),
+    ])
+    .ok();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let file = entry.unwrap().path();
+        let text = std::fs::read_to_string(&file).unwrap();
+        for line in text.lines() {
+            assert!(
+                line.starts_with("IMG_SIGNATURE"),
+                "{line:?} in {}",
+                file.display()
+            );
+        }
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(". '{}'", file.display()))
+            .current_dir(env.work.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
     }
-    assert!(run.stdout.contains("x\\ntouch pwned"), "{}", run.stdout);
+    assert!(!env.work.path().join("pwned").exists());
 }

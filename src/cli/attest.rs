@@ -28,7 +28,7 @@ pub struct AttestArgs {
     #[arg(long, value_name = "HEX", required = true)]
     pub nonce: Option<String>,
     /// Where to write the attestation document (JSON).
-    #[arg(long, value_name = "FILE", required = true)]
+    #[arg(long, short = 'o', value_name = "FILE", required = true)]
     pub out: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<AttestCommand>,
@@ -73,7 +73,7 @@ pub enum AttestCommand {
     /// certificate + credential activation) and write an enrollment document.
     Enroll {
         /// Where to write the enrollment document (JSON).
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, short = 'o', value_name = "FILE")]
         out: PathBuf,
         /// CA certificates (PEM) the EK certificate must chain to; repeatable
         /// (for swtpm: /var/lib/swtpm-localca/*.pem).
@@ -87,7 +87,7 @@ pub enum AttestCommand {
         /// The host's enrollment document (`attest enroll --out`).
         enrollment: PathBuf,
         /// Where to write the challenge for the host (JSON).
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, short = 'o', value_name = "FILE")]
         out: PathBuf,
         /// Where to keep the secret (JSON, mode 0600): needed by `confirm`,
         /// never sent.
@@ -105,7 +105,7 @@ pub enum AttestCommand {
         /// The challenge (`attest challenge --out`).
         challenge: PathBuf,
         /// Where to write the response for the verifier (JSON).
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, short = 'o', value_name = "FILE")]
         out: PathBuf,
     },
     /// Verifier: check the host's response against the kept secret and write
@@ -120,7 +120,7 @@ pub enum AttestCommand {
         #[arg(long, value_name = "FILE")]
         response: PathBuf,
         /// Where to write the confirmed enrollment document (JSON).
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, short = 'o', value_name = "FILE")]
         out: PathBuf,
     },
 }

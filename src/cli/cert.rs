@@ -184,7 +184,7 @@ pub enum CertCommand {
     /// Print (or write) a stored certificate as PEM, or DER with --der.
     Export {
         id: String,
-        #[arg(long)]
+        #[arg(long, short = 'o')]
         out: Option<PathBuf>,
         #[arg(long)]
         der: bool,

@@ -33,14 +33,14 @@ pub enum KeyCommand {
     /// Write a PKCS#10 certificate request signed inside the token.
     Csr {
         /// The key's pkcs11: URI.
-        #[arg(long)]
+        #[arg(long, short = 'k')]
         key: String,
         /// The subject, RFC 4514 ("CN=Image signing,O=Example") or as
         /// `openssl req -subj` takes it ("/O=Example/CN=Image signing").
         #[arg(long)]
         subject: String,
         /// Where to write the request (PEM).
-        #[arg(long)]
+        #[arg(long, short = 'o')]
         out: PathBuf,
         /// The request's hash (default: SHA-256; SHA-384/512 for the larger curves).
         #[arg(long)]

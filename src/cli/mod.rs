@@ -43,7 +43,7 @@ pub struct Cli {
     pub token: Option<String>,
 
     /// Print machine-readable JSON on stdout.
-    #[arg(long, global = true)]
+    #[arg(long, short = 'j', global = true)]
     pub json: bool,
 
     /// More log output on stderr (-v info, -vv debug). IMGSEAL_LOG overrides.
@@ -264,6 +264,14 @@ fn merge_uris(token: &Pkcs11Uri, key: &Pkcs11Uri) -> Result<Pkcs11Uri, Error> {
 mod tests {
     use super::*;
 
+    /// clap checks its definitions (duplicate short flags, globals that
+    /// clash with a subcommand's own) only when asked, in debug builds.
+    #[test]
+    fn the_command_line_definitions_are_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
     fn uri(s: &str) -> Pkcs11Uri {
         s.parse().unwrap()
     }
@@ -347,11 +355,10 @@ pub fn refuse_overlaps(
     Ok(())
 }
 
+/// `--json` output: one object per line, the same for one image as for many
+/// (a stream `jq` and line-oriented readers take as is).
 pub fn print_json(value: &serde_json::Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("JSON values serialise")
-    );
+    println!("{value}");
 }
 
 pub fn read_input_file(path: &Path) -> Result<Vec<u8>, Error> {

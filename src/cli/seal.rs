@@ -36,20 +36,60 @@ pub struct SealRequest<'a> {
     pub tree: Option<&'a Path>,
     pub tree_params: TreeParams,
     pub quiet: bool,
+    /// `--out-dir`: one properties file per image, in `format`.
+    pub out_dir: Option<&'a Path>,
 }
 
 struct Outputs {
     manifest: Option<PathBuf>,
     tree: Option<PathBuf>,
+    /// `<out-dir>/<image name>.<format's extension>`.
+    props: Option<PathBuf>,
+}
+
+/// The file name ending of a properties file in `format`.
+fn props_extension(format: OutputFormat) -> &'static str {
+    match format {
+        OutputFormat::Json => "props.json",
+        OutputFormat::Openstack => "args",
+        OutputFormat::Env => "env",
+    }
 }
 
 /// Where each image's manifest and tree go: the paths given for one image, or
 /// `<dir>/<image name>.manifest.json` and `<dir>/<image name>.tree` for several.
 fn output_paths(req: &SealRequest<'_>) -> Result<Vec<Outputs>, Error> {
+    let name_of = |image: &str| -> Result<String, Error> {
+        Ok(match ImageSource::parse(image) {
+            ImageSource::Stdin => "stdin".to_string(),
+            ImageSource::Path(p) => p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .ok_or_else(|| Error::usage(format!("{image}: not a file name")))?,
+        })
+    };
+    let props_in = |image: &str| -> Result<Option<PathBuf>, Error> {
+        req.out_dir
+            .map(|d| {
+                Ok(d.join(format!(
+                    "{}.{}",
+                    name_of(image)?,
+                    props_extension(req.format)
+                )))
+            })
+            .transpose()
+    };
+    if let Some(d) = req.out_dir.filter(|d| !d.is_dir()) {
+        return Err(Error::usage(format!(
+            "--out-dir must name an existing directory ({} is not one)",
+            d.display()
+        )));
+    }
     if req.images.len() == 1 {
         return Ok(vec![Outputs {
             manifest: req.manifest.map(Path::to_path_buf),
             tree: req.tree.map(Path::to_path_buf),
+            props: props_in(&req.images[0])?,
         }]);
     }
     for (flag, dir) in [("--manifest", req.manifest), ("--tree", req.tree)] {
@@ -64,16 +104,12 @@ fn output_paths(req: &SealRequest<'_>) -> Result<Vec<Outputs>, Error> {
     req.images
         .iter()
         .map(|image| {
-            let name = match ImageSource::parse(image) {
-                ImageSource::Stdin => "stdin".to_string(),
-                ImageSource::Path(p) => p
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .ok_or_else(|| Error::usage(format!("{image}: not a file name")))?,
-            };
-            if (req.manifest.is_some() || req.tree.is_some()) && !seen.insert(name.clone()) {
+            let name = name_of(image)?;
+            if (req.manifest.is_some() || req.tree.is_some() || req.out_dir.is_some())
+                && !seen.insert(name.clone())
+            {
                 return Err(Error::usage(format!(
-                    "two images are named {name}; their manifests would collide"
+                    "two images are named {name}; their output files would collide"
                 )));
             }
             Ok(Outputs {
@@ -81,6 +117,7 @@ fn output_paths(req: &SealRequest<'_>) -> Result<Vec<Outputs>, Error> {
                     .manifest
                     .map(|d| d.join(format!("{name}.manifest.json"))),
                 tree: req.tree.map(|d| d.join(format!("{name}.tree"))),
+                props: props_in(image)?,
             })
         })
         .collect()
@@ -99,6 +136,19 @@ pub fn sign_many(
     }
     if req.tree.is_some() && req.manifest.is_none() {
         return Err(Error::usage("--tree goes with --manifest").into());
+    }
+    // Several property blocks in one stream cannot be fed to `openstack
+    // image create` or sourced by a shell (the variables would repeat).
+    if req.images.len() > 1
+        && !ctx.json
+        && req.format != OutputFormat::Json
+        && req.out_dir.is_none()
+    {
+        return Err(Error::usage(format!(
+            "several images with --format {}: give --out-dir DIR for one file per image, or --json for one object per line",
+            if req.format == OutputFormat::Env { "env" } else { "openstack" }
+        ))
+        .into());
     }
     let outputs = output_paths(&req)?;
     let sources: Vec<ImageSource> = req.images.iter().map(|i| ImageSource::parse(i)).collect();
@@ -142,7 +192,19 @@ pub fn sign_many(
         let sealed = pass.and_then(|p| seal_one(device, key, &req, source, p, out));
         signing.inc(1);
         match sealed {
-            Ok(obj) => signing.suspend(|| print_sealed(ctx, name, obj, single)),
+            Ok(obj) => match signing.suspend(|| print_sealed(ctx, name, obj, single, out)) {
+                Ok(()) => {}
+                Err(err) if single => {
+                    signing.finish_and_clear();
+                    return Err(err.into());
+                }
+                Err(err) => {
+                    if code == 0 {
+                        code = err.kind().exit_code();
+                    }
+                    signing.suspend(|| super::digest::report_error(ctx, name, &err));
+                }
+            },
             Err(err) if single => {
                 signing.finish_and_clear();
                 return Err(err.into());
@@ -215,15 +277,36 @@ fn seal_one(
     })
 }
 
-fn print_sealed(ctx: &Context, name: &str, sealed: Sealed, single: bool) {
-    match (ctx.json, single) {
-        (true, true) => super::print_json(&sealed.json),
-        (true, false) => println!("{}", sealed.json),
-        (false, true) => println!("{}", sealed.rendered),
-        // The header is a comment line in every format: a file name holding
-        // a newline must not start a line a shell would run (--format env).
-        (false, false) => println!("# {}\n{}", name.escape_debug(), sealed.rendered),
+/// One image's result: with `--out-dir` a file of its properties (and a
+/// line saying so), else one JSON object per line, or the properties as
+/// asked for a single image.
+fn print_sealed(
+    ctx: &Context,
+    name: &str,
+    mut sealed: Sealed,
+    single: bool,
+    out: &Outputs,
+) -> Result<(), Error> {
+    if let Some(path) = &out.props {
+        write_output_file(path, format!("{}\n", sealed.rendered).as_bytes())?;
+        sealed.json["props_file"] = json!(path.display().to_string());
+        if !ctx.json {
+            eprintln!("{name}: properties in {}", path.display());
+            return Ok(());
+        }
     }
+    match (ctx.json, single) {
+        (true, _) => super::print_json(&sealed.json),
+        (false, true) => println!("{}", sealed.rendered),
+        // Several images, JSON properties: one object per line, named.
+        (false, false) => {
+            let mut props: serde_json::Value =
+                serde_json::from_str(&sealed.rendered).expect("the json format renders JSON");
+            props["image"] = json!(name);
+            println!("{props}");
+        }
+    }
+    Ok(())
 }
 
 /// `imgseal verify --manifest`: the manifest's signature, then the whole

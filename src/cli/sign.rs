@@ -18,7 +18,7 @@ use super::{Context, parse_uri, print_json};
 #[derive(Debug, Args)]
 pub struct SignArgs {
     /// The signing key's pkcs11: URI.
-    #[arg(long)]
+    #[arg(long, short = 'k')]
     pub key: String,
     /// The signing certificate's id in the key manager (img_signature_certificate_uuid).
     #[arg(long)]
@@ -53,6 +53,11 @@ pub struct SignArgs {
     pub tree_hash: HashMethod,
     #[command(flatten)]
     pub tree_args: super::digest::TreeArgs,
+    /// Write each image's properties (in --format) to
+    /// <DIR>/<image name>.props.json, .args or .env instead of stdout; needed
+    /// for --format openstack or env with several images.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
     /// No progress bars.
     #[arg(long, short)]
     pub quiet: bool,
@@ -113,7 +118,7 @@ pub fn run(ctx: &Context, args: SignArgs) -> anyhow::Result<i32> {
             .into());
         }
     }
-    if args.images.len() > 1 || args.manifest.is_some() {
+    if args.images.len() > 1 || args.manifest.is_some() || args.out_dir.is_some() {
         let req = super::seal::SealRequest {
             images: &args.images,
             cert_id: &args.cert_id,
@@ -123,6 +128,7 @@ pub fn run(ctx: &Context, args: SignArgs) -> anyhow::Result<i32> {
             tree: args.tree.as_deref(),
             tree_params,
             quiet: args.quiet,
+            out_dir: args.out_dir.as_deref(),
         };
         return super::seal::sign_many(ctx, &device, &key, req);
     }
