@@ -196,7 +196,13 @@ impl Token {
             KeySpec::Dsa { .. } => KeyAlgorithm::Dsa,
         };
         let mut first_error = None;
-        for left_out in Hardening::SUBSETS {
+        // A token that sets usage itself refuses any template stating it
+        // (quirks.rs); and each failed attempt on tpm2-pkcs11 leaves an
+        // object loaded in the TPM, so such a token is not tried with it.
+        let subsets = Hardening::SUBSETS
+            .iter()
+            .filter(|s| !self.quirks.states_usage_itself || s.contains(&Hardening::NoOtherUse));
+        for &left_out in subsets {
             match self.generate_with(spec, label, id, algorithm, left_out) {
                 Ok(key) if left_out.is_empty() || allow_weaker => {
                     return Ok((key, left_out.to_vec()));

@@ -274,12 +274,17 @@ impl Module {
                 mismatched.join(", ")
             )));
         }
-        let mut matches: Vec<TokenSummary> = self
-            .tokens()?
+        let tokens = self.tokens()?;
+        let none_at_all = tokens.is_empty();
+        let mut matches: Vec<TokenSummary> = tokens
             .into_iter()
             .filter(|t| sel.matches_token(t))
             .collect();
         match matches.len() {
+            0 if none_at_all => Err(HsmError::TokenNotFound(format!(
+                "{sel} in module {}: the module shows no initialised token at all; check the configuration or token store it reads (SOFTHSM2_CONF, KRYOPTIC_CONF, TPM2_PKCS11_STORE, openCryptoki's pkcsconf -t)",
+                self.path.display()
+            ))),
             0 => Err(HsmError::TokenNotFound(format!(
                 "{sel} in module {}",
                 self.path.display()

@@ -86,6 +86,13 @@ pub struct Quirks {
     /// tpm2-pkcs11 1.9.0: a SHA-224 digest is `CKR_GENERAL_ERROR` (the TPM
     /// has no SHA-224) (tests/modules.rs).
     pub signs_only_listed_digests: bool,
+    /// The token has no binary (F_2^m) curves but does not say so in
+    /// `CKM_EC_KEY_PAIR_GEN`'s flags.
+    ///
+    /// tpm2-pkcs11 1.9.0: no `CKF_EC_F_P`/`CKF_EC_F_2M` flags; sect409k1
+    /// is `CKR_GENERAL_ERROR` ("Unsupported nid to tpm EC algorithm
+    /// mapping") (tests/modules.rs).
+    pub no_binary_curves: bool,
 }
 
 impl Quirks {
@@ -101,6 +108,7 @@ impl Quirks {
             pin_lock_is_tpm_lockout: tpm,
             mechanism_info_understates: module == KnownModule::SoftHsm,
             signs_only_listed_digests: tpm,
+            no_binary_curves: tpm,
         }
     }
 

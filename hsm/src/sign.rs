@@ -336,7 +336,16 @@ impl Token {
     /// `Err(NotOffered)` when the token says it cannot generate `spec`.
     pub fn require_keygen(&self, spec: &crate::KeySpec, curve: Option<CurveFacts>) -> Result<()> {
         let offers = self.offers()?;
-        match offers.keygen_refusal(spec, curve) {
+        let binary_refused = self.quirks.no_binary_curves && curve.is_some_and(|c| c.binary);
+        let refusal = offers.keygen_refusal(spec, curve).or_else(|| {
+            binary_refused.then(|| {
+                format!(
+                    "generate ECDSA keys on {} (a binary curve)",
+                    curve.map_or("", |c| c.name)
+                )
+            })
+        });
+        match refusal {
             None => Ok(()),
             Some(what) => Err(HsmError::NotOffered {
                 token: self.label.clone(),
