@@ -557,11 +557,10 @@ impl Token {
             AttributeType::Unwrap,
             AttributeType::Derive,
         ] {
-            match one(t) {
-                Some(Attribute::Decrypt(v) | Attribute::Unwrap(v) | Attribute::Derive(v)) => {
-                    other = Some(other.unwrap_or(false) || v)
-                }
-                _ => {}
+            if let Some(Attribute::Decrypt(v) | Attribute::Unwrap(v) | Attribute::Derive(v)) =
+                one(t)
+            {
+                other = Some(other.unwrap_or(false) || v)
             }
         }
         p.other_use = other;
