@@ -232,6 +232,10 @@ fn tpm2_pkcs11_signs_what_the_tpm_offers() {
         &m,
         &pairs("ecc-secp384r1", &["SHA-256", "SHA-384", "SHA-512"]),
     );
+    // RSA-PSS with a salt of the hash's length: the one a TPM makes.
+    for kind in ["rsa-pss-2048", "rsa-pss-3072"] {
+        assert_signed(&m, &pairs(kind, &["SHA-256", "SHA-384", "SHA-512"]));
+    }
     // Its P-521 key's public point is mis-encoded: listed as unusable, and
     // the other keys still list and sign.
     if m.refused
@@ -548,4 +552,117 @@ fn a_module_without_its_configuration_says_what_it_reads() {
         run.stderr
     );
     assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
+}
+
+/// Wrong PINs on a TPM-backed token trip the TPM's dictionary-attack
+/// lockout: the message says to wait or clear it, not to call the security
+/// officer, and the right PIN then is refused the same way.
+#[test]
+fn tpm_lockout_says_wait_or_clear_it() {
+    let env = Env::new();
+    let t = ModuleToken::tpm2("tpm-lockout");
+    let bad = t.dir.path().join("bad-pin");
+    std::fs::write(&bad, "11111111").unwrap();
+    let token = |pin: &std::path::Path| {
+        format!(
+            "pkcs11:token=tpm-lockout?module-path={}&pin-source={}",
+            t.module.display(),
+            pin.display()
+        )
+    };
+    let mut locked = None;
+    for _ in 0..6 {
+        let run = t.run_token(&env, &token(&bad), &["key", "list"]);
+        assert_eq!(run.code, 6, "{}", run.stderr);
+        if run.stderr.contains("CKR_PIN_LOCKED") {
+            locked = Some(run);
+            break;
+        }
+        assert!(run.stderr.contains("CKR_PIN_INCORRECT"), "{}", run.stderr);
+    }
+    let locked = locked.expect("the TPM locks out after wrong PINs");
+    assert!(
+        locked.stderr.contains("dictionary-attack lockout")
+            && locked
+                .stderr
+                .contains("tpm2_dictionarylockout --clear-lockout")
+            && !locked.stderr.contains("security officer"),
+        "{}",
+        locked.stderr
+    );
+    let right = t.run_token(&env, &token(&t.pin_file()), &["key", "list"]);
+    assert_eq!(right.code, 6, "{}", right.stderr);
+    assert!(
+        right.stderr.contains("dictionary-attack lockout"),
+        "{}",
+        right.stderr
+    );
+}
+
+/// `--pss-salt`: the maximum salt by default, the hash's length on request;
+/// openssl checks each with that exact salt length.
+#[test]
+fn pss_salt_is_the_operators_choice() {
+    let env = Env::new();
+    let t = ModuleToken::softhsm("salt");
+    let key = t
+        .run(
+            &env,
+            &["key", "generate", "--type", "rsa-pss-2048", "--label", "r"],
+        )
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let key = format!("{key}&pin-source={}", t.pin_file().display());
+    let public = env.path("r.pem");
+    std::fs::write(
+        &public,
+        t.run_plain(&env, &["key", "show", &key]).ok().stdout,
+    )
+    .unwrap();
+    let image = env.image("i.raw", 50_000);
+    for (choice, exact, other) in [("max", "max", "digest"), ("digest", "digest", "max")] {
+        let props = t
+            .run_plain(
+                &env,
+                &[
+                    "--json",
+                    "sign",
+                    "--key",
+                    &key,
+                    "--cert-id",
+                    "u",
+                    "--no-cert-check",
+                    "--pss-salt",
+                    choice,
+                    image.to_str().unwrap(),
+                ],
+            )
+            .ok()
+            .json();
+        let sig = env.path("s.bin");
+        std::fs::write(&sig, decode_b64(props["img_signature"].as_str().unwrap())).unwrap();
+        let check = |saltlen: &str| {
+            openssl(&[
+                "dgst",
+                "-sha256",
+                "-verify",
+                public.to_str().unwrap(),
+                "-sigopt",
+                "rsa_padding_mode:pss",
+                "-sigopt",
+                &format!("rsa_pss_saltlen:{saltlen}"),
+                "-signature",
+                sig.to_str().unwrap(),
+                image.to_str().unwrap(),
+            ])
+        };
+        assert_eq!(check(exact).code, 0, "--pss-salt {choice}");
+        assert_ne!(
+            check(other).code,
+            0,
+            "--pss-salt {choice} verified as {other}"
+        );
+    }
 }

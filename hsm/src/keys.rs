@@ -199,9 +199,12 @@ impl Token {
         // A token that sets usage itself refuses any template stating it
         // (quirks.rs); and each failed attempt on tpm2-pkcs11 leaves an
         // object loaded in the TPM, so such a token is not tried with it.
-        let subsets = Hardening::SUBSETS
-            .iter()
-            .filter(|s| !self.quirks.states_usage_itself || s.contains(&Hardening::NoOtherUse));
+        let subsets = Hardening::SUBSETS.iter().filter(|s| {
+            (!self.quirks.states_usage_itself || s.contains(&Hardening::NoOtherUse))
+                && (!self.quirks.rsa_allowed_mechanisms_break_pss
+                    || algorithm != KeyAlgorithm::Rsa
+                    || s.contains(&Hardening::AllowedMechanisms))
+        });
         for &left_out in subsets {
             match self.generate_with(spec, label, id, algorithm, left_out) {
                 Ok(key) if left_out.is_empty() || allow_weaker => {

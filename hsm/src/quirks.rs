@@ -93,6 +93,22 @@ pub struct Quirks {
     /// is `CKR_GENERAL_ERROR` ("Unsupported nid to tpm EC algorithm
     /// mapping") (tests/modules.rs).
     pub no_binary_curves: bool,
+    /// The token signs with `CKM_RSA_PKCS_PSS` without listing it in
+    /// `C_GetMechanismList`.
+    ///
+    /// tpm2-pkcs11 1.9.0 over swtpm 0.7.1: the list has RSA-PKCS, -OAEP
+    /// and -X-509 but not PSS, yet `C_SignInit` with `CKM_RSA_PKCS_PSS`
+    /// and a salt of the hash's length signs (the TPM has `TPM_ALG_RSAPSS`)
+    /// (tests/modules.rs, `tpm2_pkcs11_signs_what_the_tpm_offers`).
+    pub signs_pss_unlisted: bool,
+    /// An RSA key whose `CKA_ALLOWED_MECHANISMS` names `CKM_RSA_PKCS_PSS`
+    /// cannot sign with it.
+    ///
+    /// tpm2-pkcs11 1.9.0: the template is accepted, then `C_SignInit` with
+    /// `CKM_RSA_PKCS_PSS` is `CKR_MECHANISM_INVALID` (PSS is not in the
+    /// module's own list, see `signs_pss_unlisted`); without the attribute
+    /// it signs (tests/modules.rs, `tpm2_pkcs11_signs_what_the_tpm_offers`).
+    pub rsa_allowed_mechanisms_break_pss: bool,
 }
 
 impl Quirks {
@@ -109,13 +125,15 @@ impl Quirks {
             mechanism_info_understates: module == KnownModule::SoftHsm,
             signs_only_listed_digests: tpm,
             no_binary_curves: tpm,
+            signs_pss_unlisted: tpm,
+            rsa_allowed_mechanisms_break_pss: tpm,
         }
     }
 
     /// What to do about `CKR_PIN_LOCKED` on this token.
     pub fn pin_locked_advice(&self) -> String {
         if self.pin_lock_is_tpm_lockout {
-            "this is the TPM's dictionary-attack lockout after wrong PINs: wait for it to expire, or clear it with `tpm2_dictionarylockout --clear-lockout` and the TPM owner's (lockout) authority".into()
+            "this is the TPM's dictionary-attack lockout after wrong PINs, not a PIN to reset: wait for the TPM's lockout recovery time, or clear it with `tpm2_dictionarylockout --clear-lockout` and the TPM's lockout (owner's) authority".into()
         } else {
             "the security officer must reset it".into()
         }

@@ -307,6 +307,23 @@ impl Token {
             let info = functions.mechanism_info(slot, m).unwrap_or_default();
             mechanisms.push((m, info));
         }
+        if self.quirks.signs_pss_unlisted
+            && !mechanisms
+                .iter()
+                .any(|(m, _)| *m == cryptoki_sys::CKM_RSA_PKCS_PSS)
+        {
+            // quirks.rs: offered as RSA-PKCS is, for keys the token makes.
+            if let Some((_, rsa)) = mechanisms
+                .iter()
+                .find(|(m, _)| *m == cryptoki_sys::CKM_RSA_PKCS_KEY_PAIR_GEN)
+            {
+                let fields = crate::raw::MechanismFields {
+                    flags: cryptoki_sys::CKF_SIGN | cryptoki_sys::CKF_VERIFY,
+                    ..*rsa
+                };
+                mechanisms.push((cryptoki_sys::CKM_RSA_PKCS_PSS, fields));
+            }
+        }
         Ok(Offers {
             mechanisms,
             trust_sizes: !self.quirks.mechanism_info_understates,

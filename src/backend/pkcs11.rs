@@ -29,6 +29,8 @@ pub struct Pkcs11Device {
     module_path: PathBuf,
     /// Serialises SoftHSM calls with other processes (see [`TokenDirLock`]).
     lock: TokenDirLock,
+    /// The operator's `--pss-salt digest`: in place of the maximum salt.
+    pss_salt_override: Option<PssSalt>,
 }
 
 impl std::fmt::Debug for Pkcs11Device {
@@ -127,7 +129,14 @@ impl Pkcs11Device {
             embedded,
             module_path: module.path().to_path_buf(),
             lock,
+            pss_salt_override: None,
         })
+    }
+
+    /// Signs RSA-PSS with `salt` where a signature with the maximum salt
+    /// is asked for (`sign --pss-salt digest`).
+    pub fn set_pss_salt(&mut self, salt: PssSalt) {
+        self.pss_salt_override = Some(salt);
     }
 
     pub fn token_label(&self) -> &str {
@@ -484,6 +493,10 @@ impl SigningDevice for Pkcs11Device {
         let quirks = self.token.quirks().clone();
         let mut mechanism = match (scheme, key.public.class()) {
             (SignatureScheme::RsaPss { hash, salt }, KeyClass::Rsa { bits }) => {
+                let salt = match (salt, self.pss_salt_override) {
+                    (PssSalt::Max, Some(chosen)) => chosen,
+                    (salt, _) => *salt,
+                };
                 SignMechanism::RsaPss {
                     digest: digest_mechanism(scheme),
                     salt_len: match salt {
