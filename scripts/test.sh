@@ -4,7 +4,9 @@
 # instances, a real Keystone + Barbican + Glance (scripts/openstack/, pinned
 # in a venv kept under target/openstack) and the peer tools (openssl,
 # pkcs11-tool, fsverity, tpm2-tools, the openstack CLI, and cursive pinned in
-# a venv). Each test makes its own token, swtpm or OpenStack project.
+# a venv), and the other PKCS#11 modules of tests/modules.rs
+# (scripts/pkcs11-modules.sh). Each test makes its own token, swtpm or
+# OpenStack project (openCryptoki's one soft token is shared).
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
@@ -12,6 +14,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 ensure_packages "${BUILD_PACKAGES[@]}" softhsm2 opensc openssl python3-venv python3-dev fsverity \
     swtpm swtpm-tools tpm2-tools libtss2-dev libtss2-tcti-swtpm0 curl groff-base man-db zsh fish
 ensure_rust
+log "installing the PKCS#11 modules beside SoftHSM (scripts/pkcs11-modules.sh)"
+IMGSEAL_TEST_KRYOPTIC="$(bash "$REPO/scripts/pkcs11-modules.sh")"
+export IMGSEAL_TEST_KRYOPTIC
 # The cursive peer tests skip themselves when this is set: never in this run.
 unset IMGSEAL_SKIP_CURSIVE
 

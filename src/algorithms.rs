@@ -151,6 +151,21 @@ impl Curve {
     }
 
     /// `CKA_EC_PARAMS`: the DER of the curve's OID.
+    /// The field size in bits, as `C_GetMechanismInfo` states EC key sizes.
+    pub fn bits(self) -> u64 {
+        match self {
+            Self::Secp384r1 => 384,
+            Self::Secp521r1 => 521,
+            Self::Sect409k1 | Self::Sect409r1 => 409,
+            Self::Sect571k1 | Self::Sect571r1 => 571,
+        }
+    }
+
+    /// A curve over F_2^m (PKCS#11 `CKF_EC_F_2M`), not over F_p.
+    pub fn is_binary(self) -> bool {
+        !matches!(self, Self::Secp384r1 | Self::Secp521r1)
+    }
+
     pub fn params_der(self) -> Vec<u8> {
         // 1.3.132.0.N encodes as 2B 81 04 00 N.
         vec![0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, self.certicom_arc()]

@@ -111,6 +111,11 @@ impl Error {
             Error::Device { source, .. } => match source {
                 HsmError::PinIncorrect { .. } | HsmError::PinLocked { .. } => ErrorKind::Auth,
                 HsmError::TokenNotFound(_) => ErrorKind::NotFound,
+                // The URI or the command asks for what no token (or no
+                // single token) can give: the user's to change.
+                HsmError::TokenAmbiguous { .. }
+                | HsmError::NotOffered { .. }
+                | HsmError::WeakerKey { .. } => ErrorKind::Usage,
                 _ => ErrorKind::Device,
             },
             Error::Auth(_) => ErrorKind::Auth,

@@ -48,6 +48,15 @@ pub fn resolve_pin(
             .pin_source_path()
             .map_err(|e| Error::bad_input(e.to_string()))?
         {
+            if !path.exists() {
+                return Err(Error::io(
+                    &path,
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "the pin-source file named by the URI does not exist (pin-source= in the key or --token URI)",
+                    ),
+                ));
+            }
             return read_pin_file(&path, "the pin-source file");
         }
     }

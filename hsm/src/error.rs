@@ -25,8 +25,39 @@ pub enum HsmError {
     #[error("no PKCS#11 token matches {0}")]
     TokenNotFound(String),
 
-    #[error("more than one PKCS#11 token matches {0}; add token=, serial= or slot-id= to the URI")]
-    TokenAmbiguous(String),
+    #[error(
+        "more than one PKCS#11 token matches {selector} ({candidates}); add token=, serial= or slot-id= to the URI"
+    )]
+    TokenAmbiguous {
+        selector: String,
+        candidates: String,
+    },
+
+    /// `C_Initialize` failed: the module loaded but cannot start, most
+    /// often because it cannot find its configuration or token store.
+    #[error(
+        "PKCS#11 module {path} would not start ({source}); a module that cannot find its configuration or token store fails here: check what it reads (SOFTHSM2_CONF, KRYOPTIC_CONF, TPM2_PKCS11_STORE and TPM2_PKCS11_TCTI, a running pkcsslotd for openCryptoki)"
+    )]
+    Initialize {
+        path: PathBuf,
+        source: Box<HsmError>,
+    },
+
+    /// The token refuses hardening attributes and the operator did not
+    /// allow a key without them.
+    #[error(
+        "token \"{token}\" cannot give a generated key these protections: {missing}; give --allow-weaker-key-attributes to generate it without them (key show reports what a key has)"
+    )]
+    WeakerKey { token: String, missing: String },
+
+    /// The token cannot do what was asked: the mechanism, key size or curve
+    /// is not in what `C_GetMechanismList`/`C_GetMechanismInfo` offer.
+    #[error("token \"{token}\" cannot {what} (it offers: {offers})")]
+    NotOffered {
+        token: String,
+        what: String,
+        offers: String,
+    },
 
     #[error("no free slot to initialise a new token in module {0}")]
     NoFreeSlot(PathBuf),
@@ -34,10 +65,8 @@ pub enum HsmError {
     #[error("incorrect PIN for token \"{token}\" (CKR_PIN_INCORRECT)")]
     PinIncorrect { token: String },
 
-    #[error(
-        "the user PIN of token \"{token}\" is locked (CKR_PIN_LOCKED); the security officer must reset it"
-    )]
-    PinLocked { token: String },
+    #[error("the user PIN of token \"{token}\" is locked (CKR_PIN_LOCKED); {advice}")]
+    PinLocked { token: String, advice: String },
 
     #[error("{0}")]
     Invalid(String),
@@ -71,6 +100,12 @@ impl HsmError {
             HsmError::Pkcs11 { rv, .. } => *rv,
             _ => None,
         }
+    }
+
+    /// True when the module refused the mechanism's parameters (an RSA-PSS
+    /// salt length, for one).
+    pub fn is_mechanism_param_invalid(&self) -> bool {
+        self.rv() == Some(RvError::MechanismParamInvalid)
     }
 
     /// True when the failure is the module saying a signature does not verify.

@@ -62,6 +62,9 @@ pub struct KeyObject {
     pub label: String,
     pub id: Vec<u8>,
     pub algorithm: KeyAlgorithm,
+    /// Why imgseal cannot use this key, when the token would not say what
+    /// it is (its attributes could not be read).
+    pub problem: Option<String>,
 }
 
 /// The attributes that show a private key cannot leave the token.
@@ -73,6 +76,80 @@ pub struct KeyProtection {
     pub extractable: bool,
     pub always_sensitive: bool,
     pub never_extractable: bool,
+    /// `CKA_MODIFIABLE`; `None` when the token does not say.
+    pub modifiable: Option<bool>,
+    /// `CKA_DECRYPT`, `CKA_UNWRAP` or `CKA_DERIVE` true (the key may do
+    /// more than sign); `None` when the token does not say.
+    pub other_use: Option<bool>,
+    /// `CKA_ALLOWED_MECHANISMS` holds exactly one mechanism; `None` when
+    /// the token has no such attribute for the key.
+    pub one_mechanism: Option<bool>,
+}
+
+/// The protections beyond "never leaves the token" that imgseal asks of a
+/// generated key, each one attribute group a module may refuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hardening {
+    /// `CKA_ALLOWED_MECHANISMS`: the private key signs with one mechanism.
+    AllowedMechanisms,
+    /// `CKA_DECRYPT`, `CKA_UNWRAP`, `CKA_DERIVE`, `CKA_SIGN_RECOVER` (and
+    /// the public half's `CKA_ENCRYPT`, `CKA_WRAP`, `CKA_DERIVE`) false.
+    NoOtherUse,
+    /// `CKA_MODIFIABLE` false on both halves.
+    Unmodifiable,
+}
+
+impl Hardening {
+    /// Which groups to leave out, smallest first: the first that the token
+    /// accepts is kept.
+    const SUBSETS: [&'static [Hardening]; 8] = [
+        &[],
+        &[Hardening::AllowedMechanisms],
+        &[Hardening::NoOtherUse],
+        &[Hardening::Unmodifiable],
+        &[Hardening::AllowedMechanisms, Hardening::NoOtherUse],
+        &[Hardening::AllowedMechanisms, Hardening::Unmodifiable],
+        &[Hardening::NoOtherUse, Hardening::Unmodifiable],
+        &[
+            Hardening::AllowedMechanisms,
+            Hardening::NoOtherUse,
+            Hardening::Unmodifiable,
+        ],
+    ];
+
+    /// The protection the key lacks without this group, for users.
+    pub fn protection(self) -> &'static str {
+        match self {
+            Hardening::AllowedMechanisms => {
+                "restricting the key to one signature mechanism (CKA_ALLOWED_MECHANISMS)"
+            }
+            Hardening::NoOtherUse => {
+                "forbidding decryption, unwrapping and derivation with the key (CKA_DECRYPT/CKA_UNWRAP/CKA_DERIVE false)"
+            }
+            Hardening::Unmodifiable => {
+                "making the key's attributes unchangeable (CKA_MODIFIABLE false)"
+            }
+        }
+    }
+}
+
+/// Whether a `C_GenerateKeyPair` failure may be the token refusing one of
+/// the hardening attributes. tpm2-pkcs11 1.9.0 says `CKR_GENERAL_ERROR`
+/// for an attribute its TPM object contradicts (quirks.rs).
+fn is_template_refusal(e: &HsmError) -> bool {
+    use cryptoki::error::RvError as R;
+    matches!(
+        e.rv(),
+        Some(
+            R::AttributeTypeInvalid
+                | R::AttributeValueInvalid
+                | R::AttributeReadOnly
+                | R::TemplateInconsistent
+                | R::TemplateIncomplete
+                | R::GeneralError
+                | R::FunctionFailed
+        )
+    ) || matches!(e, HsmError::Unsupported(_))
 }
 
 /// How to find keys: by label, by id, or both (every key when neither).
@@ -86,13 +163,28 @@ impl Token {
     /// Generates a key pair that never leaves the token: the private half is
     /// sensitive, non-extractable, private and persistent, with `label` and `id`.
     ///
-    /// Both halves are final: `CKA_MODIFIABLE` is false, so no later
-    /// `C_SetAttributeValue` can turn on decryption or change what they are
-    /// (everything they need, `CKA_ID` included, is set here). The private
-    /// half signs with imgseal's one mechanism for its type only
-    /// (`allowed_mechanisms`): a PIN holder cannot use an RSA key for raw RSA
-    /// (`CKM_RSA_X_509`, which is decryption) or PKCS#1 v1.5 signatures.
-    pub fn generate_key_pair(&self, spec: &KeySpec, label: &str, id: &[u8]) -> Result<KeyObject> {
+    /// Where the token accepts it, the pair is also hardened ([`Hardening`]):
+    /// both halves are final (`CKA_MODIFIABLE` false, so no later
+    /// `C_SetAttributeValue` can turn on decryption; everything they need,
+    /// `CKA_ID` included, is set here); the private half signs with
+    /// imgseal's one mechanism for its type only (`CKA_ALLOWED_MECHANISMS`:
+    /// a PIN holder cannot use an RSA key for raw RSA, `CKM_RSA_X_509`, which
+    /// is decryption, or PKCS#1 v1.5); and neither half decrypts, unwraps,
+    /// derives or signs with recovery.
+    ///
+    /// Modules refuse some of these (openCryptoki 3.8 knows no
+    /// `CKA_ALLOWED_MECHANISMS`; tpm2-pkcs11 sets usage from the TPM object).
+    /// When the full template is refused, the smallest set of hardening
+    /// attributes to leave out is searched for; the result says which
+    /// protections the key lacks. Unless `allow_weaker`, such a key is
+    /// destroyed again and [`HsmError::WeakerKey`] names what is missing.
+    pub fn generate_key_pair(
+        &self,
+        spec: &KeySpec,
+        label: &str,
+        id: &[u8],
+        allow_weaker: bool,
+    ) -> Result<(KeyObject, Vec<Hardening>)> {
         if !self.logged_in {
             return Err(HsmError::Invalid(
                 "generating a key needs a logged-in session (no PIN was given)".into(),
@@ -103,25 +195,62 @@ impl Token {
             KeySpec::Ec { .. } => KeyAlgorithm::Ec,
             KeySpec::Dsa { .. } => KeyAlgorithm::Dsa,
         };
+        let mut first_error = None;
+        // A token that sets usage itself refuses any template stating it
+        // (quirks.rs); and each failed attempt on tpm2-pkcs11 leaves an
+        // object loaded in the TPM, so such a token is not tried with it.
+        let subsets = Hardening::SUBSETS.iter().filter(|s| {
+            (!self.quirks.states_usage_itself || s.contains(&Hardening::NoOtherUse))
+                && (!self.quirks.rsa_allowed_mechanisms_break_pss
+                    || algorithm != KeyAlgorithm::Rsa
+                    || s.contains(&Hardening::AllowedMechanisms))
+        });
+        for &left_out in subsets {
+            match self.generate_with(spec, label, id, algorithm, left_out) {
+                Ok(key) if left_out.is_empty() || allow_weaker => {
+                    return Ok((key, left_out.to_vec()));
+                }
+                Ok(key) => {
+                    // Found what the token refuses; the operator did not
+                    // allow a weaker key, so it must not stay.
+                    let _ = self.destroy_key(&key);
+                    return Err(HsmError::WeakerKey {
+                        token: self.label.clone(),
+                        missing: left_out
+                            .iter()
+                            .map(|h| h.protection())
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    });
+                }
+                Err(e) if is_template_refusal(&e) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => return Err(first_error.unwrap_or(e)),
+            }
+        }
+        Err(first_error.expect("at least one attempt"))
+    }
+
+    fn generate_with(
+        &self,
+        spec: &KeySpec,
+        label: &str,
+        id: &[u8],
+        algorithm: KeyAlgorithm,
+        left_out: &[Hardening],
+    ) -> Result<KeyObject> {
+        let with = |h: Hardening| !left_out.contains(&h);
         let allowed: Vec<u8> = allowed_mechanisms(algorithm)
             .iter()
             .flat_map(|m| m.to_ne_bytes())
             .collect();
-        let common_private = vec![
+        let mut private = vec![
             Attribute::Token(true),
             Attribute::Private(true),
             Attribute::Sensitive(true),
             Attribute::Extractable(false),
-            // A signing key and nothing else: no decryption, unwrapping,
-            // derivation or signatures with recovery, with one mechanism, and
-            // no changing that later.
             Attribute::Sign(true),
-            Attribute::SignRecover(false),
-            Attribute::Decrypt(false),
-            Attribute::Unwrap(false),
-            Attribute::Derive(false),
-            raw::attribute_by_number(cryptoki_sys::CKA_ALLOWED_MECHANISMS, allowed),
-            Attribute::Modifiable(false),
             Attribute::Label(label.as_bytes().to_vec()),
             Attribute::Id(id.to_vec()),
         ];
@@ -129,13 +258,34 @@ impl Token {
             Attribute::Token(true),
             Attribute::Private(false),
             Attribute::Verify(true),
-            Attribute::Encrypt(false),
-            Attribute::Wrap(false),
-            Attribute::Derive(false),
-            Attribute::Modifiable(false),
             Attribute::Label(label.as_bytes().to_vec()),
             Attribute::Id(id.to_vec()),
         ];
+        if with(Hardening::NoOtherUse) {
+            // A signing key and nothing else: no decryption, unwrapping,
+            // derivation or signatures with recovery.
+            private.extend([
+                Attribute::SignRecover(false),
+                Attribute::Decrypt(false),
+                Attribute::Unwrap(false),
+                Attribute::Derive(false),
+            ]);
+            public.extend([
+                Attribute::Encrypt(false),
+                Attribute::Wrap(false),
+                Attribute::Derive(false),
+            ]);
+        }
+        if with(Hardening::AllowedMechanisms) {
+            private.push(raw::attribute_by_number(
+                cryptoki_sys::CKA_ALLOWED_MECHANISMS,
+                allowed,
+            ));
+        }
+        if with(Hardening::Unmodifiable) {
+            private.push(Attribute::Modifiable(false));
+            public.push(Attribute::Modifiable(false));
+        }
         let mechanism = match spec {
             KeySpec::Rsa { bits } => {
                 public.push(Attribute::ModulusBits((*bits).into()));
@@ -153,15 +303,16 @@ impl Token {
                 raw::mechanism_by_number(raw::CKM_DSA_KEY_PAIR_GEN)
             }
         };
-        let (public_handle, private_handle) =
-            self.session
-                .generate_key_pair(&mechanism, &public, &common_private)?;
+        let (public_handle, private_handle) = self
+            .session
+            .generate_key_pair(&mechanism, &public, &private)?;
         Ok(KeyObject {
             private: private_handle,
             public: Some(public_handle),
             label: label.to_string(),
             id: id.to_vec(),
             algorithm,
+            problem: None,
         })
     }
 
@@ -177,20 +328,32 @@ impl Token {
         }
         let mut keys = Vec::new();
         for handle in self.session.find_objects(&template)? {
-            let attrs = self.session.get_attributes(
-                handle,
-                &[
-                    AttributeType::Label,
-                    AttributeType::Id,
-                    AttributeType::KeyType,
-                ],
-            )?;
             let mut key = KeyObject {
                 private: handle,
                 public: None,
                 label: String::new(),
                 id: Vec::new(),
                 algorithm: KeyAlgorithm::Other(u64::MAX),
+                problem: None,
+            };
+            // One key whose attributes cannot be read never hides the others.
+            let attrs = match self.session.get_attributes(
+                handle,
+                &[
+                    AttributeType::Label,
+                    AttributeType::Id,
+                    AttributeType::KeyType,
+                ],
+            ) {
+                Ok(a) => a,
+                Err(e) => {
+                    key.problem = Some(format!(
+                        "its label, id and key type cannot be read: {}",
+                        HsmError::from(e)
+                    ));
+                    keys.push(key);
+                    continue;
+                }
             };
             let mut raw_label = None;
             for attr in attrs {
@@ -204,7 +367,15 @@ impl Token {
                     _ => {}
                 }
             }
-            key.public = self.public_half(handle, &key.id, raw_label, key.algorithm)?;
+            match self.public_half(handle, &key.id, raw_label, key.algorithm) {
+                Ok(p) => key.public = p,
+                Err(e) => key.problem = Some(format!("its public key cannot be found: {e}")),
+            }
+            if let KeyAlgorithm::Other(t) = key.algorithm {
+                key.problem.get_or_insert(format!(
+                    "a key of PKCS#11 type 0x{t:x}, which imgseal does not sign with"
+                ));
+            }
             keys.push(key);
         }
         keys.sort_by(|a, b| a.label.cmp(&b.label).then(a.id.cmp(&b.id)));
@@ -372,6 +543,41 @@ impl Token {
                 _ => {}
             }
         }
+        // Read one by one: a token that lacks one of them must not hide the others.
+        let one = |t: AttributeType| {
+            self.session
+                .get_attributes(key.private, &[t])
+                .ok()
+                .and_then(|a| a.into_iter().next())
+        };
+        p.modifiable = match one(AttributeType::Modifiable) {
+            Some(Attribute::Modifiable(v)) => Some(v),
+            _ => None,
+        };
+        let mut other = None;
+        for t in [
+            AttributeType::Decrypt,
+            AttributeType::Unwrap,
+            AttributeType::Derive,
+        ] {
+            if let Some(Attribute::Decrypt(v) | Attribute::Unwrap(v) | Attribute::Derive(v)) =
+                one(t)
+            {
+                other = Some(other.unwrap_or(false) || v)
+            }
+        }
+        p.other_use = other;
+        p.one_mechanism = self
+            .module
+            .functions()
+            .attribute_bytes(
+                self.session.handle(),
+                key.private.handle(),
+                cryptoki_sys::CKA_ALLOWED_MECHANISMS,
+            )
+            .ok()
+            .flatten()
+            .map(|b| b.len() == std::mem::size_of::<cryptoki_sys::CK_MECHANISM_TYPE>());
         Ok(p)
     }
 
@@ -574,9 +780,14 @@ mod softhsm_tests {
         let digest = [0x5a; 32];
         for (i, (spec, mechanism)) in cases.iter().enumerate() {
             let what = format!("{spec:?}");
-            let key = token
-                .generate_key_pair(spec, &format!("k{i}"), &[i as u8])
+            let (key, weaker) = token
+                .generate_key_pair(spec, &format!("k{i}"), &[i as u8], false)
                 .unwrap();
+            assert_eq!(weaker, [], "SoftHSM takes the whole template");
+            let protection = token.key_protection(&key).unwrap();
+            assert_eq!(protection.one_mechanism, Some(true), "{spec:?}");
+            assert_eq!(protection.other_use, Some(false), "{spec:?}");
+            assert_eq!(protection.modifiable, Some(false), "{spec:?}");
             let public = key.public.unwrap();
 
             // CKA_ALLOWED_MECHANISMS: imgseal's one mechanism for the type.

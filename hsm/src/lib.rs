@@ -9,14 +9,19 @@ pub mod error;
 mod keys;
 mod module;
 mod objects;
-mod raw;
+pub mod quirks;
+pub mod raw;
 mod sign;
 pub mod uri;
 
 pub use error::{HsmError, Result};
-pub use keys::{KeyAlgorithm, KeyFilter, KeyObject, KeyProtection, KeySpec, PublicKeyParts};
+pub use keys::{
+    Hardening, KeyAlgorithm, KeyFilter, KeyObject, KeyProtection, KeySpec, PublicKeyParts,
+};
 pub use module::{Module, Token, TokenSelector, TokenSummary};
 pub use objects::{CertificateObject, NewCertificate};
-pub use sign::{DigestMechanism, SignMechanism};
+pub use quirks::{KnownModule, Quirks};
+pub use raw::{LibraryFields, MechanismFields, SlotFields, TokenFields};
+pub use sign::{CurveFacts, DigestMechanism, Offers, SignMechanism};
 
 pub use cryptoki::object::ObjectHandle;

@@ -16,11 +16,16 @@ use cryptoki::types::AuthPin;
 use secrecy::SecretString;
 
 use crate::error::{HsmError, Result};
+use crate::quirks::Quirks;
+use crate::raw::{FunctionList, LibraryFields};
 
 /// A loaded and initialised PKCS#11 module.
 pub struct Module {
     pkcs11: Pkcs11,
     path: PathBuf,
+    /// The same module's function list, for what cryptoki cannot do (raw.rs).
+    functions: FunctionList,
+    library: LibraryFields,
 }
 
 impl std::fmt::Debug for Module {
@@ -30,6 +35,8 @@ impl std::fmt::Debug for Module {
 }
 
 /// What identifies a token, as the path attributes of a `pkcs11:` URI do.
+/// Every attribute given must match (RFC 7512 §2.3): the library's, the
+/// slot's and the token's.
 #[derive(Debug, Default, Clone)]
 pub struct TokenSelector {
     pub label: Option<String>,
@@ -37,6 +44,11 @@ pub struct TokenSelector {
     pub manufacturer: Option<String>,
     pub model: Option<String>,
     pub slot_id: Option<u64>,
+    pub slot_description: Option<String>,
+    pub slot_manufacturer: Option<String>,
+    pub library_manufacturer: Option<String>,
+    pub library_description: Option<String>,
+    pub library_version: Option<String>,
 }
 
 impl std::fmt::Display for TokenSelector {
@@ -57,6 +69,17 @@ impl std::fmt::Display for TokenSelector {
         if let Some(v) = self.slot_id {
             parts.push(format!("slot-id={v}"));
         }
+        for (name, value) in [
+            ("slot-description", &self.slot_description),
+            ("slot-manufacturer", &self.slot_manufacturer),
+            ("library-manufacturer", &self.library_manufacturer),
+            ("library-description", &self.library_description),
+            ("library-version", &self.library_version),
+        ] {
+            if let Some(v) = value {
+                parts.push(format!("{name}=\"{v}\""));
+            }
+        }
         if parts.is_empty() {
             write!(f, "any token")
         } else {
@@ -65,7 +88,8 @@ impl std::fmt::Display for TokenSelector {
     }
 }
 
-/// One line of `C_GetTokenInfo`, as users need to tell tokens apart.
+/// One line of `C_GetTokenInfo` (and `C_GetSlotInfo`), as users need to
+/// tell tokens apart. Text fields are trimmed of blank and NUL padding.
 #[derive(Debug, Clone)]
 pub struct TokenSummary {
     pub slot_id: u64,
@@ -73,6 +97,69 @@ pub struct TokenSummary {
     pub serial: String,
     pub manufacturer: String,
     pub model: String,
+    pub slot_description: String,
+    pub slot_manufacturer: String,
+}
+
+impl std::fmt::Display for TokenSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "token=\"{}\" serial=\"{}\" slot-id={}",
+            self.label, self.serial, self.slot_id
+        )
+    }
+}
+
+impl TokenSelector {
+    fn matches_token(&self, t: &TokenSummary) -> bool {
+        fn eq(want: &Option<String>, have: &str) -> bool {
+            want.as_ref().is_none_or(|v| v == have)
+        }
+        eq(&self.label, &t.label)
+            && eq(&self.serial, &t.serial)
+            && eq(&self.manufacturer, &t.manufacturer)
+            && eq(&self.model, &t.model)
+            && eq(&self.slot_description, &t.slot_description)
+            && eq(&self.slot_manufacturer, &t.slot_manufacturer)
+            && self.slot_id.is_none_or(|v| v == t.slot_id)
+    }
+
+    /// The library attributes that do not match `library`, as `name="want"
+    /// (the module says "have")`.
+    fn library_mismatches(&self, library: &LibraryFields) -> Vec<String> {
+        [
+            (
+                "library-manufacturer",
+                &self.library_manufacturer,
+                &library.manufacturer,
+            ),
+            (
+                "library-description",
+                &self.library_description,
+                &library.description,
+            ),
+            ("library-version", &self.library_version, &library.version),
+        ]
+        .into_iter()
+        .filter_map(|(name, want, have)| {
+            let want = want.as_ref()?;
+            let same = if name == "library-version" {
+                // RFC 7512: "M" is version M.0; "2.06" is 2.6.
+                version(want).is_some() && version(want) == version(have)
+            } else {
+                want == have
+            };
+            (!same).then(|| format!("{name}=\"{want}\" (the module says \"{have}\")"))
+        })
+        .collect()
+    }
+}
+
+/// `M[.m]` as numbers, `m` 0 when absent.
+fn version(v: &str) -> Option<(u64, u64)> {
+    let (major, minor) = v.split_once('.').unwrap_or((v, "0"));
+    Some((major.parse().ok()?, minor.parse().ok()?))
 }
 
 fn cache() -> &'static Mutex<HashMap<PathBuf, Arc<Module>>> {
@@ -112,11 +199,20 @@ impl Module {
         })?;
         match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
             Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                return Err(HsmError::Initialize {
+                    path: path.to_path_buf(),
+                    source: Box::new(e.into()),
+                });
+            }
         }
+        let functions = FunctionList::of(&pkcs11);
+        let library = functions.info()?;
         let module = Arc::new(Module {
             pkcs11,
             path: path.to_path_buf(),
+            functions,
+            library,
         });
         cache.insert(path.to_path_buf(), module.clone());
         Ok(module)
@@ -130,73 +226,96 @@ impl Module {
         &self.pkcs11
     }
 
+    pub(crate) fn functions(&self) -> &FunctionList {
+        &self.functions
+    }
+
+    /// `C_GetInfo`: manufacturer, description and version, trimmed.
+    pub fn library(&self) -> &LibraryFields {
+        &self.library
+    }
+
+    /// What imgseal must do differently for this module's `slot_id` token
+    /// (quirks.rs), from what the module and the token say of themselves.
+    pub fn quirks(&self, slot_id: u64) -> Quirks {
+        let token = self.functions.token_info(slot_id).unwrap_or_default();
+        Quirks::detect(&self.library, &token)
+    }
+
     /// Every slot holding an initialised token.
     pub fn tokens(&self) -> Result<Vec<TokenSummary>> {
         let mut out = Vec::new();
-        for slot in self.pkcs11.get_slots_with_initialized_token()? {
-            let info = self.pkcs11.get_token_info(slot)?;
+        for slot in self.functions.slots_with_token()? {
+            let info = self.functions.token_info(slot)?;
+            if !info.initialized() {
+                continue;
+            }
+            let slot_info = self.functions.slot_info(slot).unwrap_or_default();
             out.push(TokenSummary {
-                slot_id: slot.id(),
-                label: info.label().trim_end().to_string(),
-                serial: info.serial_number().trim_end().to_string(),
-                manufacturer: info.manufacturer_id().trim_end().to_string(),
-                model: info.model().trim_end().to_string(),
+                slot_id: slot,
+                label: info.label,
+                serial: info.serial,
+                manufacturer: info.manufacturer,
+                model: info.model,
+                slot_description: slot_info.description,
+                slot_manufacturer: slot_info.manufacturer,
             });
         }
         Ok(out)
     }
 
-    /// The one slot whose token matches `sel`.
+    /// The one slot whose token matches every attribute of `sel`.
     pub fn find_slot(&self, sel: &TokenSelector) -> Result<Slot> {
-        let matches: Vec<TokenSummary> = self
-            .tokens()?
+        let mismatched = sel.library_mismatches(&self.library);
+        if !mismatched.is_empty() {
+            return Err(HsmError::TokenNotFound(format!(
+                "{sel} in module {}: the URI names {}",
+                self.path.display(),
+                mismatched.join(", ")
+            )));
+        }
+        let tokens = self.tokens()?;
+        let none_at_all = tokens.is_empty();
+        let mut matches: Vec<TokenSummary> = tokens
             .into_iter()
-            .filter(|t| {
-                sel.label.as_ref().is_none_or(|v| *v == t.label)
-                    && sel.serial.as_ref().is_none_or(|v| *v == t.serial)
-                    && sel
-                        .manufacturer
-                        .as_ref()
-                        .is_none_or(|v| *v == t.manufacturer)
-                    && sel.model.as_ref().is_none_or(|v| *v == t.model)
-                    && sel.slot_id.is_none_or(|v| v == t.slot_id)
-            })
+            .filter(|t| sel.matches_token(t))
             .collect();
         match matches.len() {
+            0 if none_at_all => Err(HsmError::TokenNotFound(format!(
+                "{sel} in module {}: the module shows no initialised token at all; check the configuration or token store it reads (SOFTHSM2_CONF, KRYOPTIC_CONF, TPM2_PKCS11_STORE, openCryptoki's pkcsconf -t)",
+                self.path.display()
+            ))),
             0 => Err(HsmError::TokenNotFound(format!(
                 "{sel} in module {}",
                 self.path.display()
             ))),
-            1 => self.slot_by_id(matches[0].slot_id),
-            _ => Err(HsmError::TokenAmbiguous(format!(
-                "{sel} in module {}",
-                self.path.display()
-            ))),
+            1 => Slot::try_from(matches.remove(0).slot_id).map_err(HsmError::from),
+            _ => Err(HsmError::TokenAmbiguous {
+                selector: format!("{sel} in module {}", self.path.display()),
+                candidates: matches
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            }),
         }
-    }
-
-    fn slot_by_id(&self, id: u64) -> Result<Slot> {
-        self.pkcs11
-            .get_slots_with_token()?
-            .into_iter()
-            .find(|s| s.id() == id)
-            .ok_or_else(|| HsmError::TokenNotFound(format!("slot-id={id}")))
     }
 
     /// Initialises a new token in the first free slot (`C_InitToken`, then the
     /// security officer sets the user PIN with `C_InitPIN`) and returns its slot.
     pub fn init_token(&self, label: &str, so_pin: &str, user_pin: &str) -> Result<Slot> {
         let free = self
-            .pkcs11
-            .get_slots_with_token()?
+            .functions
+            .slots_with_token()?
             .into_iter()
             .find(|s| {
-                self.pkcs11
-                    .get_token_info(*s)
-                    .map(|i| !i.token_initialized())
+                self.functions
+                    .token_info(*s)
+                    .map(|i| !i.initialized())
                     .unwrap_or(false)
             })
             .ok_or_else(|| HsmError::NoFreeSlot(self.path.clone()))?;
+        let free = Slot::try_from(free)?;
         let so = AuthPin::from(SecretString::from(so_pin.to_string()));
         self.pkcs11.init_token(free, &so, label)?;
         // SoftHSM moves a freshly initialised token to a new slot id: find it by label.
@@ -223,11 +342,9 @@ impl Module {
         } else {
             self.pkcs11.open_ro_session(slot)?
         };
-        let info = self.pkcs11.get_token_info(slot).ok();
-        let label = info
-            .as_ref()
-            .map(|i| i.label().trim_end().to_string())
-            .unwrap_or_default();
+        let info = self.functions.token_info(slot.id()).ok();
+        let label = info.as_ref().map(|i| i.label.clone()).unwrap_or_default();
+        let quirks = Quirks::detect(&self.library, &info.clone().unwrap_or_default());
         let mut logged_in = false;
         if let Some(pin) = pin {
             // A token that says its user PIN is locked cannot log the user in
@@ -237,7 +354,10 @@ impl Module {
             // so this check is also how tests/device_faults.rs reaches the
             // locked-PIN path with a real module.
             if info.as_ref().is_some_and(|i| i.user_pin_locked()) {
-                return Err(HsmError::PinLocked { token: label });
+                return Err(HsmError::PinLocked {
+                    token: label,
+                    advice: quirks.pin_locked_advice(),
+                });
             }
             let auth = AuthPin::from(SecretString::from(pin.to_string()));
             match session.login(UserType::User, Some(&auth)) {
@@ -248,7 +368,10 @@ impl Module {
                     return Err(HsmError::PinIncorrect { token: label });
                 }
                 Err(CkError::Pkcs11(RvError::PinLocked, _)) => {
-                    return Err(HsmError::PinLocked { token: label });
+                    return Err(HsmError::PinLocked {
+                        token: label,
+                        advice: quirks.pin_locked_advice(),
+                    });
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -259,6 +382,7 @@ impl Module {
             session,
             label,
             logged_in,
+            quirks,
         })
     }
 }
@@ -271,6 +395,7 @@ pub struct Token {
     pub(crate) session: Session,
     pub(crate) label: String,
     pub(crate) logged_in: bool,
+    pub(crate) quirks: Quirks,
 }
 
 impl std::fmt::Debug for Token {
@@ -302,5 +427,9 @@ impl Token {
 
     pub fn session(&self) -> &Session {
         &self.session
+    }
+
+    pub fn quirks(&self) -> &Quirks {
+        &self.quirks
     }
 }

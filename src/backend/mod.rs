@@ -25,6 +25,16 @@ pub struct KeyHandle {
     pub public: PublicKey,
 }
 
+/// A key as `key list` shows it: usable, or the reason it is not (a key of
+/// a type imgseal does not sign with, a public key it cannot read).
+#[derive(Debug, Clone)]
+pub struct ListedKey {
+    pub uri: Pkcs11Uri,
+    pub label: String,
+    pub id: Vec<u8>,
+    pub key: std::result::Result<KeyHandle, String>,
+}
+
 impl KeyHandle {
     pub fn kind(&self) -> Option<KeyKind> {
         self.public.key_kind()
@@ -48,7 +58,7 @@ pub trait SigningDevice {
     /// A short description for messages: "PKCS#11 token \"imgseal\"".
     fn describe(&self) -> String;
 
-    fn list_keys(&self) -> Result<Vec<KeyHandle>> {
+    fn list_keys(&self) -> Result<Vec<ListedKey>> {
         Err(unsupported(&self.describe(), "listing keys"))
     }
 
@@ -56,7 +66,14 @@ pub trait SigningDevice {
         Err(unsupported(&self.describe(), "finding keys"))
     }
 
-    fn generate_key(&self, _kind: KeyKind, _label: &str) -> Result<KeyHandle> {
+    /// Generates a key pair; also returns the protections the token would
+    /// not give it (only when `allow_weaker`; otherwise that is an error).
+    fn generate_key(
+        &self,
+        _kind: KeyKind,
+        _label: &str,
+        _allow_weaker: bool,
+    ) -> Result<(KeyHandle, Vec<String>)> {
         Err(unsupported(&self.describe(), "generating keys"))
     }
 

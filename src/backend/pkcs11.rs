@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use imgseal_hsm::uri::{ObjectType, Pkcs11Uri};
 use imgseal_hsm::{
-    DigestMechanism, KeyFilter, KeyObject, KeyProtection, KeySpec, Module, NewCertificate,
-    SignMechanism, Token, TokenSelector,
+    CurveFacts, DigestMechanism, KeyFilter, KeyObject, KeyProtection, KeySpec, Module,
+    NewCertificate, SignMechanism, Token, TokenSelector,
 };
 use rand::RngCore;
 
-use super::{KeyHandle, SigningDevice, StoredCertificate};
+use super::{KeyHandle, ListedKey, SigningDevice, StoredCertificate};
 use crate::algorithms::{KeyKind, pss_max_salt_len};
 use crate::error::{Error, Result};
 use crate::home::{self, EMBEDDED_TOKEN_LABEL, Home};
@@ -29,6 +29,8 @@ pub struct Pkcs11Device {
     module_path: PathBuf,
     /// Serialises SoftHSM calls with other processes (see [`TokenDirLock`]).
     lock: TokenDirLock,
+    /// The operator's `--pss-salt digest`: in place of the maximum salt.
+    pss_salt_override: Option<PssSalt>,
 }
 
 impl std::fmt::Debug for Pkcs11Device {
@@ -68,6 +70,11 @@ impl Pkcs11Device {
             manufacturer: uri.and_then(|u| u.manufacturer.clone()),
             model: uri.and_then(|u| u.model.clone()),
             slot_id: uri.and_then(|u| u.slot_id),
+            slot_description: uri.and_then(|u| u.slot_description.clone()),
+            slot_manufacturer: uri.and_then(|u| u.slot_manufacturer.clone()),
+            library_manufacturer: uri.and_then(|u| u.library_manufacturer.clone()),
+            library_description: uri.and_then(|u| u.library_description.clone()),
+            library_version: uri.and_then(|u| u.library_version.clone()),
         };
         let (module, embedded, lock) = match explicit {
             Some(path) => {
@@ -122,7 +129,14 @@ impl Pkcs11Device {
             embedded,
             module_path: module.path().to_path_buf(),
             lock,
+            pss_salt_override: None,
         })
+    }
+
+    /// Signs RSA-PSS with `salt` where a signature with the maximum salt
+    /// is asked for (`sign --pss-salt digest`).
+    pub fn set_pss_salt(&mut self, salt: PssSalt) {
+        self.pss_salt_override = Some(salt);
     }
 
     pub fn token_label(&self) -> &str {
@@ -139,14 +153,25 @@ impl Pkcs11Device {
 
     fn handle(&self, key: &KeyObject) -> Result<KeyHandle> {
         let parts = self.token.public_key(key).map_err(Error::device(format!(
-            "reading the public key of \"{}\"",
-            key.label
+            "reading the public key of \"{}\" in token \"{}\"",
+            key.label,
+            self.token.label()
         )))?;
+        // A module may store a public key imgseal cannot read (tpm2-pkcs11
+        // 1.9.0 mis-encodes some P-521 CKA_EC_POINTs): say which key.
+        let public = PublicKey::from_parts(&parts).map_err(|e| {
+            Error::bad_input(format!(
+                "the public key of \"{}\" in token \"{}\" ({}): {e}",
+                key.label,
+                self.token.label(),
+                self.token.quirks().module.name()
+            ))
+        })?;
         Ok(KeyHandle {
             uri: self.key_uri(key),
             label: key.label.clone(),
             id: key.id.clone(),
-            public: PublicKey::from_parts(&parts)?,
+            public,
         })
     }
 
@@ -326,13 +351,26 @@ impl SigningDevice for Pkcs11Device {
         format!("PKCS#11 token \"{}\"", self.token.label())
     }
 
-    fn list_keys(&self) -> Result<Vec<KeyHandle>> {
+    fn list_keys(&self) -> Result<Vec<ListedKey>> {
         let _held = self.lock.shared()?;
         let keys = self
             .token
             .find_keys(&KeyFilter::default())
             .map_err(Error::device("listing keys"))?;
-        keys.iter().map(|k| self.handle(k)).collect()
+        // One key imgseal cannot use never hides the others: it is listed
+        // with the reason.
+        Ok(keys
+            .iter()
+            .map(|k| ListedKey {
+                uri: self.key_uri(k),
+                label: k.label.clone(),
+                id: k.id.clone(),
+                key: match &k.problem {
+                    Some(p) => Err(p.clone()),
+                    None => self.handle(k).map_err(|e| e.to_string()),
+                },
+            })
+            .collect())
     }
 
     fn find_key(&self, uri: &Pkcs11Uri) -> Result<KeyHandle> {
@@ -360,7 +398,12 @@ impl SigningDevice for Pkcs11Device {
         self.handle(&key)
     }
 
-    fn generate_key(&self, kind: KeyKind, label: &str) -> Result<KeyHandle> {
+    fn generate_key(
+        &self,
+        kind: KeyKind,
+        label: &str,
+        allow_weaker: bool,
+    ) -> Result<(KeyHandle, Vec<String>)> {
         if label.is_empty() {
             return Err(Error::usage("the key label is empty"));
         }
@@ -402,13 +445,33 @@ impl SigningDevice for Pkcs11Device {
                 self.token.label()
             )));
         }
-        let key = self
+        // Ask the token first: "cannot generate DSA keys (it offers: …)"
+        // rather than a CKR code after trying.
+        let curve = match kind {
+            KeyKind::Ec(c) => Some(CurveFacts {
+                name: c.name(),
+                bits: c.bits(),
+                binary: c.is_binary(),
+            }),
+            _ => None,
+        };
+        self.token
+            .require_keygen(&spec, curve)
+            .map_err(Error::device(format!("generating a {kind} key")))?;
+        let (key, missing) = self
             .token
-            .generate_key_pair(&spec, label, &id)
+            .generate_key_pair(&spec, label, &id, allow_weaker)
             .map_err(|e| {
                 Error::device(format!("generating a {kind} key{}", self.unwritable()))(e)
             })?;
-        self.handle(&key)
+        let missing: Vec<String> = missing.iter().map(|h| h.protection().to_string()).collect();
+        for m in &missing {
+            tracing::warn!(
+                "token \"{}\" refused {m}: the key \"{label}\" was generated without it (--allow-weaker-key-attributes)",
+                self.token.label()
+            );
+        }
+        Ok((self.handle(&key)?, missing))
     }
 
     fn key_protection(&self, key: &KeyHandle) -> Result<KeyProtection> {
@@ -427,11 +490,28 @@ impl SigningDevice for Pkcs11Device {
     ) -> Result<Vec<u8>> {
         let _held = self.lock.shared()?;
         let object = self.key_object(key)?;
-        let mechanism = match (scheme, key.public.class()) {
+        let quirks = self.token.quirks().clone();
+        let mut mechanism = match (scheme, key.public.class()) {
             (SignatureScheme::RsaPss { hash, salt }, KeyClass::Rsa { bits }) => {
+                let salt = match (salt, self.pss_salt_override) {
+                    (PssSalt::Max, Some(chosen)) => chosen,
+                    (salt, _) => *salt,
+                };
                 SignMechanism::RsaPss {
                     digest: digest_mechanism(scheme),
                     salt_len: match salt {
+                        // A TPM signs PSS only with a salt of the hash's
+                        // length (quirks.rs); Glance and cursive detect the
+                        // salt length, so that signature verifies as well.
+                        PssSalt::Max if quirks.pss_salt_is_digest_length => {
+                            tracing::warn!(
+                                "token \"{}\" ({}) signs RSA-PSS only with a salt as long as the hash: signing with a {}-byte salt, not the maximum",
+                                self.token.label(),
+                                quirks.module.name(),
+                                hash.output_len()
+                            );
+                            hash.output_len() as u64
+                        }
                         PssSalt::Max => pss_max_salt_len(bits as usize, *hash)? as u64,
                         PssSalt::DigestLength => hash.output_len() as u64,
                     },
@@ -447,13 +527,40 @@ impl SigningDevice for Pkcs11Device {
                 )));
             }
         };
-        let raw = self
-            .token
-            .sign_digest(object.private, &mechanism, digest)
+        self.token
+            .require_sign(&mechanism, digest_mechanism(scheme))
             .map_err(Error::device(format!(
                 "signing with {}",
                 key.uri.redacted()
             )))?;
+        let mut signed = self.token.sign_digest(object.private, &mechanism, digest);
+        // A token that refuses the maximum salt may take the hash's length.
+        if let (
+            Err(e),
+            SignMechanism::RsaPss {
+                digest: d,
+                salt_len,
+            },
+        ) = (&signed, &mut mechanism)
+        {
+            let hash_len = scheme.hash().output_len() as u64;
+            if e.is_mechanism_param_invalid() && *salt_len != hash_len {
+                tracing::warn!(
+                    "token \"{}\" refused an RSA-PSS salt of {salt_len} bytes: signing with a {hash_len}-byte salt (the hash's length)",
+                    self.token.label()
+                );
+                *salt_len = hash_len;
+                let retry = SignMechanism::RsaPss {
+                    digest: *d,
+                    salt_len: hash_len,
+                };
+                signed = self.token.sign_digest(object.private, &retry, digest);
+            }
+        }
+        let raw = signed.map_err(Error::device(format!(
+            "signing with {}",
+            key.uri.redacted()
+        )))?;
         signature::raw_rs_to_der(scheme, &raw)
     }
 

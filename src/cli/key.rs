@@ -22,6 +22,11 @@ pub enum KeyCommand {
         /// The key's label (CKA_LABEL), unique in the token.
         #[arg(long)]
         label: String,
+        /// Generate the key even if the token refuses some of imgseal's
+        /// hardening attributes (one signature mechanism, no decryption,
+        /// unchangeable attributes); `key show` reports what the key has.
+        #[arg(long)]
+        allow_weaker_key_attributes: bool,
     },
     /// List the private keys in the token.
     List,
@@ -50,9 +55,13 @@ pub enum KeyCommand {
 
 pub fn run(ctx: &Context, cmd: KeyCommand) -> anyhow::Result<i32> {
     match cmd {
-        KeyCommand::Generate { kind, label } => {
+        KeyCommand::Generate {
+            kind,
+            label,
+            allow_weaker_key_attributes,
+        } => {
             let device = ctx.device(None, Login::Required)?;
-            let key = device.generate_key(kind, &label)?;
+            let (key, missing) = device.generate_key(kind, &label, allow_weaker_key_attributes)?;
             let uri = key.uri.redacted();
             if ctx.json {
                 print_json(&json!({
@@ -62,6 +71,7 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> anyhow::Result<i32> {
                     "type": kind.to_string(),
                     "glance_key_type": kind.glance_key_type().glance_name(),
                     "public_key_pem": key.public.pem()?,
+                    "missing_protections": missing,
                 }));
             } else {
                 println!("{uri}");
@@ -73,25 +83,39 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> anyhow::Result<i32> {
             if ctx.json {
                 let list: Vec<_> = keys
                     .iter()
-                    .map(|k| {
-                        json!({
+                    .map(|listed| match &listed.key {
+                        Ok(k) => json!({
                             "uri": k.uri.redacted(),
                             "label": k.label,
                             "id": hex::encode(&k.id),
                             "type": k.kind().map(|t| t.to_string()),
                             "glance_key_type": k.public.glance_key_type().map(|t| t.glance_name()),
                             "algorithm": k.public.describe(),
-                        })
+                        }),
+                        Err(reason) => json!({
+                            "uri": listed.uri.redacted(),
+                            "label": listed.label,
+                            "id": hex::encode(&listed.id),
+                            "type": null,
+                            "unusable": reason,
+                        }),
                     })
                     .collect();
                 print_json(&json!(list));
             } else {
-                for k in &keys {
-                    let kind = k
-                        .kind()
-                        .map(|t| t.to_string())
-                        .unwrap_or_else(|| k.public.describe());
-                    println!("{:<16} {}", kind, k.uri.redacted());
+                for listed in &keys {
+                    match &listed.key {
+                        Ok(k) => {
+                            let kind = k
+                                .kind()
+                                .map(|t| t.to_string())
+                                .unwrap_or_else(|| k.public.describe());
+                            println!("{:<16} {}", kind, k.uri.redacted());
+                        }
+                        Err(reason) => {
+                            println!("{:<16} {} ({reason})", "unusable", listed.uri.redacted())
+                        }
+                    }
                 }
             }
         }
@@ -111,9 +135,30 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> anyhow::Result<i32> {
                     "sensitive": protection.sensitive,
                     "extractable": protection.extractable,
                     "never_extractable": protection.never_extractable,
+                    "one_mechanism": protection.one_mechanism,
+                    "other_use": protection.other_use,
+                    "modifiable": protection.modifiable,
                 }));
             } else {
                 print!("{}", key.public.pem()?);
+                // What the token would not give this key, on stderr: stdout stays a PEM file.
+                let yes_no = |v: Option<bool>| match v {
+                    Some(true) => "yes",
+                    Some(false) => "no",
+                    None => "unknown (the token does not say)",
+                };
+                eprintln!(
+                    "protections: never extractable: {}; sensitive: {}; one signature mechanism: {}; may also decrypt/unwrap/derive: {}; attributes changeable: {}",
+                    if protection.never_extractable {
+                        "yes"
+                    } else {
+                        "no"
+                    },
+                    if protection.sensitive { "yes" } else { "no" },
+                    yes_no(protection.one_mechanism),
+                    yes_no(protection.other_use),
+                    yes_no(protection.modifiable),
+                );
             }
         }
         KeyCommand::Csr {

@@ -15,6 +15,13 @@ use serde_json::json;
 use super::cert::{SourceKind, StoreArgs};
 use super::{Context, parse_uri, print_json};
 
+/// `--pss-salt`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PssSaltArg {
+    Max,
+    Digest,
+}
+
 #[derive(Debug, Args)]
 pub struct SignArgs {
     /// The signing key's pkcs11: URI.
@@ -30,6 +37,12 @@ pub struct SignArgs {
     /// prints imgseal's whole record instead.
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
+    /// RSA-PSS salt: max (the largest the key allows, as cursive signs) or
+    /// digest (as long as the hash). Glance and Nova detect the salt length;
+    /// a token that signs only with the hash's length (a TPM) gets that
+    /// either way, with a warning.
+    #[arg(long, value_enum, default_value = "max")]
+    pub pss_salt: PssSaltArg,
     /// Where the certificate is looked up, to check that it exists and holds
     /// the signing key (default: the token, or Barbican when a cloud is
     /// configured).
@@ -86,7 +99,10 @@ pub fn run(ctx: &Context, args: SignArgs) -> anyhow::Result<i32> {
     args.tree_args
         .only_with("--manifest", args.manifest.is_some())?;
     let tree_params = args.tree_args.params(args.tree_hash)?;
-    let device = ctx.device(Some(&uri), Login::Required)?;
+    let mut device = ctx.device(Some(&uri), Login::Required)?;
+    if args.pss_salt == PssSaltArg::Digest {
+        device.set_pss_salt(imgseal::signature::PssSalt::DigestLength);
+    }
     let key = device.find_key(&uri)?;
     // A signature that no certificate can verify is caught here, before upload.
     let cert = match args.store.kind(ctx, None) {

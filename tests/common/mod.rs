@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod docs_chain;
+pub mod modules;
 pub mod openstack;
 pub mod pki;
 pub mod tpm;
