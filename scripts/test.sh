@@ -14,9 +14,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 ensure_packages "${BUILD_PACKAGES[@]}" softhsm2 opensc openssl python3-venv python3-dev fsverity \
     swtpm swtpm-tools tpm2-tools libtss2-dev libtss2-tcti-swtpm0 curl groff-base man-db zsh fish
 ensure_rust
-log "installing the PKCS#11 modules beside SoftHSM (scripts/pkcs11-modules.sh)"
-IMGSEAL_TEST_KRYOPTIC="$(bash "$REPO/scripts/pkcs11-modules.sh")"
-export IMGSEAL_TEST_KRYOPTIC
+# Building kryoptic is CPU, the venvs below are mostly downloads: overlap them.
+log "installing the PKCS#11 modules beside SoftHSM in the background (scripts/pkcs11-modules.sh)"
+mkdir -p "$REPO/target"
+modules_out="$REPO/target/pkcs11-modules.out"
+bash "$REPO/scripts/pkcs11-modules.sh" >"$modules_out" 2>"$REPO/target/pkcs11-modules.log" &
+modules_pid=$!
 # The cursive peer tests skip themselves when this is set: never in this run.
 unset IMGSEAL_SKIP_CURSIVE
 
@@ -30,6 +33,12 @@ trap 'bash "$REPO/scripts/openstack/stop.sh"' EXIT
 bash "$REPO/scripts/openstack/setup.sh" >"$REPO/target/openstack-setup.log" 2>&1 \
     || { tail -n 20 "$REPO/target/openstack-setup.log" >&2; die "setting up the OpenStack test stack failed"; }
 bash "$REPO/scripts/openstack/start.sh"
+
+wait "$modules_pid" \
+    || { tail -n 20 "$REPO/target/pkcs11-modules.log" >&2; die "installing the PKCS#11 modules failed"; }
+IMGSEAL_TEST_KRYOPTIC="$(tail -n 1 "$modules_out")"
+export IMGSEAL_TEST_KRYOPTIC
+log "PKCS#11 modules ready (kryoptic: $IMGSEAL_TEST_KRYOPTIC)"
 
 cd "$REPO"
 # Expected TPM errors in tests would otherwise fill stderr with ESYS warnings.
