@@ -9,7 +9,7 @@
 #   - tpm2-pkcs11 (Debian libtpm2-pkcs11-1) over swtpm: the tests make
 #     their tokens through the module (C_InitToken), so neither tpm2_ptool
 #     nor a resource manager is needed;
-#   - kryoptic, built once from crates.io into target/modules/ and kept there
+#   - kryoptic, built once from crates.io into ~/.cache/imgseal/modules/ and kept there
 #     (about 3 minutes of CPU on 2 cores; needs libclang for its bindings).
 # Idempotent: installed packages, a running pkcsslotd, an initialised token
 # and a built kryoptic are left as they are.
@@ -37,9 +37,11 @@ if ! pkcsconf -t -c 3 2>/dev/null | grep -q 'TOKEN_INITIALIZED'; then
     pkcsconf -t -c 3 | grep -q 'imgseal-ock' || die "openCryptoki's soft token could not be initialised"
 fi
 
-out="$REPO/target/modules/kryoptic-$KRYOPTIC_VERSION"
+# Kept outside the checkout, so that a fresh clone on the same machine (CI)
+# does not build it again.
+out="${IMGSEAL_MODULES_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/imgseal/modules}/kryoptic-$KRYOPTIC_VERSION"
 if [[ ! -f "$out/libkryoptic_pkcs11.so" ]]; then
-    log "building kryoptic $KRYOPTIC_VERSION (once; kept in target/modules/)"
+    log "building kryoptic $KRYOPTIC_VERSION (once; kept in $out)"
     work="$(mktemp -d)"
     trap 'rm -rf "$work"' EXIT
     # Fetch the crate's source through cargo (kryoptic is a cdylib, which
