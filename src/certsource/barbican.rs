@@ -125,7 +125,7 @@ impl CertificateSource for BarbicanSource {
             wanted.dedup();
             wanted
         };
-        if wanted.len() < 2 {
+        if wanted.len() < 2 || !self.session.concurrent_requests_pay() {
             return;
         }
         std::thread::scope(|s| {

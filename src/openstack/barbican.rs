@@ -71,18 +71,23 @@ pub fn get_certificate(session: &Session, uuid: &str) -> Result<Option<BarbicanC
     // and are judged in castellan's order: the payload only counts once the
     // metadata says castellan would have asked for it.
     let payload_url = format!("{url}/payload");
-    let (meta, payload) = std::thread::scope(|s| {
-        let payload = s.spawn(|| {
-            session.call(Request::get(&payload_url).header("Accept", "application/octet-stream"))
-        });
-        let meta = session.call(Request::get(&url).header("Accept", "application/json"));
-        let payload = payload.join().unwrap_or_else(|_| {
-            Err(Error::service(format!(
-                "GET {payload_url}: the request thread failed"
-            )))
-        });
-        (meta, payload)
-    });
+    let get_payload =
+        || session.call(Request::get(&payload_url).header("Accept", "application/octet-stream"));
+    let get_meta = || session.call(Request::get(&url).header("Accept", "application/json"));
+    let (meta, payload) = if session.concurrent_requests_pay() {
+        std::thread::scope(|s| {
+            let payload = s.spawn(get_payload);
+            let meta = get_meta();
+            let payload = payload.join().unwrap_or_else(|_| {
+                Err(Error::service(format!(
+                    "GET {payload_url}: the request thread failed"
+                )))
+            });
+            (meta, Some(payload))
+        })
+    } else {
+        (get_meta(), None)
+    };
     let meta = meta?;
     match meta.status {
         200 => {}
@@ -124,7 +129,10 @@ pub fn get_certificate(session: &Session, uuid: &str) -> Result<Option<BarbicanC
             "Barbican secret {uuid} is stored as \"{stored_as}\": castellan hands Glance a text string, and Glance answers 500 ('str' object is not an instance of 'bytes'); store the PEM file as application/octet-stream (imgseal cert publish)"
         )));
     }
-    let payload = payload?;
+    let payload = match payload {
+        Some(answer) => answer?,
+        None => get_payload()?,
+    };
     if payload.status != 200 {
         return Err(Error::service(format!(
             "Barbican GET {payload_url}: {}: {}",

@@ -177,6 +177,9 @@ struct Login {
     /// Bumped by every new token, so that of several requests refused with
     /// 401 at once only the first logs in again.
     generation: u64,
+    /// The token came from the cache: services have likely validated it
+    /// already (keystonemiddleware keeps tokens it validated for minutes).
+    reused: bool,
 }
 
 /// A logged-in cloud. Requests take `&self` and may run on several threads.
@@ -383,6 +386,7 @@ impl Session {
                 let mut login = session.write_login();
                 login.token = token;
                 login.catalog = catalog;
+                login.reused = true;
             }
             None => session.authenticate(0)?,
         }
@@ -397,6 +401,15 @@ impl Session {
 
     fn write_login(&self) -> std::sync::RwLockWriteGuard<'_, Login> {
         self.login.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether requests pay to run at once. Every service worker that first
+    /// sees a new token asks Keystone to validate it (a quarter of a second
+    /// here, per worker); requests in a row land on one worker and pay once,
+    /// requests at once land on several and pay for each. So: at once only
+    /// with a token the workers have seen, one from the cache.
+    pub fn concurrent_requests_pay(&self) -> bool {
+        self.read_login().reused
     }
 
     pub fn origin(&self) -> &str {
@@ -487,6 +500,7 @@ impl Session {
         login.token = token;
         login.catalog = body.token.catalog;
         login.generation += 1;
+        login.reused = false;
         Ok(())
     }
 
