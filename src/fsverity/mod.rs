@@ -16,6 +16,7 @@
 mod builder;
 mod hasher;
 pub mod pass;
+pub mod sha256x2;
 mod sigbus;
 pub mod tree;
 
