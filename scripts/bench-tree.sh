@@ -22,9 +22,17 @@
 # sha256sum print. Wall time is taken around each process with bash's
 # $EPOCHREALTIME; each runs under /usr/bin/time -f %M for its peak RSS.
 #
+# Each round also measures one core's single-stream SHA-256 rate, the limit of
+# one hash stream, with `openssl speed -evp sha256 -bytes 4096` (the tree's
+# block size) and `-bytes 16384` (a long stream), 1 s each.
+#
 # Bars (docs/performance.md, "Tree hasher"), on medians:
 #   fsverity / tree >= 2.3, tree_1t / tree >= 1.9, fsverity_512 / tree_512 >= 2.0,
-#   combined / openssl <= 1.05, every imgseal peak RSS <= 64 MiB.
+#   combined / openssl <= 1.05, every imgseal peak RSS <= 64 MiB;
+# and issue #15's targets:
+#   fsverity / tree >= 3.0 (on a CPU where two-way interleaving helps),
+#   tree_1t rate / openssl speed 4096 >= 1.25 there (and >= 1.0 anywhere),
+#   linear rate / openssl speed 16384 >= 0.95, combined / linear <= 1.02.
 #
 # Environment:
 #   BENCH_SIZE     file size, IEC suffixes (2G, 256M, …)             default 2G
@@ -90,7 +98,7 @@ log "checking that imgseal prints what the peers print"
     || die "the combined pass disagrees with fsverity digest + sha256sum"
 
 CSV="$BENCH_DIR/results.csv"
-echo "round,tool,wall_s,peak_rss_kib" >"$CSV"
+echo "round,tool,wall_s,peak_rss_kib,cpu_s" >"$CSV"
 RSS_FILE="$BENCH_DIR/rss.tmp"
 
 # run NAME: one timed run; appends to the CSV.
@@ -98,10 +106,19 @@ run() {
     local name="$1" round="$2" t0 t1
     t0=$EPOCHREALTIME
     # shellcheck disable=SC2086  # the commands are word-split on purpose
-    /usr/bin/time -f "%M" -o "$RSS_FILE" ${CMD[$name]} >/dev/null
+    /usr/bin/time -f "%M %U %S" -o "$RSS_FILE" ${CMD[$name]} >/dev/null
     t1=$EPOCHREALTIME
     printf '%s,%s,%s,%s\n' "$round" "$name" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f", b - a }')" \
-        "$(tail -n1 "$RSS_FILE")" >>"$CSV"
+        "$(tail -n1 "$RSS_FILE" | awk '{ printf "%s,%.2f", $1, $2 + $3 }')" >>"$CSV"
+}
+
+SPEED_CSV="$BENCH_DIR/speed.csv"
+echo "round,bytes,gb_per_s" >"$SPEED_CSV"
+speed_round() {
+    local b
+    for b in 4096 16384; do
+        printf '%s,%s,%s\n' "$1" "$b" "$(speed_gbs sha256 "$b")" >>"$SPEED_CSV"
+    done
 }
 
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -115,16 +132,23 @@ for ((r = 1; r <= BENCH_RUNS; r++)); do
     log "round $r/$BENCH_RUNS"
     for ((i = 0; i < n; i++)); do
         run "${NAMES[$(((i + r - 1) % n))]}" "$r"
+        # openssl speed once per round, at a place that moves with the round.
+        if ((i == r % n)); then speed_round "$r"; fi
     done
 done
 rm -f "$RSS_FILE"
 LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 
-declare -A MED RSS
+declare -A MED RSS CPU
 for name in "${NAMES[@]}"; do
     MED[$name]="$(awk -F, -v t="$name" '$2 == t { print $3 }' "$CSV" | median)"
+    CPU[$name]="$(awk -F, -v t="$name" '$2 == t { print $5 }' "$CSV" | median)"
     RSS[$name]="$(awk -F, -v t="$name" '$2 == t && $4 > m { m = $4 } END { printf "%.1f", m / 1024 }' "$CSV")"
 done
+
+SPEED4K="$(awk -F, '$2 == 4096 { print $3 }' "$SPEED_CSV" | median | awk '{ printf "%.3f", $1 }')"
+SPEED16K="$(awk -F, '$2 == 16384 { print $3 }' "$SPEED_CSV" | median | awk '{ printf "%.3f", $1 }')"
+gbs() { awk -v b="$BYTES" -v t="${MED[$1]}" 'BEGIN { printf "%.3f", b / t / 1e9 }'; }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 FAILED=0
@@ -137,11 +161,13 @@ bar() { # bar LABEL VALUE OP LIMIT
 
 {
     echo "== Tree hasher: $BENCH_SIZE ($BYTES bytes) in the page cache, $BENCH_RUNS rotating rounds (+1 warm-up), $(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "CPU: $(cpu_summary)"
+    echo "one core, one SHA-256 stream (openssl speed -evp sha256, median of $BENCH_RUNS): $SPEED4K GB/s at 4096 bytes, $SPEED16K GB/s at 16384"
     echo
-    printf '%-14s %12s %10s %14s\n' tool "median s" "GB/s" "peak RSS MiB"
+    printf '%-14s %12s %10s %14s %12s\n' tool "median s" "GB/s" "peak RSS MiB" "median CPU s"
     for name in "${NAMES[@]}"; do
-        printf '%-14s %12.3f %10.2f %14s\n' "$name" "${MED[$name]}" \
-            "$(awk -v b="$BYTES" -v t="${MED[$name]}" 'BEGIN { print b / t / 1e9 }')" "${RSS[$name]}"
+        printf '%-14s %12.3f %10.2f %14s %12.2f\n' "$name" "${MED[$name]}" \
+            "$(awk -v b="$BYTES" -v t="${MED[$name]}" 'BEGIN { print b / t / 1e9 }')" "${RSS[$name]}" "${CPU[$name]}"
     done
     echo
     bar "fs-verity SHA-256 speed-up over fsverity digest" "$(ratio "${MED[fsverity]}" "${MED[tree]}")" ">=" 2.3
@@ -150,6 +176,16 @@ bar() { # bar LABEL VALUE OP LIMIT
     bar "combined pass wall time / openssl dgst -sha256" "$(ratio "${MED[combined]}" "${MED[openssl]}")" "<=" 1.05
     max_rss="$(printf '%s\n' "${RSS[tree]}" "${RSS[tree_1t]}" "${RSS[tree_512]}" "${RSS[combined]}" "${RSS[linear]}" | sort -g | tail -n1)"
     bar "largest imgseal peak RSS, MiB" "$max_rss" "<=" 64
+    echo "-- issue #15 targets"
+    bar "fs-verity SHA-256 speed-up over fsverity digest" "$(ratio "${MED[fsverity]}" "${MED[tree]}")" ">=" 3.0
+    bar "tree on one thread / openssl speed sha256 4096" "$(ratio "$(gbs tree_1t)" "$SPEED4K")" ">=" 1.25
+    bar "linear / openssl speed sha256 16384" "$(ratio "$(gbs linear)" "$SPEED16K")" ">=" 0.95
+    bar "combined pass wall time / linear alone" "$(ratio "${MED[combined]}" "${MED[linear]}")" "<=" 1.02
+    echo "one-thread rates from CPU time (user + sys; a busy machine moves wall time, less so this):" \
+        "tree_1t $(ratio "$BYTES" "${CPU[tree_1t]}" | awk '{ printf "%.2f", $1 / 1e9 }') GB/s," \
+        "$(ratio "$(ratio "$BYTES" "${CPU[tree_1t]}" | awk '{ print $1 / 1e9 }')" "$SPEED4K") of speed 4096;" \
+        "fsverity $(ratio "$BYTES" "${CPU[fsverity]}" | awk '{ printf "%.2f", $1 / 1e9 }') GB/s"
+    echo "for reference: openssl dgst / openssl speed 16384 $(ratio "$(gbs openssl)" "$SPEED16K"), fsverity digest / openssl speed 4096 $(ratio "$(gbs fsverity)" "$SPEED4K")"
     echo "b3sum (for reference): $(ratio "$BYTES" "${MED[b3sum]}" | awk '{ printf "%.2f", $1 / 1e9 }') GB/s on all cores, $(ratio "$BYTES" "${MED[b3sum_1t]}" | awk '{ printf "%.2f", $1 / 1e9 }') GB/s on one"
     echo "load average before: $LOAD_BEFORE, after: $LOAD_AFTER"
     # b3sum scales almost perfectly on two idle cores; when it does not, another

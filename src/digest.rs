@@ -2,8 +2,9 @@
 //!
 //! OpenSSL's SHA-2 is used because it is the fastest implementation on the
 //! machines we target (SHA-NI for SHA-256, hand-tuned assembly for SHA-512),
-//! so `imgseal sign` keeps pace with `openssl dgst`. Memory is constant: one
-//! buffer, whatever the image size.
+//! so `imgseal sign` keeps pace with `openssl dgst`. Reading and hashing run
+//! on two threads, so the hash is the only work on its core. Memory is
+//! constant: a few buffers, whatever the image size.
 
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
@@ -14,8 +15,6 @@ use openssl::hash::Hasher;
 
 use crate::algorithms::HashMethod;
 use crate::error::{Error, Result};
-
-const BUFFER: usize = 1 << 20;
 
 /// Where image bytes come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,19 +49,25 @@ pub struct ImageDigest {
     pub size: u64,
 }
 
-/// Hashes the image in one pass.
+/// Hashes the image in one pass. A regular file goes through the read pass
+/// of `fsverity::pass` (memory-mapped windows, the next one mapped and
+/// faulted in on another thread while this one is hashed): the hashing core
+/// then only hashes, with no copy out of the page cache, and a change to
+/// the file during the pass is reported. Standard input is read on a
+/// thread of its own ([`digest_reader`]).
 pub fn digest_image(source: &ImageSource, hash: HashMethod) -> Result<ImageDigest> {
     match source {
-        ImageSource::Path(path) => {
-            let (file, _) = open_image(path)?;
-            let stamp = FileStamp::of(&file, path)?;
-            let digest = digest_reader(&file, hash, path)?;
-            if let Some(stamp) = stamp {
-                stamp.check_unchanged(&file, path, digest.size, false)?;
-            }
-            Ok(digest)
+        ImageSource::Path(_) => {
+            let spec = crate::fsverity::PassSpec {
+                linear: Some(hash),
+                ..Default::default()
+            };
+            let out = crate::fsverity::run_pass(source, spec, &|_| ())?;
+            Ok(out
+                .linear
+                .expect("the pass was asked for the linear digest"))
         }
-        ImageSource::Stdin => digest_reader(io::stdin().lock(), hash, Path::new("<stdin>")),
+        ImageSource::Stdin => digest_reader(io::stdin(), hash, Path::new("<stdin>")),
     }
 }
 
@@ -123,6 +128,7 @@ impl FileStamp {
     /// `None` for anything but a regular file of some length: a pipe's
     /// times change as it is written, a device's size is not its length,
     /// and procfs and sysfs files say 0 bytes and still have content.
+    #[cfg(test)]
     pub(crate) fn of(file: &File, path: &Path) -> Result<Option<Self>> {
         let meta = file.metadata().map_err(|e| Error::io(path, e))?;
         Ok((meta.is_file() && meta.len() > 0).then(|| Self::from_meta(&meta)))
@@ -160,31 +166,102 @@ impl FileStamp {
     }
 }
 
+/// Bytes per read, and reads in flight between the reader thread and the
+/// hasher: small enough that a chunk is still in the shared cache when the
+/// hasher takes it, enough of them that the hasher never waits on a read.
+const CHUNK: usize = 256 << 10;
+const CHUNKS: usize = 4;
+
+/// Hashes everything `reader` gives. The reads (for a pipe, the kernel's
+/// copy out of it) run on a thread of their own, so the hashing thread only
+/// hashes: one SHA stream is the limit, and the copy no longer adds to it.
+/// Memory is `CHUNKS` buffers, whatever the size.
 pub fn digest_reader(
-    mut reader: impl Read,
+    reader: impl Read + Send,
     hash: HashMethod,
     origin: &Path,
 ) -> Result<ImageDigest> {
     let mut hasher = Hasher::new(hash.message_digest()).map_err(|e| Error::crypto("hasher", e))?;
-    let mut buf = vec![0u8; BUFFER];
-    let mut size = 0u64;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::io(origin, e)),
-        };
+    let size = read_ahead(reader, origin, |chunk| {
         hasher
-            .update(&buf[..n])
-            .map_err(|e| Error::crypto("hashing", e))?;
-        size += n as u64;
-    }
+            .update(chunk)
+            .map_err(|e| Error::crypto("hashing", e))
+    })?;
     let digest = hasher
         .finish()
         .map_err(|e| Error::crypto("hashing", e))?
         .to_vec();
     Ok(ImageDigest { hash, digest, size })
+}
+
+/// Reads `reader` to its end on a separate thread, handing each chunk to
+/// `take` in order on this one. Returns the bytes read.
+fn read_ahead(
+    reader: impl Read + Send,
+    origin: &Path,
+    mut take: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<u64> {
+    use std::sync::mpsc;
+    std::thread::scope(|s| {
+        let (full_tx, full_rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(CHUNKS);
+        let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
+        for _ in 0..CHUNKS {
+            empty_tx
+                .send(vec![0u8; CHUNK])
+                .expect("the receiver is alive");
+        }
+        let reader_thread = s.spawn(move || {
+            let mut reader = reader;
+            while let Ok(mut buf) = empty_rx.recv() {
+                buf.resize(CHUNK, 0);
+                let read = fill(&mut reader, &mut buf);
+                let last = !matches!(read, Ok(n) if n == CHUNK);
+                let msg = read.map(|n| {
+                    buf.truncate(n);
+                    buf
+                });
+                if full_tx.send(msg).is_err() || last {
+                    break;
+                }
+            }
+        });
+        let result = (|| {
+            let mut size = 0u64;
+            for msg in full_rx.iter() {
+                let buf = msg.map_err(|e| Error::io(origin, e))?;
+                if buf.is_empty() {
+                    break;
+                }
+                take(&buf)?;
+                size += buf.len() as u64;
+                // The reader stops after a short chunk; then nobody takes it.
+                let _ = empty_tx.send(buf);
+            }
+            Ok(size)
+        })();
+        // Dropping both ends unblocks a reader still waiting on either; the
+        // join makes sure it has exited before the pass returns.
+        drop(full_rx);
+        drop(empty_tx);
+        reader_thread
+            .join()
+            .expect("the image reader thread panicked");
+        result
+    })
+}
+
+/// Reads until `buf` is full or the end; returns the bytes read.
+fn fill(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match reader.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -193,7 +270,7 @@ mod tests {
 
     #[test]
     fn matches_one_shot_hashing_across_buffer_boundaries() {
-        let data: Vec<u8> = (0..(BUFFER * 2 + 17))
+        let data: Vec<u8> = (0..(CHUNK * (CHUNKS + 2) + 17))
             .map(|i| (i * 31 % 251) as u8)
             .collect();
         for hash in HashMethod::ALL {
@@ -207,6 +284,50 @@ mod tests {
             );
             assert_eq!(d.digest.len(), hash.output_len());
         }
+    }
+
+    /// Pipes give short reads; a chunk is only passed on full (or at the
+    /// end), so the digest cannot depend on how the bytes arrived.
+    #[test]
+    fn short_reads_give_the_same_digest() {
+        struct Dribble<'a>(&'a [u8], usize);
+        impl Read for Dribble<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.1 = self.1 % 7919 + 1;
+                let n = self.1.min(buf.len()).min(self.0.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let data: Vec<u8> = (0..CHUNK * 3 + 5).map(|i| (i % 253) as u8).collect();
+        let d = digest_reader(Dribble(&data, 0), HashMethod::Sha512, Path::new("t")).unwrap();
+        assert_eq!(d.size, data.len() as u64);
+        assert_eq!(d.digest, openssl::sha::sha512(&data).to_vec());
+    }
+
+    #[test]
+    fn a_read_error_ends_the_digest_with_the_origin() {
+        struct FailsAfter(usize);
+        impl Read for FailsAfter {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(io::Error::other("device gone"));
+                }
+                let n = self.0.min(buf.len());
+                self.0 -= n;
+                Ok(n)
+            }
+        }
+        let err = digest_reader(
+            FailsAfter(CHUNK * 5 + 3),
+            HashMethod::Sha256,
+            Path::new("dev"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("dev: "), "{err}");
+        assert!(err.to_string().contains("device gone"), "{err}");
+        assert_eq!(err.kind(), crate::error::ErrorKind::Io);
     }
 
     #[test]

@@ -192,4 +192,18 @@ mkdir -p "$here/strict_path"
 { printf '\x00'; cat "$pkits/DSAParametersInheritedCACert.crt"; } >"$here/strict_path/inherited-ca"
 { printf '\x01'; cat "$pkits/DSAParametersInheritedCACert.crt"; } >"$here/strict_path/inherited-ca-crls"
 { printf '\x01'; cat "$pkits/DSACACert.crt"; } >"$here/strict_path/dsa-ca"
+# sha256x2: a little-endian prefix length, the prefix, a message, and the
+# mask that makes the second message. A padded fs-verity salt before a
+# 1 KiB block; a 55-byte prefix (the one-block padding edge) before 9 bytes.
+python3 - "$here" <<'PY'
+import os, random, struct, sys
+d = os.path.join(sys.argv[1], "sha256x2")
+os.makedirs(d, exist_ok=True)
+r = random.Random(15)
+def put(name, plen, mlen):
+    body = bytes(r.randrange(256) for _ in range(plen + 2 * mlen))
+    open(os.path.join(d, name), "wb").write(struct.pack("<H", plen) + body)
+put("salted-1k-block", 64, 1024)
+put("prefix-55-msg-9", 55, 9)
+PY
 echo "seeds written to $here"

@@ -12,6 +12,9 @@
 #   quietly LOG CMD…     run CMD with its output appended to LOG; on failure
 #                        show the log's last lines
 #   SETUP_LOG            where apt's output goes ($REPO/target/setup.log)
+#   speed_gbs ALG BYTES  one core's single-stream rate of `openssl speed -evp ALG
+#                        -bytes BYTES` (1 s), in GB/s: the limit of one hash stream
+#   cpu_summary          the CPU model, family/model and its hashing flags, one line
 
 if [[ -n "${_IMGSEAL_COMMON_SH:-}" ]]; then
     return 0
@@ -112,4 +115,22 @@ median() {
             if (NR % 2) { printf "%.6f\n", v[(NR + 1) / 2] }
             else { printf "%.6f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }
         }'
+}
+
+speed_gbs() {
+    openssl speed -evp "$1" -bytes "$2" -seconds 1 2>/dev/null \
+        | awk -v a="$1" '$1 == a && $2 ~ /k$/ { sub(/k$/, "", $2); printf "%.3f\n", $2 * 1000 / 1e9 }'
+}
+
+cpu_summary() {
+    awk -F': ' '
+        /^model name/ && !m { m = $2 }
+        /^cpu family/ && !f { f = $2 }
+        /^model\t/ && !n { n = $2 }
+        /^flags/ && !fl { fl = $2 }
+        END {
+            split("sha_ni avx2 avx512f", want, " ")
+            for (i = 1; i <= 3; i++) if (index(" " fl " ", " " want[i] " ")) has = has " " want[i]
+            printf "%s (family %s, model %s;%s)\n", m, f, n, has
+        }' /proc/cpuinfo
 }

@@ -16,6 +16,7 @@
 mod builder;
 mod hasher;
 pub mod pass;
+pub mod sha256x2;
 mod sigbus;
 pub mod tree;
 
@@ -297,9 +298,7 @@ pub fn digest_bytes(params: &TreeParams, data: &[u8]) -> FsVerityDigest {
     let h = hasher::BlockHasher::new(params);
     let hs = params.digest_len();
     let mut leaves = vec![0u8; data.len().div_ceil(params.block_size()) * hs];
-    for (block, out) in data.chunks(params.block_size()).zip(leaves.chunks_mut(hs)) {
-        h.hash_block(block, params.block_size(), out);
-    }
+    h.hash_blocks(data, params.block_size(), &mut leaves);
     b.push_leaves(&leaves).expect("no tree output, no I/O");
     let root = b.finish().expect("no tree output, no I/O").root;
     FsVerityDigest::from_root(params.clone(), data.len() as u64, root)
