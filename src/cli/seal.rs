@@ -224,6 +224,8 @@ pub fn sign_many(
 struct Sealed {
     json: serde_json::Value,
     rendered: String,
+    /// The four properties alone, for one named line per image.
+    properties: serde_json::Value,
 }
 
 fn seal_one(
@@ -274,6 +276,7 @@ fn seal_one(
     Ok(Sealed {
         json: obj,
         rendered: render(&signature, req.format),
+        properties: json!(property_map(&signature)),
     })
 }
 
@@ -300,10 +303,8 @@ fn print_sealed(
         (false, true) => println!("{}", sealed.rendered),
         // Several images, JSON properties: one object per line, named.
         (false, false) => {
-            let mut props: serde_json::Value =
-                serde_json::from_str(&sealed.rendered).expect("the json format renders JSON");
-            props["image"] = json!(name);
-            println!("{props}");
+            sealed.properties["image"] = json!(name);
+            println!("{}", sealed.properties);
         }
     }
     Ok(())

@@ -96,10 +96,13 @@ impl Validator for NovaPolicy {
 
     fn validate(&self, input: &ValidationInput<'_>) -> Result<ChainVerdict> {
         let mut notes = Vec::new();
+        // Trusted ids cursive sets aside (unreadable, expired, not a CA), for the hint.
+        let mut set_aside: Vec<&str> = Vec::new();
         let mut signing = Vec::new();
         for trusted in input.trusted {
             let Some(cert) = &trusted.certificate else {
                 notes.push(format!("Skipping trusted certificate: {}", trusted.id));
+                set_aside.push(&trusted.id);
                 continue;
             };
             let facts = CertFacts::of(cert)?;
@@ -108,6 +111,7 @@ impl Validator for NovaPolicy {
                     "Certificate '{}' is outside its valid date range and cannot be used as a signing certificate.",
                     trusted.id
                 ));
+                set_aside.push(&trusted.id);
                 continue;
             }
             if !can_sign_certificates(&facts) {
@@ -115,6 +119,7 @@ impl Validator for NovaPolicy {
                     "Certificate '{}' is not configured to act as a signing certificate. It will not be used as a signing certificate.",
                     trusted.id
                 ));
+                set_aside.push(&trusted.id);
                 continue;
             }
             signing.push(Candidate {
@@ -196,7 +201,7 @@ impl Validator for NovaPolicy {
                         None => input.leaf,
                         Some(i) => signing[i].cert,
                     };
-                    let hint = missing_issuer_hint(stuck, input, &notes);
+                    let hint = missing_issuer_hint(stuck, input, &set_aside);
                     return Ok(ChainVerdict::fail("nova", reason, notes).with_hint(hint));
                 }
             }
@@ -278,7 +283,7 @@ impl Validator for NovaPolicy {
 fn missing_issuer_hint(
     stuck: &Certificate,
     input: &ValidationInput<'_>,
-    notes: &[String],
+    set_aside: &[&str],
 ) -> String {
     let mut hint = if input.trusted.is_empty() {
         format!(
@@ -293,16 +298,6 @@ fn missing_issuer_hint(
             stuck.issuer()
         )
     };
-    let set_aside: Vec<&str> = input
-        .trusted
-        .iter()
-        .filter(|t| {
-            notes
-                .iter()
-                .any(|n| n.contains(&format!("'{}'", t.id)) || n.ends_with(&format!(": {}", t.id)))
-        })
-        .map(|t| t.id.as_str())
-        .collect();
     if !set_aside.is_empty() {
         hint.push_str(&format!(
             "; set aside by cursive (see the notes): {}",
