@@ -59,12 +59,13 @@ pub fn digest_image(source: &ImageSource, hash: HashMethod) -> Result<ImageDiges
     match source {
         ImageSource::Path(_) => {
             let spec = crate::fsverity::PassSpec {
-                linear: Some(hash),
+                linear: vec![hash],
                 ..Default::default()
             };
-            let out = crate::fsverity::run_pass(source, spec, &|_| ())?;
+            let mut out = crate::fsverity::run_pass(source, spec, &|_| ())?;
             Ok(out
                 .linear
+                .pop()
                 .expect("the pass was asked for the linear digest"))
         }
         ImageSource::Stdin => digest_reader(io::stdin(), hash, Path::new("<stdin>")),

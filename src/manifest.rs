@@ -315,37 +315,6 @@ impl Manifest {
     }
 }
 
-/// Signs a precomputed linear digest for Glance, as `sign::sign_image` does
-/// after its own read pass.
-pub fn glance_signature(
-    device: &dyn SigningDevice,
-    key: &KeyHandle,
-    cert_id: &str,
-    digest: &ImageDigest,
-) -> Result<ImageSignature> {
-    glance::check_cert_id(cert_id).map_err(|e| Error::usage(format!("--cert-id: {e}")))?;
-    let key_type = glance_key_type(key)?;
-    let scheme = SignatureScheme::for_glance(key_type, digest.hash);
-    let signature = device.sign_digest(key, &scheme, &digest.digest)?;
-    crate::sign::check_device_signature(key, cert_id, &scheme, &digest.digest, &signature)?;
-    Ok(ImageSignature {
-        signature,
-        hash_method: digest.hash,
-        key_type,
-        cert_uuid: cert_id.to_string(),
-    })
-}
-
-fn glance_key_type(key: &KeyHandle) -> Result<GlanceKeyType> {
-    key.public.glance_key_type().ok_or_else(|| {
-        Error::usage(format!(
-            "{} is {}, which is not a Glance key type",
-            key.uri.redacted(),
-            key.public.describe()
-        ))
-    })
-}
-
 /// The manifest body of one signed image.
 pub fn build_body(
     image_name: &str,
@@ -396,13 +365,12 @@ pub fn sign_manifest(
     let scheme = unsigned.scheme()?;
     let digest = openssl::hash::hash(scheme.hash().message_digest(), unsigned.canonical_bytes())
         .map_err(|e| Error::crypto("hashing the manifest", e))?;
-    let signature = device.sign_digest(key, &scheme, &digest)?;
-    crate::sign::check_device_signature(
+    let signature = crate::sign::sign_checked(
+        device,
         key,
         &unsigned.body.signer.certificate_id,
         &scheme,
         &digest,
-        &signature,
     )?;
     Ok(Manifest {
         signature,
@@ -615,7 +583,7 @@ pub fn verify_image_full(
     let out: PassOutput = run_pass(
         image,
         PassSpec {
-            linear: Some(linear.hash),
+            linear: vec![linear.hash],
             tree: Some(&expected.params),
             tree_out: None,
             compare,
@@ -623,7 +591,7 @@ pub fn verify_image_full(
         progress,
     )?;
     let got = out.fsverity.as_ref().expect("the pass built a tree");
-    let got_linear = out.linear.as_ref().expect("the pass hashed linearly");
+    let got_linear = out.linear.first().expect("the pass hashed linearly");
     verdict.valid = false;
     if out.size == size && got.digest == expected.digest && got_linear.digest == linear.digest {
         verdict.valid = true;

@@ -9,11 +9,11 @@
 use openssl::x509::X509Crl;
 use serde::Serialize;
 
-use crate::algorithms::GlanceKeyType;
+use crate::algorithms::{GlanceKeyType, HashMethod};
 use crate::backend::{SigningDevice, StoredCertificate};
 use crate::config::TrustSettings;
 use crate::cursive_compat;
-use crate::digest::{ImageSource, digest_image};
+use crate::digest::{ImageDigest, ImageSource, digest_image};
 use crate::error::{Error, Result};
 use crate::glance::RawProperties;
 use crate::public_key::{KeyClass, PublicKey};
@@ -186,6 +186,35 @@ pub fn verify_image(
     verifier: &dyn SigningDevice,
     options: StrictOptions,
 ) -> Result<Verdict> {
+    verify_signed_data(
+        props_text,
+        props_origin,
+        &image.display(),
+        policy,
+        trust,
+        find_cert,
+        verifier,
+        options,
+        &mut |hash| digest_image(image, hash),
+    )
+}
+
+/// [`verify_image`] over data that `read` hashes, once the properties, the
+/// key and the chain hold (as Nova, which reads no image data for an
+/// untrusted certificate): an image streamed from Glance, say. `what` names
+/// the data in the verdict.
+#[allow(clippy::too_many_arguments)]
+pub fn verify_signed_data(
+    props_text: &str,
+    props_origin: &str,
+    what: &str,
+    policy: PolicyName,
+    trust: Option<&TrustPlan<'_>>,
+    find_cert: CertFinder<'_>,
+    verifier: &dyn SigningDevice,
+    options: StrictOptions,
+    read: &mut dyn FnMut(HashMethod) -> Result<ImageDigest>,
+) -> Result<Verdict> {
     let raw = RawProperties::from_json(props_text, props_origin)?;
     let mut verdict = Verdict::new(policy);
     verdict.trust = trust.map(|t| t.settings.clone());
@@ -281,7 +310,7 @@ pub fn verify_image(
         }
     }
 
-    let digest = digest_image(image, hash_method)?;
+    let digest = read(hash_method)?;
     verdict.image_size = Some(digest.size);
     let scheme = SignatureScheme::for_glance(key_type, hash_method);
     if verifier.verify_digest(&key, &scheme, &digest.digest, &signature)? {
@@ -313,7 +342,7 @@ pub fn verify_image(
             PolicyName::Nova => "InvalidSignature: cryptography rejected the signature over the image (Nova: Image signature verification failed)".to_string(),
             PolicyName::Strict => format!(
                 "the signature does not match {} ({} over {} bytes, checked with the public key of certificate \"{}\"): the image was modified, or it was signed with another key or hash",
-                image.display(),
+                what,
                 hash_method,
                 digest.size,
                 cert_id

@@ -101,7 +101,7 @@ fuzz_target!(|data: &[u8]| {
     let out = run_pass(
         &source,
         PassSpec {
-            linear: None,
+            linear: Vec::new(),
             tree: Some(&params),
             tree_out: Some(&tree_path),
             compare: None,
@@ -185,7 +185,7 @@ fuzz_target!(|data: &[u8]| {
     let out = run_pass(
         &source,
         PassSpec {
-            linear: None,
+            linear: Vec::new(),
             tree: Some(&params),
             tree_out: None,
             compare: Some(compare),

@@ -122,7 +122,7 @@ pub fn run(ctx: &Context, args: DigestArgs) -> anyhow::Result<i32> {
     let results = map_bounded(&sources, threads, |source| {
         let bar = bars.bar(source);
         let spec = PassSpec {
-            linear,
+            linear: linear.into_iter().collect(),
             tree: params.as_ref(),
             tree_out: args.out_merkle_tree.as_deref(),
             compare: None,
@@ -167,7 +167,7 @@ fn finish_outputs(args: &DigestArgs, mut out: PassOutput) -> Result<PassOutput, 
 fn print_result(ctx: &Context, args: &DigestArgs, name: &str, out: &PassOutput) {
     if ctx.json {
         let mut obj = json!({ "image": name, "size": out.size });
-        if let Some(l) = &out.linear {
+        if let Some(l) = out.linear.first() {
             obj["linear"] = json!({
                 "hash_method": l.hash.glance_name(),
                 "digest": hex::encode(&l.digest),
@@ -192,7 +192,7 @@ fn print_result(ctx: &Context, args: &DigestArgs, name: &str, out: &PassOutput) 
             println!("{f} {name}");
         }
     }
-    if let Some(l) = &out.linear {
+    if let Some(l) = out.linear.first() {
         let hex = hex::encode(&l.digest);
         if args.compact {
             println!("{hex}");

@@ -10,13 +10,13 @@ use imgseal::backend::software::SoftwareVerifier;
 use imgseal::backend::{KeyHandle, SigningDevice};
 use imgseal::digest::ImageSource;
 use imgseal::error::{Error, ErrorKind};
-use imgseal::fsverity::pass::{MAX_CONCURRENT_IMAGES, PassOutput, map_bounded};
-use imgseal::fsverity::{PassSpec, TreeParams, run_pass};
+use imgseal::fsverity::TreeParams;
+use imgseal::sign::{PassProgress, SealSpec, SealedImage, seal_images};
 use imgseal::glance::{OutputFormat, property_map, render};
 use imgseal::home::write_output_file;
 use imgseal::manifest::{
-    Manifest, build_body, check_manifest, default_tree_path, glance_signature, parse_range,
-    sign_manifest, validate_signer, verify_image_full, verify_image_range,
+    Manifest, check_manifest, default_tree_path, parse_range, validate_signer, verify_image_full,
+    verify_image_range,
 };
 use serde_json::json;
 
@@ -163,121 +163,89 @@ pub fn sign_many(
         super::refuse_overlaps(&named, &sources)?;
     }
     let bars = Bars::new(req.quiet);
-    let threads = rayon::current_num_threads().min(MAX_CONCURRENT_IMAGES);
-    let jobs: Vec<(&ImageSource, &Outputs)> = sources.iter().zip(&outputs).collect();
-    let passes = map_bounded(&jobs, threads, |(source, out)| {
-        let bar = bars.bar(source);
-        let result = run_pass(
-            source,
-            PassSpec {
-                linear: Some(req.hash),
-                tree: out.manifest.as_ref().map(|_| &req.tree_params),
-                tree_out: out.tree.as_deref(),
-                compare: None,
-            },
-            &|n| bar.inc(n),
-        );
-        bar.finish_and_clear();
-        result
-    });
+    let image_bars: Vec<_> = sources.iter().map(|s| bars.bar(s)).collect();
+    let jobs: Vec<(ImageSource, SealSpec<'_>)> = sources
+        .iter()
+        .zip(&outputs)
+        .map(|(source, out)| {
+            (
+                source.clone(),
+                SealSpec {
+                    also_linear: Vec::new(),
+                    manifest: out.manifest.as_deref().map(|m| (m, &req.tree_params)),
+                    tree: out.tree.as_deref(),
+                },
+            )
+        })
+        .collect();
     let single = req.images.len() == 1;
     let signing = bars.steps(req.images.len() as u64, "signing");
     let mut code = 0;
-    for ((name, source), (pass, out)) in req
-        .images
-        .iter()
-        .zip(&sources)
-        .zip(passes.into_iter().zip(&outputs))
-    {
-        let sealed = pass.and_then(|p| seal_one(device, key, &req, source, p, out));
-        signing.inc(1);
-        match sealed {
-            Ok(obj) => match signing.suspend(|| print_sealed(ctx, name, obj, single, out)) {
-                Ok(()) => {}
-                Err(err) if single => {
-                    signing.finish_and_clear();
-                    return Err(err.into());
+    let mut first_error = None;
+    seal_images(
+        device,
+        key,
+        req.cert_id,
+        req.hash,
+        &jobs,
+        &BarProgress(&image_bars),
+        &mut |i, sealed| {
+            signing.inc(1);
+            let name = &req.images[i];
+            let printed = sealed.and_then(|s| {
+                let obj = sealed_json(&s, &sources[i], key);
+                signing.suspend(|| print_sealed(ctx, name, obj, &s, req.format, single, &outputs[i]))
+            });
+            if let Err(err) = printed {
+                if single {
+                    first_error = Some(err);
+                    return;
                 }
-                Err(err) => {
-                    if code == 0 {
-                        code = err.kind().exit_code();
-                    }
-                    signing.suspend(|| super::digest::report_error(ctx, name, &err));
-                }
-            },
-            Err(err) if single => {
-                signing.finish_and_clear();
-                return Err(err.into());
-            }
-            Err(err) => {
                 if code == 0 {
                     code = err.kind().exit_code();
                 }
                 signing.suspend(|| super::digest::report_error(ctx, name, &err));
             }
-        }
-    }
+        },
+    );
     signing.finish_and_clear();
+    if let Some(err) = first_error {
+        return Err(err.into());
+    }
     Ok(code)
 }
 
-struct Sealed {
-    json: serde_json::Value,
-    rendered: String,
-    /// The four properties alone, for one named line per image.
-    properties: serde_json::Value,
+/// Progress bars for [`seal_images`], one per image.
+pub struct BarProgress<'a>(pub &'a [indicatif::ProgressBar]);
+
+impl PassProgress for BarProgress<'_> {
+    fn advanced(&self, image: usize, bytes: u64) {
+        self.0[image].inc(bytes);
+    }
+    fn finished(&self, image: usize) {
+        self.0[image].finish_and_clear();
+    }
 }
 
-fn seal_one(
-    device: &dyn SigningDevice,
-    key: &KeyHandle,
-    req: &SealRequest<'_>,
-    source: &ImageSource,
-    mut pass: PassOutput,
-    out: &Outputs,
-) -> Result<Sealed, Error> {
-    let linear = pass.linear.take().expect("the pass hashed linearly");
-    let signature = glance_signature(device, key, req.cert_id, &linear)?;
-    let mut obj = json!(property_map(&signature));
+/// imgseal's whole record of one signed image (`--json`).
+pub fn sealed_json(sealed: &SealedImage, source: &ImageSource, key: &KeyHandle) -> serde_json::Value {
+    let mut obj = json!(property_map(&sealed.signature));
     obj["image"] = json!(source.display());
-    obj["image_size"] = json!(linear.size);
-    obj["digest"] = json!(hex::encode(&linear.digest));
+    obj["image_size"] = json!(sealed.size());
+    obj["digest"] = json!(hex::encode(&sealed.digest().digest));
     obj["key"] = json!(key.uri.redacted());
-    if let Some(manifest_path) = &out.manifest {
-        let fsverity = pass.fsverity.as_ref().expect("the pass built a tree");
-        let tree_name = out
-            .tree
-            .as_ref()
-            .and_then(|t| t.file_name())
-            .map(|n| n.to_string_lossy().into_owned());
-        let image_name = match source {
-            ImageSource::Path(p) => p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            ImageSource::Stdin => "-".into(),
-        };
-        let body = build_body(&image_name, &linear, fsverity, &signature, tree_name);
-        let manifest = sign_manifest(device, key, body)?;
-        write_output_file(manifest_path, manifest.to_json_pretty().as_bytes())?;
-        // The tree goes under its name only once its manifest is there.
-        if let (Some(path), Some(tmp)) = (&out.tree, pass.tree_file.take()) {
-            if let Err(e) = tmp.persist(path) {
-                // The command fails: take back the manifest just written
-                // rather than leave it naming a tree that is not there.
-                let _ = std::fs::remove_file(manifest_path);
-                return Err(Error::io(path, e.error));
-            }
-            obj["tree"] = json!(path.display().to_string());
-        }
-        obj["manifest"] = json!(manifest_path.display().to_string());
+    if let Some(tree) = &sealed.tree {
+        obj["tree"] = json!(tree.display().to_string());
+    }
+    if let Some(manifest) = &sealed.manifest {
+        obj["manifest"] = json!(manifest.display().to_string());
+    }
+    if let Some(fsverity) = &sealed.fsverity
+        && sealed.manifest.is_some()
+    {
         obj["fsverity_digest"] = json!(fsverity.to_string());
     }
-    Ok(Sealed {
-        json: obj,
-        rendered: render(&signature, req.format),
-        properties: json!(property_map(&signature)),
-    })
+    obj
 }
 
 /// One image's result: with `--out-dir` a file of its properties (and a
@@ -286,25 +254,29 @@ fn seal_one(
 fn print_sealed(
     ctx: &Context,
     name: &str,
-    mut sealed: Sealed,
+    mut json: serde_json::Value,
+    sealed: &SealedImage,
+    format: OutputFormat,
     single: bool,
     out: &Outputs,
 ) -> Result<(), Error> {
+    let rendered = render(&sealed.signature, format);
     if let Some(path) = &out.props {
-        write_output_file(path, format!("{}\n", sealed.rendered).as_bytes())?;
-        sealed.json["props_file"] = json!(path.display().to_string());
+        write_output_file(path, format!("{rendered}\n").as_bytes())?;
+        json["props_file"] = json!(path.display().to_string());
         if !ctx.json {
             eprintln!("{name}: properties in {}", path.display());
             return Ok(());
         }
     }
     match (ctx.json, single) {
-        (true, _) => super::print_json(&sealed.json),
-        (false, true) => println!("{}", sealed.rendered),
+        (true, _) => super::print_json(&json),
+        (false, true) => println!("{rendered}"),
         // Several images, JSON properties: one object per line, named.
         (false, false) => {
-            sealed.properties["image"] = json!(name);
-            println!("{}", sealed.properties);
+            let mut properties = json!(property_map(&sealed.signature));
+            properties["image"] = json!(name);
+            println!("{properties}");
         }
     }
     Ok(())

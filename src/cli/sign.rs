@@ -7,13 +7,11 @@ use imgseal::algorithms::HashMethod;
 use imgseal::backend::SigningDevice;
 use imgseal::backend::pkcs11::Login;
 use imgseal::certsource::{CertificateSource, TokenSource};
-use imgseal::digest::ImageSource;
-use imgseal::glance::{OutputFormat, property_map, render};
-use imgseal::sign::{check_certificate_matches, sign_image};
-use serde_json::json;
+use imgseal::glance::OutputFormat;
+use imgseal::sign::check_certificate_matches;
 
 use super::cert::{SourceKind, StoreArgs};
-use super::{Context, parse_uri, print_json};
+use super::{Context, parse_uri};
 
 /// `--pss-salt`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -134,31 +132,16 @@ pub fn run(ctx: &Context, args: SignArgs) -> anyhow::Result<i32> {
             .into());
         }
     }
-    if args.images.len() > 1 || args.manifest.is_some() || args.out_dir.is_some() {
-        let req = super::seal::SealRequest {
-            images: &args.images,
-            cert_id: &args.cert_id,
-            hash: args.hash,
-            format,
-            manifest: args.manifest.as_deref(),
-            tree: args.tree.as_deref(),
-            tree_params,
-            quiet: args.quiet,
-            out_dir: args.out_dir.as_deref(),
-        };
-        return super::seal::sign_many(ctx, &device, &key, req);
-    }
-    let image = ImageSource::parse(&args.images[0]);
-    let (signature, digest) = sign_image(&device, &key, &args.cert_id, args.hash, &image)?;
-    if ctx.json {
-        let mut obj = json!(property_map(&signature));
-        obj["image"] = json!(image.display());
-        obj["image_size"] = json!(digest.size);
-        obj["digest"] = json!(hex::encode(&digest.digest));
-        obj["key"] = json!(key.uri.redacted());
-        print_json(&obj);
-    } else {
-        println!("{}", render(&signature, format));
-    }
-    Ok(0)
+    let req = super::seal::SealRequest {
+        images: &args.images,
+        cert_id: &args.cert_id,
+        hash: args.hash,
+        format,
+        manifest: args.manifest.as_deref(),
+        tree: args.tree.as_deref(),
+        tree_params,
+        quiet: args.quiet,
+        out_dir: args.out_dir.as_deref(),
+    };
+    super::seal::sign_many(ctx, &device, &key, req)
 }

@@ -47,8 +47,9 @@ pub const MAX_CONCURRENT_IMAGES: usize = 2;
 /// What one pass computes.
 #[derive(Default)]
 pub struct PassSpec<'a> {
-    /// The linear digest, for `img_signature`.
-    pub linear: Option<HashMethod>,
+    /// The linear digests: the one `img_signature` signs, and others that
+    /// ride in the same read (Glance's SHA-512 `os_hash_value`).
+    pub linear: Vec<HashMethod>,
     /// The fs-verity tree.
     pub tree: Option<&'a TreeParams>,
     /// Write the tree to this path (levels nearest the root first, as
@@ -63,12 +64,20 @@ pub struct PassSpec<'a> {
 #[derive(Debug)]
 pub struct PassOutput {
     pub size: u64,
-    pub linear: Option<ImageDigest>,
+    /// One digest per hash of [`PassSpec::linear`], in its order.
+    pub linear: Vec<ImageDigest>,
     pub fsverity: Option<FsVerityDigest>,
     /// The tree, complete and synced; `persist` it to its name once every
     /// other output has been made, so a failure leaves no orphan.
     pub tree_file: Option<NamedTempFile>,
     pub comparison: Option<LeafComparison>,
+}
+
+impl PassOutput {
+    /// The linear digest by `hash`, when the pass was asked for it.
+    pub fn linear_digest(&self, hash: HashMethod) -> Option<&ImageDigest> {
+        self.linear.iter().find(|d| d.hash == hash)
+    }
 }
 
 /// Reads `source` once and computes what `spec` asks for. `progress` is
@@ -101,6 +110,20 @@ pub fn run_pass(
         }
         ImageSource::Stdin => pass_stream(io::stdin(), &mut pass, progress)?,
     }
+    pass.finish()
+}
+
+/// Reads a stream once (an image downloaded from Glance) and computes what
+/// `spec` asks for; `origin` names the stream in errors. The reader runs on
+/// a thread of its own, so the hashing core only hashes.
+pub fn run_pass_reader(
+    reader: impl Read + Send,
+    origin: &str,
+    spec: PassSpec<'_>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<PassOutput> {
+    let mut pass = Pass::new(spec, Path::new(origin))?;
+    pass_stream(reader, &mut pass, progress)?;
     pass.finish()
 }
 
@@ -238,7 +261,7 @@ fn hash_leaves(hasher: &BlockHasher, bs: usize, hs: usize, data: &[u8], out: &mu
 
 struct Pass {
     origin: PathBuf,
-    linear: Option<(HashMethod, Hasher)>,
+    linear: Vec<(HashMethod, Hasher)>,
     tree: Option<TreeState>,
     size: u64,
 }
@@ -247,12 +270,13 @@ impl Pass {
     fn new(spec: PassSpec<'_>, origin: &Path) -> Result<Self> {
         let linear = spec
             .linear
-            .map(|h| {
+            .iter()
+            .map(|&h| {
                 Hasher::new(h.message_digest())
                     .map(|x| (h, x))
                     .map_err(|e| Error::crypto("hasher", e))
             })
-            .transpose()?;
+            .collect::<Result<Vec<_>>>()?;
         let tree = match spec.tree {
             Some(params) => {
                 let sink = spec.tree_out.map(TreeSink::new).transpose()?;
@@ -280,16 +304,22 @@ impl Pass {
 
     fn feed(&mut self, window: &[u8]) -> Result<()> {
         self.size += window.len() as u64;
-        let linear_update =
-            |h: &mut Hasher| h.update(window).map_err(|e| Error::crypto("hashing", e));
-        match (&mut self.linear, &mut self.tree) {
-            (Some((_, l)), Some(t)) => {
-                let (a, b) = rayon::join(|| linear_update(l), || t.feed(window));
+        // Each linear stream is serial; several run side by side, and beside
+        // the tree, whose blocks fill the cores the streams leave.
+        let linear_update = |linear: &mut [(HashMethod, Hasher)]| -> Result<()> {
+            linear.par_iter_mut().try_for_each(|(_, h)| {
+                h.update(window).map_err(|e| Error::crypto("hashing", e))
+            })
+        };
+        match (self.linear.is_empty(), &mut self.tree) {
+            (false, Some(t)) => {
+                let linear = &mut self.linear;
+                let (a, b) = rayon::join(|| linear_update(linear), || t.feed(window));
                 a.and(b)
             }
-            (Some((_, l)), None) => linear_update(l),
-            (None, Some(t)) => t.feed(window),
-            (None, None) => Ok(()),
+            (false, None) => linear_update(&mut self.linear),
+            (true, Some(t)) => t.feed(window),
+            (true, None) => Ok(()),
         }
     }
 
@@ -297,6 +327,7 @@ impl Pass {
         let size = self.size;
         let linear = self
             .linear
+            .into_iter()
             .map(|(hash, mut h)| {
                 h.finish()
                     .map(|d| ImageDigest {
@@ -306,7 +337,7 @@ impl Pass {
                     })
                     .map_err(|e| Error::crypto("hashing", e))
             })
-            .transpose()?;
+            .collect::<Result<Vec<_>>>()?;
         let (fsverity, tree_file, comparison) = match self.tree {
             Some(t) => {
                 let (d, f, c) = t.finish(size)?;
@@ -479,7 +510,7 @@ mod tests {
             let params = TreeParams::new(hash, bs, b"salt".to_vec()).unwrap();
             let want = digest_bytes(&params, &bytes);
             let spec = || PassSpec {
-                linear: Some(HashMethod::Sha384),
+                linear: vec![HashMethod::Sha384, HashMethod::Sha512],
                 tree: Some(&params),
                 ..Default::default()
             };
@@ -490,9 +521,12 @@ mod tests {
             pass_stream(&bytes[..], &mut streamed, &|_| ()).unwrap();
             let streamed = streamed.finish().unwrap();
             assert_eq!(streamed.fsverity.as_ref(), Some(&want));
-            let linear = openssl::hash::hash(HashMethod::Sha384.message_digest(), &bytes).unwrap();
-            assert_eq!(mapped.linear.unwrap().digest, linear.to_vec());
-            assert_eq!(streamed.linear.unwrap().digest, linear.to_vec());
+            for (i, h) in [HashMethod::Sha384, HashMethod::Sha512].into_iter().enumerate() {
+                let linear = openssl::hash::hash(h.message_digest(), &bytes).unwrap();
+                assert_eq!(mapped.linear[i].digest, linear.to_vec());
+                assert_eq!(streamed.linear[i].digest, linear.to_vec());
+                assert_eq!(mapped.linear_digest(h), Some(&mapped.linear[i]));
+            }
         }
     }
 

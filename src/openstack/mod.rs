@@ -4,6 +4,7 @@
 //! Nova (through castellan) read them ([`barbican`]).
 
 pub mod barbican;
+pub mod glance;
 pub mod cloud;
 pub mod session;
 pub mod token_cache;

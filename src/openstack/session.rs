@@ -105,6 +105,27 @@ fn one_line(s: &str) -> String {
     }
 }
 
+fn header_map(headers: &ureq::http::HeaderMap) -> BTreeMap<String, String> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A streamed answer: the body to read when the status is 200, else the
+/// answer read whole for its reason.
+pub struct Download {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    pub error: Option<Response>,
+    pub reader: Option<Box<dyn Read + Send>>,
+}
+
 /// An HTTP method, and whether repeating it is harmless.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
@@ -191,6 +212,7 @@ pub struct Session {
     /// Keystone's v3 root, where tokens come from.
     identity: String,
     cache: Option<TokenCache>,
+    timeouts: Timeouts,
 }
 
 impl std::fmt::Debug for Session {
@@ -374,6 +396,7 @@ impl Session {
             overrides: BTreeMap::new(),
             identity,
             cache,
+            timeouts,
         };
         let cached = session.cache.as_ref().and_then(|c| c.load(&session.config));
         match cached {
@@ -629,6 +652,137 @@ impl Session {
         }
     }
 
+    /// A request whose body or answer is an image: no limit on the whole
+    /// call (2 GiB at 100 MB/s is 20 s, a slow link takes hours), but every
+    /// read and write must progress within the call timeout, so a service
+    /// that stops answering mid-stream ends the transfer instead of hanging.
+    fn streaming<S: ureq::AsSendBody>(
+        &self,
+        request: ureq::http::Request<S>,
+    ) -> ureq::http::Request<S> {
+        self.agent
+            .configure_request(request)
+            .timeout_global(None)
+            .timeout_per_read(Some(self.timeouts.call))
+            .timeout_per_write(Some(self.timeouts.call))
+            .timeout_recv_response(Some(self.timeouts.call))
+            .build()
+    }
+
+    /// GETs `url` and hands back the body as a stream: an image download.
+    /// Re-authenticates once on 401; an answer other than 200 is read whole
+    /// (bounded) for its reason.
+    pub fn download(&self, url: &str) -> Result<Download> {
+        let mut generation = self.read_login().generation;
+        for attempt in 0..2 {
+            let token = self.read_login().token.expose().to_string();
+            let request = ureq::http::Request::builder()
+                .method("GET")
+                .uri(url)
+                .header("X-Auth-Token", token)
+                .header("Accept", "application/octet-stream")
+                .body(())
+                .map_err(|e| Error::service(format!("GET {url}: {e}")))?;
+            let response = self
+                .agent
+                .run(self.streaming(request))
+                .map_err(|e| Error::service(format!("GET {url}: {}", transport_reason(&e))))?;
+            let status = response.status().as_u16();
+            if status == 401 && attempt == 0 {
+                if let Some(cache) = &self.cache {
+                    cache.forget(&self.config);
+                }
+                self.authenticate(generation)?;
+                generation = self.read_login().generation;
+                continue;
+            }
+            let headers = header_map(response.headers());
+            let mut body = response.into_body();
+            if status != 200 {
+                let mut text = Vec::new();
+                let _ = body
+                    .as_reader()
+                    .take(MAX_BODY)
+                    .read_to_end(&mut text);
+                return Ok(Download {
+                    status,
+                    headers,
+                    error: Some(Response {
+                        status,
+                        headers: BTreeMap::new(),
+                        body: text,
+                    }),
+                    reader: None,
+                });
+            }
+            let reader = body.into_with_config().limit(u64::MAX).reader();
+            return Ok(Download {
+                status,
+                headers,
+                error: None,
+                reader: Some(Box::new(reader)),
+            });
+        }
+        Err(Error::Auth(format!(
+            "GET {url}: 401 even with a fresh token from {}",
+            self.config.origin
+        )))
+    }
+
+    /// PUTs `len` bytes from the reader `open` makes (once more after a 401:
+    /// the first body was spent) and returns the answer. Not retried on
+    /// connection failures: the service may have taken part of the body.
+    pub fn upload(
+        &self,
+        url: &str,
+        len: u64,
+        open: &mut dyn FnMut() -> Result<Box<dyn Read + Send>>,
+    ) -> Result<Response> {
+        let mut generation = self.read_login().generation;
+        for attempt in 0..2 {
+            let mut reader = open()?;
+            let token = self.read_login().token.expose().to_string();
+            let request = ureq::http::Request::builder()
+                .method("PUT")
+                .uri(url)
+                .header("X-Auth-Token", token)
+                .header("Content-Type", "application/octet-stream")
+                .header("Content-Length", len.to_string())
+                .header("Accept", "application/json")
+                .body(ureq::SendBody::from_reader(&mut reader))
+                .map_err(|e| Error::service(format!("PUT {url}: {e}")))?;
+            let mut response = self
+                .agent
+                .run(self.streaming(request))
+                .map_err(|e| Error::service(format!("PUT {url}: {}", transport_reason(&e))))?;
+            let status = response.status().as_u16();
+            let headers = header_map(response.headers());
+            let mut body = Vec::new();
+            let _ = response
+                .body_mut()
+                .as_reader()
+                .take(MAX_BODY)
+                .read_to_end(&mut body);
+            if status == 401 && attempt == 0 {
+                if let Some(cache) = &self.cache {
+                    cache.forget(&self.config);
+                }
+                self.authenticate(generation)?;
+                generation = self.read_login().generation;
+                continue;
+            }
+            return Ok(Response {
+                status,
+                headers,
+                body,
+            });
+        }
+        Err(Error::Auth(format!(
+            "PUT {url}: 401 even with a fresh token from {}",
+            self.config.origin
+        )))
+    }
+
     fn send_once(&self, request: &Request<'_>) -> std::result::Result<Response, ureq::Error> {
         let mut builder = ureq::http::Request::builder()
             .method(request.method.name())
@@ -642,16 +796,7 @@ impl Session {
             None => self.agent.run(builder.body(()).map_err(bad)?)?,
         };
         let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_ascii_lowercase(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        let headers = header_map(response.headers());
         let mut body = Vec::new();
         response
             .body_mut()
