@@ -78,7 +78,7 @@ pub fn digest_image(source: &ImageSource, hash: HashMethod) -> Result<ImageDiges
 /// writer would block the open for good and `/dev/zero` would be hashed for
 /// ever. A stream goes through standard input (`-`), where whoever pipes it
 /// chooses how much to send.
-pub(crate) fn open_image(path: &Path) -> Result<(File, Metadata)> {
+pub fn open_image(path: &Path) -> Result<(File, Metadata)> {
     use crate::home::{Opened, open_regular};
     match open_regular(path, false).map_err(|e| Error::io(path, e))? {
         Opened::Regular(file, meta) => Ok((file, meta)),
@@ -107,7 +107,7 @@ pub(crate) fn open_image(path: &Path) -> Result<(File, Metadata)> {
 /// tick (a few ms), so a write in the same tick as the pass's first `stat`
 /// could go unnoticed there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct FileStamp {
+pub struct FileStamp {
     dev: u64,
     ino: u64,
     len: u64,
@@ -117,7 +117,7 @@ pub(crate) struct FileStamp {
 impl FileStamp {
     /// The stamp of a regular file from metadata already read, so that a
     /// caller mapping `m.len()` bytes stamps the same observation.
-    pub(crate) fn from_meta(m: &Metadata) -> Self {
+    pub fn from_meta(m: &Metadata) -> Self {
         FileStamp {
             dev: m.dev(),
             ino: m.ino(),

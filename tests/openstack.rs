@@ -13,61 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::docs_chain::*;
-use common::openstack::{Project, glance_log};
+use common::openstack::{Project, glance_log, key_with_certificate, publish, s, self_signed};
 use common::*;
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// `imgseal --json cert publish FILE`, as the project's user: the new UUID.
-fn publish(project: &Project, env: &Env, file: &Path) -> String {
-    let out = project
-        .run(env, &["--json", "cert", "publish", s(file)])
-        .ok();
-    out.json()["uuid"].as_str().unwrap().to_string()
-}
-
-/// A self-signed RSA certificate for /CN=`cn` at `out` (its key beside it).
-fn self_signed(env: &Env, out: &Path, cn: &str) {
-    let key = env.path(&format!("{cn}.key"));
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        s(&key),
-        "-subj",
-        &format!("/CN={cn}"),
-        "-days",
-        "5",
-        "-out",
-        s(out),
-    ])
-    .ok();
-}
-
-/// A key in the embedded token and its certificate from the test CA.
-fn key_with_certificate(env: &Env, kind: &str, label: &str) -> (String, std::path::PathBuf) {
-    let uri = env.generate(kind, label);
-    let csr = env.path(&format!("{label}.csr"));
-    env.run(&[
-        "key",
-        "csr",
-        "--key",
-        &uri,
-        "--subject",
-        &format!("CN={label}"),
-        "--out",
-        s(&csr),
-    ])
-    .ok();
-    let cert = env.path(&format!("{label}.crt"));
-    test_ca().issue(&csr, &cert);
-    (uri, cert)
-}
 
 #[test]
 fn the_docs_example_through_barbican() {

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::Mutex;
 
 use super::CertificateSource;
@@ -18,7 +19,7 @@ type Fetched = Result<Option<api::BarbicanCertificate>>;
 
 /// Certificates in Barbican.
 pub struct BarbicanSource {
-    session: Session,
+    session: Arc<Session>,
     endpoint: String,
     cache: Option<PathBuf>,
     /// Barbican's answers this run, by UUID: one run asks for a certificate
@@ -30,7 +31,7 @@ pub struct BarbicanSource {
 impl BarbicanSource {
     /// `cache`: a directory of `<uuid>.pem` payloads, refreshed by every
     /// read, and read only when Barbican is unreachable.
-    pub fn new(session: Session, cache: Option<PathBuf>) -> Result<Self> {
+    pub fn new(session: Arc<Session>, cache: Option<PathBuf>) -> Result<Self> {
         let endpoint = session.endpoint(api::SERVICE)?;
         Ok(BarbicanSource {
             session,

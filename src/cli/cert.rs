@@ -112,7 +112,7 @@ impl StoreArgs {
                 }
                 OpenedSource {
                     source: Rc::new(BarbicanSource::new(
-                        ctx.cloud.session()?,
+                        ctx.session()?,
                         self.cert_cache.clone(),
                     )?),
                     kind,
@@ -336,7 +336,7 @@ fn publish(
             t.format(&time::format_description::well_known::Rfc3339)
                 .ok()
         });
-    let session = ctx.cloud.session()?;
+    let session = ctx.session()?;
     let mut reused = None;
     if reuse {
         for meta in barbican::list_certificates(&session)? {

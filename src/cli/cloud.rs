@@ -16,6 +16,9 @@ pub struct CloudArgs {
     /// Barbican's URL, instead of the key-manager endpoint of the catalog.
     #[arg(long, global = true, value_name = "URL")]
     pub barbican_url: Option<String>,
+    /// Glance's URL, instead of the image endpoint of the catalog.
+    #[arg(long, global = true, value_name = "URL")]
+    pub glance_url: Option<String>,
     /// Seconds one OpenStack request may take, connecting included.
     #[arg(long, global = true, value_name = "SECONDS", default_value_t = 60)]
     pub os_timeout: u64,
@@ -69,6 +72,9 @@ impl CloudArgs {
         )?;
         if let Some(url) = &self.barbican_url {
             session.set_endpoint_override(imgseal::openstack::barbican::SERVICE, url);
+        }
+        if let Some(url) = &self.glance_url {
+            session.set_endpoint_override(imgseal::openstack::glance::SERVICE, url);
         }
         Ok(session)
     }

@@ -268,6 +268,29 @@ impl Bars {
         bar
     }
 
+    /// A byte counter of `len` bytes, such as an upload or a download.
+    pub fn bytes(&self, len: u64, message: &str) -> ProgressBar {
+        let bar = if len > 0 {
+            ProgressBar::new(len).with_style(
+                ProgressStyle::with_template(
+                    "{msg:20!} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {eta}",
+                )
+                .expect("the template is valid")
+                .progress_chars("=> "),
+            )
+        } else {
+            ProgressBar::new_spinner().with_style(
+                ProgressStyle::with_template(
+                    "{msg:20!} {spinner} {binary_bytes} {binary_bytes_per_sec}",
+                )
+                .expect("the template is valid"),
+            )
+        };
+        let bar = self.multi.add(bar);
+        bar.set_message(message.to_string());
+        bar
+    }
+
     pub fn bar(&self, source: &ImageSource) -> ProgressBar {
         let bar = match source_len(source) {
             Some(len) => ProgressBar::new(len).with_style(

@@ -6,6 +6,7 @@ mod cert;
 mod cloud;
 mod digest;
 mod docs;
+mod images;
 mod key;
 mod seal;
 mod sign;
@@ -75,6 +76,8 @@ pub enum Command {
     Sign(sign::SignArgs),
     /// Verify an image against its Glance properties, as Glance does on upload.
     Verify(verify::VerifyArgs),
+    /// Sign an image in the HSM and upload it to Glance, which verifies it.
+    Publish(images::PublishArgs),
     /// Print digests: linear (as sha256sum does) or fs-verity (as `fsverity digest` does).
     Digest(digest::DigestArgs),
     /// Trust anchors sealed in the TPM: seal, show, add, remove, lock, clear.
@@ -131,12 +134,14 @@ pub fn run(mut cli: Cli) -> anyhow::Result<i32> {
         json: cli.json,
         tcti: cli.tcti.clone(),
         cloud: cli.cloud.clone(),
+        session: Default::default(),
     };
     match cli.command {
         Command::Key(cmd) => key::run(&ctx, cmd),
         Command::Cert(cmd) => cert::run(&ctx, cmd),
         Command::Sign(args) => sign::run(&ctx, args),
         Command::Verify(args) => verify::run(&ctx, args),
+        Command::Publish(args) => images::run_publish(&ctx, args),
         Command::Digest(args) => digest::run(&ctx, args),
         Command::Anchors(args) => anchors::run(&ctx, args),
         Command::Attest(args) => attest::run(&ctx, args),
@@ -170,9 +175,20 @@ pub struct Context {
     pub tcti: Option<String>,
     /// `--os-cloud`, `--barbican-url`, `--os-timeout`.
     pub cloud: cloud::CloudArgs,
+    /// One login per run, shared by Barbican and Glance.
+    session: std::sync::OnceLock<std::sync::Arc<imgseal::openstack::Session>>,
 }
 
 impl Context {
+    /// The logged-in session with the configured cloud; the first call logs in.
+    pub fn session(&self) -> Result<std::sync::Arc<imgseal::openstack::Session>, Error> {
+        if let Some(s) = self.session.get() {
+            return Ok(std::sync::Arc::clone(s));
+        }
+        let s = std::sync::Arc::new(self.cloud.session()?);
+        Ok(std::sync::Arc::clone(self.session.get_or_init(|| s)))
+    }
+
     pub fn home(&self) -> Result<Home, Error> {
         Home::from_env()
     }

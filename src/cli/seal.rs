@@ -11,13 +11,13 @@ use imgseal::backend::{KeyHandle, SigningDevice};
 use imgseal::digest::ImageSource;
 use imgseal::error::{Error, ErrorKind};
 use imgseal::fsverity::TreeParams;
-use imgseal::sign::{PassProgress, SealSpec, SealedImage, seal_images};
 use imgseal::glance::{OutputFormat, property_map, render};
 use imgseal::home::write_output_file;
 use imgseal::manifest::{
     Manifest, check_manifest, default_tree_path, parse_range, validate_signer, verify_image_full,
     verify_image_range,
 };
+use imgseal::sign::{PassProgress, SealSpec, SealedImage, seal_images};
 use serde_json::json;
 
 use imgseal::verify::TrustPlan;
@@ -194,7 +194,8 @@ pub fn sign_many(
             let name = &req.images[i];
             let printed = sealed.and_then(|s| {
                 let obj = sealed_json(&s, &sources[i], key);
-                signing.suspend(|| print_sealed(ctx, name, obj, &s, req.format, single, &outputs[i]))
+                signing
+                    .suspend(|| print_sealed(ctx, name, obj, &s, req.format, single, &outputs[i]))
             });
             if let Err(err) = printed {
                 if single {
@@ -228,7 +229,11 @@ impl PassProgress for BarProgress<'_> {
 }
 
 /// imgseal's whole record of one signed image (`--json`).
-pub fn sealed_json(sealed: &SealedImage, source: &ImageSource, key: &KeyHandle) -> serde_json::Value {
+pub fn sealed_json(
+    sealed: &SealedImage,
+    source: &ImageSource,
+    key: &KeyHandle,
+) -> serde_json::Value {
     let mut obj = json!(property_map(&sealed.signature));
     obj["image"] = json!(source.display());
     obj["image_size"] = json!(sealed.size());

@@ -89,49 +89,17 @@ pub fn run(ctx: &Context, args: SignArgs) -> anyhow::Result<i32> {
         }
         (_, f) => f.unwrap_or(OutputFormat::Json),
     };
-    let uri = parse_uri(&args.key, "--key")?;
-    // Before the store is searched for it: a malformed id found nowhere
-    // printed a "not in the local store" warning, then this error.
-    imgseal::glance::check_cert_id(&args.cert_id)
-        .map_err(|e| imgseal::Error::usage(format!("--cert-id: {e}")))?;
     args.tree_args
         .only_with("--manifest", args.manifest.is_some())?;
     let tree_params = args.tree_args.params(args.tree_hash)?;
-    let mut device = ctx.device(Some(&uri), Login::Required)?;
-    if args.pss_salt == PssSaltArg::Digest {
-        device.set_pss_salt(imgseal::signature::PssSalt::DigestLength);
-    }
-    let key = device.find_key(&uri)?;
-    // A signature that no certificate can verify is caught here, before upload.
-    let cert = match args.store.kind(ctx, None) {
-        // The device already open serves its certificates too: one session.
-        SourceKind::Token if args.store.cert_dir.is_none() => {
-            TokenSource(&device).find(&args.cert_id)?
-        }
-        _ => args
-            .store
-            .open(ctx, None, Login::NotNeeded)?
-            .source
-            .find(&args.cert_id)?,
-    };
-    match &cert {
-        Some(stored) => check_certificate_matches(&key, &args.cert_id, &stored.certificate)?,
-        None if args.no_cert_check => tracing::warn!(
-            cert_id = %args.cert_id,
-            "certificate not found; --no-cert-check: not checking that it holds the signing key"
-        ),
-        None => {
-            let opened = args.store.open(ctx, None, Login::NotNeeded);
-            let where_ = opened
-                .map(|o| o.source.describe())
-                .unwrap_or_else(|_| "the certificate source".into());
-            return Err(imgseal::Error::bad_input(format!(
-                "--cert-id {}: no such certificate in {where_}; Glance would refuse the signature on upload (publish it with `imgseal cert publish`, or sign anyway with --no-cert-check)",
-                args.cert_id
-            ))
-            .into());
-        }
-    }
+    let (device, key) = open_signer(
+        ctx,
+        &args.key,
+        &args.cert_id,
+        &args.store,
+        args.no_cert_check,
+        args.pss_salt,
+    )?;
     let req = super::seal::SealRequest {
         images: &args.images,
         cert_id: &args.cert_id,
@@ -144,4 +112,56 @@ pub fn run(ctx: &Context, args: SignArgs) -> anyhow::Result<i32> {
         out_dir: args.out_dir.as_deref(),
     };
     super::seal::sign_many(ctx, &device, &key, req)
+}
+
+/// Opens the token holding `key_arg` and finds the key, after checking that
+/// certificate `cert_id` exists in the chosen source and holds the key's
+/// public key (a signature nothing can verify is caught before it is made).
+pub fn open_signer(
+    ctx: &Context,
+    key_arg: &str,
+    cert_id: &str,
+    store: &StoreArgs,
+    no_cert_check: bool,
+    pss_salt: PssSaltArg,
+) -> anyhow::Result<(
+    imgseal::backend::pkcs11::Pkcs11Device,
+    imgseal::backend::KeyHandle,
+)> {
+    let uri = parse_uri(key_arg, "--key")?;
+    // Before the store is searched for it: a malformed id found nowhere
+    // printed a "not in the local store" warning, then this error.
+    imgseal::glance::check_cert_id(cert_id)
+        .map_err(|e| imgseal::Error::usage(format!("--cert-id: {e}")))?;
+    let mut device = ctx.device(Some(&uri), Login::Required)?;
+    if pss_salt == PssSaltArg::Digest {
+        device.set_pss_salt(imgseal::signature::PssSalt::DigestLength);
+    }
+    let key = device.find_key(&uri)?;
+    let cert = match store.kind(ctx, None) {
+        // The device already open serves its certificates too: one session.
+        SourceKind::Token if store.cert_dir.is_none() => TokenSource(&device).find(cert_id)?,
+        _ => store
+            .open(ctx, None, Login::NotNeeded)?
+            .source
+            .find(cert_id)?,
+    };
+    match &cert {
+        Some(stored) => check_certificate_matches(&key, cert_id, &stored.certificate)?,
+        None if no_cert_check => tracing::warn!(
+            cert_id = %cert_id,
+            "certificate not found; --no-cert-check: not checking that it holds the signing key"
+        ),
+        None => {
+            let opened = store.open(ctx, None, Login::NotNeeded);
+            let where_ = opened
+                .map(|o| o.source.describe())
+                .unwrap_or_else(|_| "the certificate source".into());
+            return Err(imgseal::Error::bad_input(format!(
+                "--cert-id {cert_id}: no such certificate in {where_}; Glance would refuse the signature on upload (publish it with `imgseal cert publish`, or sign anyway with --no-cert-check)"
+            ))
+            .into());
+        }
+    }
+    Ok((device, key))
 }

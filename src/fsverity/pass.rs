@@ -307,9 +307,9 @@ impl Pass {
         // Each linear stream is serial; several run side by side, and beside
         // the tree, whose blocks fill the cores the streams leave.
         let linear_update = |linear: &mut [(HashMethod, Hasher)]| -> Result<()> {
-            linear.par_iter_mut().try_for_each(|(_, h)| {
-                h.update(window).map_err(|e| Error::crypto("hashing", e))
-            })
+            linear
+                .par_iter_mut()
+                .try_for_each(|(_, h)| h.update(window).map_err(|e| Error::crypto("hashing", e)))
         };
         match (self.linear.is_empty(), &mut self.tree) {
             (false, Some(t)) => {
@@ -521,7 +521,10 @@ mod tests {
             pass_stream(&bytes[..], &mut streamed, &|_| ()).unwrap();
             let streamed = streamed.finish().unwrap();
             assert_eq!(streamed.fsverity.as_ref(), Some(&want));
-            for (i, h) in [HashMethod::Sha384, HashMethod::Sha512].into_iter().enumerate() {
+            for (i, h) in [HashMethod::Sha384, HashMethod::Sha512]
+                .into_iter()
+                .enumerate()
+            {
                 let linear = openssl::hash::hash(h.message_digest(), &bytes).unwrap();
                 assert_eq!(mapped.linear[i].digest, linear.to_vec());
                 assert_eq!(streamed.linear[i].digest, linear.to_vec());

@@ -130,7 +130,9 @@ impl<'a> Glance<'a> {
             body.insert(k.clone(), json!(v));
         }
         let url = format!("{}/v2/images", self.root);
-        let answer = self.session.call(Request::post_json(&url, &Value::Object(body)))?;
+        let answer = self
+            .session
+            .call(Request::post_json(&url, &Value::Object(body)))?;
         if answer.status != 201 {
             return Err(self.failure("image create", &answer));
         }
@@ -288,8 +290,11 @@ impl<'a> Glance<'a> {
 /// Percent-encodes a query value: everything but RFC 3986's unreserved characters.
 fn urlencode(s: &str) -> String {
     use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-    const QUERY_VALUE: &percent_encoding::AsciiSet =
-        &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+    const QUERY_VALUE: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
     utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 

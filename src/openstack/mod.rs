@@ -4,8 +4,8 @@
 //! Nova (through castellan) read them ([`barbican`]).
 
 pub mod barbican;
-pub mod glance;
 pub mod cloud;
+pub mod glance;
 pub mod session;
 pub mod token_cache;
 

@@ -700,10 +700,7 @@ impl Session {
             let mut body = response.into_body();
             if status != 200 {
                 let mut text = Vec::new();
-                let _ = body
-                    .as_reader()
-                    .take(MAX_BODY)
-                    .read_to_end(&mut text);
+                let _ = body.as_reader().take(MAX_BODY).read_to_end(&mut text);
                 return Ok(Download {
                     status,
                     headers,

@@ -12,7 +12,9 @@ use imgseal::openstack::session::Request;
 use imgseal::openstack::{Session, Timeouts};
 use serde_json::{Value, json};
 
-use super::{Env, Run};
+use std::path::Path;
+
+use super::{Env, Run, openssl, test_ca};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -220,4 +222,57 @@ impl Project {
 /// The Glance log, for "Successfully verified signature".
 pub fn glance_log() -> String {
     std::fs::read_to_string(stack_dir().join("log/glance.log")).unwrap_or_default()
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `imgseal --json cert publish FILE`, as the project's user: the new UUID.
+pub fn publish(project: &Project, env: &Env, file: &Path) -> String {
+    let out = project
+        .run(env, &["--json", "cert", "publish", s(file)])
+        .ok();
+    out.json()["uuid"].as_str().unwrap().to_string()
+}
+
+/// A self-signed RSA certificate for /CN=`cn` at `out` (its key beside it).
+pub fn self_signed(env: &Env, out: &Path, cn: &str) {
+    let key = env.path(&format!("{cn}.key"));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        s(&key),
+        "-subj",
+        &format!("/CN={cn}"),
+        "-days",
+        "5",
+        "-out",
+        s(out),
+    ])
+    .ok();
+}
+
+/// A key in the embedded token and its certificate from the test CA.
+pub fn key_with_certificate(env: &Env, kind: &str, label: &str) -> (String, std::path::PathBuf) {
+    let uri = env.generate(kind, label);
+    let csr = env.path(&format!("{label}.csr"));
+    env.run(&[
+        "key",
+        "csr",
+        "--key",
+        &uri,
+        "--subject",
+        &format!("CN={label}"),
+        "--out",
+        s(&csr),
+    ])
+    .ok();
+    let cert = env.path(&format!("{label}.crt"));
+    test_ca().issue(&csr, &cert);
+    (uri, cert)
 }

@@ -1,0 +1,437 @@
+//! Signed images where they live: published to Glance (signed in the HSM,
+//! uploaded, Glance's verdict awaited and its stored digest compared),
+//! streamed back from Glance through the verifier, and re-signed in place.
+//! These compose the signing pipeline of [`crate::sign`], the verifier of
+//! [`crate::verify`] and the Glance client of [`crate::openstack::glance`].
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use openssl::hash::Hasher;
+use serde_json::{Value, json};
+
+use crate::algorithms::HashMethod;
+use crate::backend::{KeyHandle, SigningDevice};
+use crate::digest::{FileStamp, ImageDigest, ImageSource};
+use crate::error::{Error, Result};
+use crate::fsverity::PassSpec;
+use crate::fsverity::pass::run_pass_reader;
+use crate::glance::{self, ImageSignature, property_map};
+use crate::openstack::glance::{Glance, ImageRecord, NewImage, OS_HASH_ALGO};
+use crate::sign::{PassProgress, SealSpec, SealedImage, seal_images};
+
+/// Glance's `os_hash_algo`, as imgseal hashes it.
+pub const OS_HASH: HashMethod = HashMethod::Sha512;
+
+/// What `publish` was asked to do beyond the key and certificate.
+pub struct PublishRequest<'a> {
+    pub image: &'a Path,
+    pub hash: HashMethod,
+    /// The image's fields (name, formats, visibility, …) and extra properties.
+    pub fields: NewImage,
+    /// Upload into this queued image instead of creating one.
+    pub existing_id: Option<&'a str>,
+    /// Leave a refused image in Glance, for inspection.
+    pub keep_on_failure: bool,
+    /// Also sign a manifest, from the same read pass.
+    pub manifest: Option<(&'a Path, &'a crate::fsverity::TreeParams)>,
+}
+
+/// An image Glance accepted.
+#[derive(Debug)]
+pub struct Published {
+    pub image: ImageRecord,
+    pub sealed: SealedImage,
+}
+
+/// What went wrong after the image was created: the reason, and what became
+/// of the image in Glance.
+fn after_create_failure(
+    glance: &Glance<'_>,
+    id: &str,
+    keep: bool,
+    created_here: bool,
+    error: Error,
+) -> Error {
+    let state = match glance.show(id) {
+        Ok(Some(record)) => format!("left {}", record.status()),
+        Ok(None) => "gone".into(),
+        Err(_) => "state unknown".into(),
+    };
+    let fate = if keep || !created_here {
+        format!(
+            "image {id} {state} in Glance{}",
+            if keep {
+                " (--keep-on-failure)"
+            } else {
+                "; it was not created by this run, so it is not deleted"
+            }
+        )
+    } else {
+        match glance.delete(id) {
+            Ok(()) => format!("image {id} deleted again"),
+            Err(e) => format!(
+                "image {id} {state}, and deleting it failed ({e}): delete it with `openstack image delete {id}`"
+            ),
+        }
+    };
+    let message = format!("{error}; {fate}");
+    match error {
+        Error::Invalid(_) => Error::Invalid(message),
+        Error::BadInput(_) => Error::BadInput(message),
+        Error::Auth(_) => Error::Auth(message),
+        Error::NotFound(_) => Error::NotFound(message),
+        Error::Usage(_) => Error::Usage(message),
+        Error::Io { path, source } => Error::io(
+            path,
+            io::Error::new(source.kind(), format!("{source}; {fate}")),
+        ),
+        _ => Error::Service(message),
+    }
+}
+
+/// A reader that hashes what passes through it and counts it.
+struct Tapped<R> {
+    inner: R,
+    hasher: Arc<Mutex<(Hasher, u64)>>,
+    progress: Arc<dyn Fn(u64) + Send + Sync>,
+}
+
+impl<R: Read> Read for Tapped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut h = self.hasher.lock().unwrap_or_else(|e| e.into_inner());
+        h.0.update(&buf[..n]).map_err(io::Error::other)?;
+        h.1 += n as u64;
+        drop(h);
+        (self.progress)(n as u64);
+        Ok(n)
+    }
+}
+
+/// Signs `req.image` and publishes it: one read pass for the signed digest
+/// and Glance's SHA-512, the image created with the four properties, the
+/// same bytes uploaded, and Glance's verdict awaited. Success means Glance
+/// verified the signature (`active`) and stored exactly the bytes signed
+/// (its `size` and `os_hash_value` equal imgseal's). On any failure after
+/// the image was created, it is deleted again unless `keep_on_failure`.
+#[allow(clippy::too_many_arguments)]
+pub fn publish(
+    glance: &Glance<'_>,
+    device: &dyn SigningDevice,
+    key: &KeyHandle,
+    cert_id: &str,
+    req: PublishRequest<'_>,
+    hash_progress: &dyn PassProgress,
+    upload_progress: Arc<dyn Fn(u64) + Send + Sync>,
+) -> Result<Published> {
+    let path = req.image;
+    let (file, meta) = crate::digest::open_image(path)?;
+    drop(file);
+    let stamp = FileStamp::from_meta(&meta);
+
+    let mut sealed = None;
+    seal_images(
+        device,
+        key,
+        cert_id,
+        req.hash,
+        &[(
+            ImageSource::Path(path.to_path_buf()),
+            SealSpec {
+                also_linear: vec![OS_HASH],
+                manifest: req.manifest,
+                tree: None,
+            },
+        )],
+        hash_progress,
+        &mut |_, r| sealed = Some(r),
+    );
+    let sealed = sealed.expect("one image, one result")?;
+    let os_hash = sealed
+        .linear_digest(OS_HASH)
+        .expect("the pass computed Glance's digest")
+        .clone();
+
+    // Created, or an existing queued image given the four properties.
+    let (id, created_here) = match req.existing_id {
+        None => {
+            let mut fields = req.fields.clone();
+            fields.properties.extend(
+                property_map(&sealed.signature)
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v)),
+            );
+            (glance.create(&fields)?.id().to_string(), true)
+        }
+        Some(id) => {
+            let record = glance.show(id)?.ok_or_else(|| {
+                Error::not_found(format!("--image-id {id}: Glance has no such image"))
+            })?;
+            if record.status() != "queued" {
+                return Err(Error::usage(format!(
+                    "--image-id {id}: the image is {}, not queued: Glance takes data only into a queued image",
+                    record.status()
+                )));
+            }
+            glance.patch(id, &signature_patch(&record, &sealed.signature))?;
+            (id.to_string(), false)
+        }
+    };
+    let fail = |e: Error| after_create_failure(glance, &id, req.keep_on_failure, created_here, e);
+
+    let tap = Arc::new(Mutex::new((
+        Hasher::new(OS_HASH.message_digest()).map_err(|e| Error::crypto("hasher", e))?,
+        0u64,
+    )));
+    let mut open = || -> Result<Box<dyn Read + Send>> {
+        // The same file, unchanged since it was signed: else nothing is sent.
+        let (file, meta) = crate::digest::open_image(path)?;
+        if FileStamp::from_meta(&meta) != stamp {
+            return Err(Error::io(
+                path,
+                io::Error::other(
+                    "the image changed between signing and upload; nothing was sent: publish it again once nothing writes to it",
+                ),
+            ));
+        }
+        let mut t = tap.lock().unwrap_or_else(|e| e.into_inner());
+        *t = (
+            Hasher::new(OS_HASH.message_digest()).map_err(|e| Error::crypto("hasher", e))?,
+            0,
+        );
+        drop(t);
+        Ok(Box::new(Tapped {
+            inner: io::BufReader::with_capacity(1 << 20, file).take(sealed.size()),
+            hasher: Arc::clone(&tap),
+            progress: Arc::clone(&upload_progress),
+        }))
+    };
+    if let Err(e) = glance.upload(&id, sealed.size(), &mut open) {
+        let e = match e {
+            // Glance's refusal of the data (a signature it could not verify,
+            // a key type it cannot load) is its verdict on the image.
+            Error::BadInput(m) if m.contains("upload to image") => Error::Invalid(m),
+            other => other,
+        };
+        return Err(fail(e));
+    }
+    let (sent, sent_len) = {
+        let mut t = tap.lock().unwrap_or_else(|e| e.into_inner());
+        let digest = t.0.finish().map_err(|e| Error::crypto("hashing", e))?;
+        (digest.to_vec(), t.1)
+    };
+    let record = match glance.show(&id) {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return Err(Error::not_found(format!(
+                "image {id} vanished from Glance right after its upload"
+            )));
+        }
+        Err(e) => return Err(fail(e)),
+    };
+    let ours = hex::encode(&os_hash.digest);
+    let problem = if sent != os_hash.digest || sent_len != sealed.size() {
+        Some(format!(
+            "the bytes uploaded are not the bytes signed ({} sent with SHA-512 {}, {} signed with {}): the file changed during the upload",
+            sent_len,
+            hex::encode(&sent),
+            sealed.size(),
+            ours
+        ))
+    } else if record.status() != "active" {
+        Some(format!(
+            "Glance left the image {}, not active",
+            record.status()
+        ))
+    } else if record.size() != Some(sealed.size()) {
+        Some(format!(
+            "Glance stored {} bytes; imgseal signed {}",
+            record
+                .size()
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "no".into()),
+            sealed.size()
+        ))
+    } else if record.os_hash_algo() == Some(OS_HASH_ALGO) && record.os_hash_value() != Some(&ours) {
+        Some(format!(
+            "Glance's os_hash_value {} is not the SHA-512 of the bytes signed ({ours})",
+            record.os_hash_value().unwrap_or("(none)")
+        ))
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        return Err(fail(Error::Invalid(format!("image {id}: {problem}"))));
+    }
+    Ok(Published {
+        image: record,
+        sealed,
+    })
+}
+
+/// The JSON patch giving `record` the four properties of `signature`:
+/// `replace` where the image has one, `add` where not.
+pub fn signature_patch(record: &ImageRecord, signature: &ImageSignature) -> Value {
+    Value::Array(
+        property_map(signature)
+            .into_iter()
+            .map(|(k, v)| {
+                let op = if record.0.contains_key(k) {
+                    "replace"
+                } else {
+                    "add"
+                };
+                json!({"op": op, "path": format!("/{k}"), "value": v})
+            })
+            .collect(),
+    )
+}
+
+/// Where `--download` writes: a temporary file beside the destination,
+/// renamed into place only when the image verified.
+pub struct DownloadTarget {
+    pub path: PathBuf,
+    pub file: tempfile::NamedTempFile,
+}
+
+impl DownloadTarget {
+    pub fn create(path: &Path) -> Result<Self> {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        if path.is_dir() {
+            return Err(Error::usage(format!(
+                "--download {}: is a directory; name the file to write",
+                path.display()
+            )));
+        }
+        let file = tempfile::Builder::new()
+            .prefix(".imgseal-download-")
+            .tempfile_in(dir)
+            .map_err(|e| Error::io(dir, e))?;
+        Ok(DownloadTarget {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    /// Makes the verified image appear under its name.
+    pub fn persist(self) -> Result<()> {
+        self.file
+            .as_file()
+            .sync_all()
+            .map_err(|e| Error::io(&self.path, e))?;
+        self.file
+            .persist(&self.path)
+            .map(|_| ())
+            .map_err(|e| Error::io(&self.path, e.error))
+    }
+}
+
+/// A reader that also writes what it reads to a file; a write error (a full
+/// disk) fails the read, and so the stream.
+struct Tee<'a, R> {
+    inner: R,
+    out: &'a mut File,
+    path: &'a Path,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out.write_all(&buf[..n]).map_err(|e| {
+            io::Error::new(e.kind(), format!("writing {}: {e}", self.path.display()))
+        })?;
+        Ok(n)
+    }
+}
+
+/// An image's data as Glance serves it, hashed in one pass: the hash the
+/// signature names and Glance's own SHA-512.
+pub struct StreamedDigests {
+    pub signed: ImageDigest,
+    pub os_hash: ImageDigest,
+}
+
+/// Streams image `id` from Glance through the digests (constant memory),
+/// writing it to `download` as it goes.
+pub fn stream_image(
+    glance: &Glance<'_>,
+    id: &str,
+    hash: HashMethod,
+    download: Option<&mut DownloadTarget>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<StreamedDigests> {
+    let reader = glance.download(id)?;
+    let origin = format!("image {id} from Glance");
+    let linear = if hash == OS_HASH {
+        vec![hash]
+    } else {
+        vec![hash, OS_HASH]
+    };
+    let spec = PassSpec {
+        linear,
+        ..Default::default()
+    };
+    let out = match download {
+        Some(target) => {
+            let path = target.path.clone();
+            let tee = Tee {
+                inner: reader,
+                out: target.file.as_file_mut(),
+                path: &path,
+            };
+            run_pass_reader(tee, &origin, spec, progress)?
+        }
+        None => run_pass_reader(reader, &origin, spec, progress)?,
+    };
+    let signed = out
+        .linear_digest(hash)
+        .expect("the pass computed the signed digest")
+        .clone();
+    let os_hash = out
+        .linear_digest(OS_HASH)
+        .expect("the pass computed Glance's digest")
+        .clone();
+    Ok(StreamedDigests { signed, os_hash })
+}
+
+/// How Glance's own record of the data compares with what was streamed:
+/// `None` when it agrees (or Glance keeps no SHA-512), else what differs.
+pub fn glance_record_disagrees(record: &ImageRecord, streamed: &StreamedDigests) -> Option<String> {
+    if let Some(size) = record.size()
+        && size != streamed.os_hash.size
+    {
+        return Some(format!(
+            "Glance says image {} has {size} bytes; it served {}",
+            record.id(),
+            streamed.os_hash.size
+        ));
+    }
+    if record.os_hash_algo() == Some(OS_HASH_ALGO) {
+        let got = hex::encode(&streamed.os_hash.digest);
+        if record.os_hash_value() != Some(got.as_str()) {
+            return Some(format!(
+                "Glance's os_hash_value of image {} ({}) is not the SHA-512 of the data it served ({got})",
+                record.id(),
+                record.os_hash_value().unwrap_or("(none)")
+            ));
+        }
+    }
+    None
+}
+
+/// The properties of an image record, as the verifier reads them.
+pub fn properties_text(record: &ImageRecord) -> String {
+    let mut props = serde_json::Map::new();
+    for k in glance::ALL {
+        if let Some(v) = record.0.get(k) {
+            props.insert(k.to_string(), v.clone());
+        }
+    }
+    Value::Object(props).to_string()
+}
