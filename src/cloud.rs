@@ -350,11 +350,23 @@ impl<R: Read> Read for Tee<'_, R> {
     }
 }
 
-/// An image's data as Glance serves it, hashed in one pass: the hash the
-/// signature names and Glance's own SHA-512.
+/// An image's data as Glance serves it, hashed in one pass: the hashes
+/// asked for and Glance's own SHA-512.
 pub struct StreamedDigests {
-    pub signed: ImageDigest,
-    pub os_hash: ImageDigest,
+    pub digests: Vec<ImageDigest>,
+}
+
+impl StreamedDigests {
+    pub fn get(&self, hash: HashMethod) -> Option<&ImageDigest> {
+        self.digests.iter().find(|d| d.hash == hash)
+    }
+    pub fn os_hash(&self) -> &ImageDigest {
+        self.get(OS_HASH)
+            .expect("the stream always computes Glance's digest")
+    }
+    pub fn size(&self) -> u64 {
+        self.os_hash().size
+    }
 }
 
 /// Streams image `id` from Glance through the digests (constant memory),
@@ -362,17 +374,18 @@ pub struct StreamedDigests {
 pub fn stream_image(
     glance: &Glance<'_>,
     id: &str,
-    hash: HashMethod,
+    hashes: &[HashMethod],
     download: Option<&mut DownloadTarget>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<StreamedDigests> {
     let reader = glance.download(id)?;
     let origin = format!("image {id} from Glance");
-    let linear = if hash == OS_HASH {
-        vec![hash]
-    } else {
-        vec![hash, OS_HASH]
-    };
+    let mut linear: Vec<HashMethod> = Vec::new();
+    for h in hashes.iter().copied().chain([OS_HASH]) {
+        if !linear.contains(&h) {
+            linear.push(h);
+        }
+    }
     let spec = PassSpec {
         linear,
         ..Default::default()
@@ -389,31 +402,25 @@ pub fn stream_image(
         }
         None => run_pass_reader(reader, &origin, spec, progress)?,
     };
-    let signed = out
-        .linear_digest(hash)
-        .expect("the pass computed the signed digest")
-        .clone();
-    let os_hash = out
-        .linear_digest(OS_HASH)
-        .expect("the pass computed Glance's digest")
-        .clone();
-    Ok(StreamedDigests { signed, os_hash })
+    Ok(StreamedDigests {
+        digests: out.linear,
+    })
 }
 
 /// How Glance's own record of the data compares with what was streamed:
 /// `None` when it agrees (or Glance keeps no SHA-512), else what differs.
 pub fn glance_record_disagrees(record: &ImageRecord, streamed: &StreamedDigests) -> Option<String> {
     if let Some(size) = record.size()
-        && size != streamed.os_hash.size
+        && size != streamed.size()
     {
         return Some(format!(
             "Glance says image {} has {size} bytes; it served {}",
             record.id(),
-            streamed.os_hash.size
+            streamed.size()
         ));
     }
     if record.os_hash_algo() == Some(OS_HASH_ALGO) {
-        let got = hex::encode(&streamed.os_hash.digest);
+        let got = hex::encode(&streamed.os_hash().digest);
         if record.os_hash_value() != Some(got.as_str()) {
             return Some(format!(
                 "Glance's os_hash_value of image {} ({}) is not the SHA-512 of the data it served ({got})",

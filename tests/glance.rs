@@ -172,3 +172,325 @@ fn glance_refuses_binary_curves_and_publish_leaves_nothing_behind() {
     assert!(kept.stderr.contains("--keep-on-failure"), "{}", kept.stderr);
     assert!(image_named(&project, "kept"));
 }
+
+/// The test CA in Barbican, for trusted ids.
+fn publish_ca(project: &Project, env: &Env) -> String {
+    publish(project, env, &test_ca().dir.join("ca.crt"))
+}
+
+/// A directory with `<uuid>.pem` for cursive's peer.
+fn cursive_dir(env: &Env, certs: &[(&str, &Path)]) -> std::path::PathBuf {
+    let dir = env.path("cursive-certs");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (uuid, pem) in certs {
+        std::fs::copy(pem, dir.join(format!("{uuid}.pem"))).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn verify_image_agrees_with_glance_the_local_file_and_cursive() {
+    let env = Env::new();
+    let project = Project::new();
+    let ca = publish_ca(&project, &env);
+    let image = env.image("golden.raw", 1024 * 1024 + 5);
+    let (uri, cert) = key_with_certificate(&env, "ecc-secp384r1", "verifier");
+    let uuid = publish(&project, &env, &cert);
+    let published = publish_image(&project, &env, &uri, &uuid, "SHA-384", &image, "golden-v")
+        .ok()
+        .json();
+    let id = published["image_id"].as_str().unwrap().to_string();
+    let props = env.path("props.json");
+    std::fs::write(&props, published.to_string()).unwrap();
+    let certs = cursive_dir(
+        &env,
+        &[(&uuid, &cert), (&ca, &test_ca().dir.join("ca.crt"))],
+    );
+
+    for policy in ["nova", "strict"] {
+        for by in [id.as_str(), "golden-v"] {
+            let remote = project
+                .run(
+                    &env,
+                    &[
+                        "--json",
+                        "verify",
+                        "--image",
+                        by,
+                        "--trusted-cert-id",
+                        &ca,
+                        "--policy",
+                        policy,
+                        "-q",
+                    ],
+                )
+                .ok()
+                .json();
+            assert_eq!(remote["verdict"], "valid", "{remote}");
+            assert_eq!(remote["image_id"], id.as_str());
+            assert_eq!(remote["glance_record_matches"], true);
+            assert_eq!(remote["certificate_validation"]["valid"], true, "{remote}");
+            let local = project
+                .run(
+                    &env,
+                    &[
+                        "--json",
+                        "verify",
+                        "--props",
+                        s(&props),
+                        s(&image),
+                        "--trusted-cert-id",
+                        &ca,
+                        "--policy",
+                        policy,
+                    ],
+                )
+                .ok()
+                .json();
+            for field in [
+                "verdict",
+                "key_type",
+                "hash_method",
+                "certificate_id",
+                "image_size",
+            ] {
+                assert_eq!(remote[field], local[field], "{field}: {remote} vs {local}");
+            }
+        }
+    }
+    // cursive, on the same image, certificate and trusted ids.
+    if let Some(sig) = cursive(&[
+        "verify-signature",
+        "--cert-dir",
+        s(&certs),
+        "--props",
+        s(&props),
+        s(&image),
+    ]) {
+        assert_eq!(sig.code, 0, "{}", sig.stdout);
+        let chain = cursive(&[
+            "verify-certificate",
+            "--cert-dir",
+            s(&certs),
+            "--cert-id",
+            &uuid,
+            "--trusted",
+            &ca,
+        ])
+        .unwrap();
+        assert_eq!(chain.code, 0, "{}", chain.stdout);
+        // An untrusted certificate: cursive and imgseal refuse alike.
+        let stranger = env.path("stranger.pem");
+        common::openstack::self_signed(&env, &stranger, "stranger");
+        let other = publish(&project, &env, &stranger);
+        let chain = cursive(&[
+            "verify-certificate",
+            "--cert-dir",
+            s(&certs),
+            "--cert-id",
+            &uuid,
+            "--trusted",
+            &other,
+        ])
+        .unwrap();
+        assert_eq!(chain.code, 1, "{}", chain.stdout);
+        let refused = project
+            .run(
+                &env,
+                &[
+                    "--json",
+                    "verify",
+                    "--image",
+                    &id,
+                    "--trusted-cert-id",
+                    &other,
+                    "-q",
+                ],
+            )
+            .code(1)
+            .json();
+        assert_eq!(refused["verdict"], "invalid");
+    }
+    // --download writes the verified bytes, and only those.
+    let out = env.path("downloaded.raw");
+    project
+        .run(
+            &env,
+            &["verify", "--image", &id, "--download", s(&out), "-q"],
+        )
+        .ok();
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&image).unwrap());
+}
+
+#[test]
+fn resign_rotates_the_key_and_require_valid_refuses_replaced_data() {
+    let env = Env::new();
+    let project = Project::new();
+    let image = env.image("golden.raw", 700_000);
+    let (old_uri, old_cert) = key_with_certificate(&env, "rsa-pss-2048", "old");
+    let old = publish(&project, &env, &old_cert);
+    let published = publish_image(&project, &env, &old_uri, &old, "SHA-256", &image, "rotate")
+        .ok()
+        .json();
+    let id = published["image_id"].as_str().unwrap().to_string();
+    let (new_uri, new_cert) = key_with_certificate(&env, "ecc-secp521r1", "new");
+    let new = publish(&project, &env, &new_cert);
+
+    // --dry-run changes nothing and prints the patch.
+    let dry = project
+        .run(
+            &env,
+            &[
+                "--json",
+                "resign",
+                "--image",
+                &id,
+                "--key",
+                &new_uri,
+                "--cert-id",
+                &new,
+                "--dry-run",
+                "-q",
+            ],
+        )
+        .ok()
+        .json();
+    assert_eq!(dry["previous_signature"], "valid");
+    assert_eq!(dry["patch"].as_array().unwrap().len(), 4);
+    assert_eq!(dry["patch"][0]["op"], "replace");
+    let shown = image_show(&project, &id);
+    assert_eq!(
+        shown["properties"]["img_signature_certificate_uuid"],
+        old.as_str()
+    );
+
+    let resigned = project
+        .run(
+            &env,
+            &[
+                "--json",
+                "resign",
+                "--image",
+                &id,
+                "--key",
+                &new_uri,
+                "--cert-id",
+                &new,
+                "--hash",
+                "SHA-512",
+                "--require-valid",
+                "-q",
+            ],
+        )
+        .ok()
+        .json();
+    assert_eq!(resigned["previous_signature"], "valid");
+    let shown = image_show(&project, &id);
+    assert_eq!(
+        shown["properties"]["img_signature_certificate_uuid"],
+        new.as_str()
+    );
+    assert_eq!(
+        shown["properties"]["img_signature_key_type"],
+        "ECC_SECP521R1"
+    );
+    assert_eq!(shown["properties"]["img_signature_hash_method"], "SHA-512");
+    assert_eq!(
+        shown["properties"]["img_signature"],
+        resigned["img_signature"]
+    );
+    // Verifies under the new certificate; the old signature no longer matches.
+    project.run(&env, &["verify", "--image", &id, "-q"]).ok();
+    let old_props = env.path("old.json");
+    std::fs::write(&old_props, published.to_string()).unwrap();
+    let mut stale = published.clone();
+    stale["img_signature_certificate_uuid"] = serde_json::json!(new);
+    std::fs::write(&old_props, stale.to_string()).unwrap();
+    project
+        .run(&env, &["verify", "--props", s(&old_props), s(&image)])
+        .code(1);
+
+    // Data replaced under a signature: an image whose bytes are not the ones
+    // signed (uploaded with the OpenStack client, then given the properties).
+    let other = env.path("other.raw");
+    let mut bytes = std::fs::read(&image).unwrap();
+    bytes[1000] ^= 0x80;
+    std::fs::write(&other, bytes).unwrap();
+    let created = project
+        .openstack(&[
+            "image",
+            "create",
+            "--disk-format",
+            "raw",
+            "--container-format",
+            "bare",
+            "--file",
+            s(&other),
+            "replaced",
+            "-f",
+            "json",
+        ])
+        .ok()
+        .json();
+    let replaced = created["id"].as_str().unwrap().to_string();
+    let mut set = vec!["image", "set"];
+    let pairs: Vec<String> = [
+        "img_signature",
+        "img_signature_hash_method",
+        "img_signature_key_type",
+        "img_signature_certificate_uuid",
+    ]
+    .iter()
+    .map(|k| format!("{k}={}", published[*k].as_str().unwrap()))
+    .collect();
+    for p in &pairs {
+        set.extend(["--property", p.as_str()]);
+    }
+    set.push(&replaced);
+    project.openstack(&set).ok();
+    let refused = project
+        .run(
+            &env,
+            &[
+                "resign",
+                "--image",
+                &replaced,
+                "--key",
+                &new_uri,
+                "--cert-id",
+                &new,
+                "--require-valid",
+                "-q",
+            ],
+        )
+        .code(1);
+    assert!(
+        refused.stderr.contains("--require-valid"),
+        "{}",
+        refused.stderr
+    );
+    let shown = image_show(&project, &replaced);
+    assert_eq!(
+        shown["properties"]["img_signature_certificate_uuid"],
+        old.as_str()
+    );
+    // verify --image says so too, and --download leaves nothing.
+    let out = env.path("replaced.raw");
+    let bad = project
+        .run(
+            &env,
+            &[
+                "--json",
+                "verify",
+                "--image",
+                &replaced,
+                "--download",
+                s(&out),
+                "-q",
+            ],
+        )
+        .code(1)
+        .json();
+    assert_eq!(bad["verdict"], "invalid", "{bad}");
+    assert!(!out.exists());
+}

@@ -213,3 +213,173 @@ pub fn run_publish(ctx: &Context, args: PublishArgs) -> anyhow::Result<i32> {
     }
     Ok(0)
 }
+
+#[derive(Debug, Args)]
+pub struct ResignArgs {
+    /// The image in Glance, by id or name.
+    #[arg(long, value_name = "ID|NAME")]
+    pub image: String,
+    /// The new signing key's pkcs11: URI.
+    #[arg(long, short = 'k')]
+    pub key: String,
+    /// The new signing certificate's Barbican UUID.
+    #[arg(long)]
+    pub cert_id: String,
+    /// The new hash method (default: the image's current one, else SHA-256).
+    #[arg(long)]
+    pub hash: Option<HashMethod>,
+    /// Refuse unless the image's current signature holds (under the trust
+    /// options below): re-sign only data that was signed, never data that
+    /// was replaced.
+    #[arg(long)]
+    pub require_valid: bool,
+    /// Print the JSON patch that would be sent, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long, value_enum, default_value = "max")]
+    pub pss_salt: PssSaltArg,
+    /// Where the certificates are looked up (default: Barbican).
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub trust: super::trust::TrustArgs,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+pub fn run_resign(ctx: &Context, args: ResignArgs) -> anyhow::Result<i32> {
+    use imgseal::backend::software::SoftwareVerifier;
+    use imgseal::cloud::{glance_record_disagrees, properties_text, signature_patch, stream_image};
+    use imgseal::glance::RawProperties;
+
+    let (device, key) = open_signer(
+        ctx,
+        &args.key,
+        &args.cert_id,
+        &args.store,
+        false,
+        args.pss_salt,
+    )?;
+    let resolved = super::trust::ResolvedTrust::resolve(ctx, &args.trust, &args.store)?;
+    let session = ctx.session()?;
+    let glance = Glance::new(&session)?;
+    let record = glance.find(&args.image)?;
+    let id = record.id().to_string();
+    if record.status() != "active" {
+        return Err(Error::bad_input(format!(
+            "image {id} is {}, not active: there is no data to re-sign",
+            record.status()
+        ))
+        .into());
+    }
+    let origin = format!("image {id} in Glance");
+    let text = properties_text(&record);
+    let current = RawProperties::from_json(&text, &origin)?;
+    let current_hash = current
+        .hash_method
+        .as_deref()
+        .and_then(HashMethod::from_glance);
+    let new_hash = args.hash.or(current_hash).unwrap_or(HashMethod::Sha256);
+    let bars = Bars::new(args.quiet);
+    let bar = bars.bytes(record.size().unwrap_or(0), "downloading");
+    // One stream gives the digest the current signature is checked with, the
+    // new one, and Glance's SHA-512.
+    let mut streamed: Option<imgseal::cloud::StreamedDigests> = None;
+    let stream = |hashes: &[HashMethod]| stream_image(&glance, &id, hashes, None, &|n| bar.inc(n));
+    let signed = record.has_signature_properties();
+    let old_verdict = if signed {
+        resolved.prefetch(&current.cert_uuid.as_deref().into_iter().collect::<Vec<_>>());
+        let plan = resolved.plan(&args.trust)?;
+        let find: &super::trust::Finder = &*resolved.find;
+        let verdict = imgseal::verify::verify_signed_data(
+            &text,
+            &origin,
+            &origin,
+            resolved.policy,
+            plan.as_ref(),
+            find,
+            &SoftwareVerifier,
+            resolved.options,
+            &mut |hash| {
+                let s = stream(&[hash, new_hash])?;
+                let digest = s.get(hash).expect("streamed with this hash").clone();
+                streamed = Some(s);
+                Ok(digest)
+            },
+        );
+        Some(verdict)
+    } else {
+        None
+    };
+    let old_state = match &old_verdict {
+        None => "unsigned".to_string(),
+        Some(Ok(v)) if v.valid => "valid".to_string(),
+        Some(Ok(v)) => format!(
+            "invalid: {}",
+            v.reason.as_deref().unwrap_or("the signature does not hold")
+        ),
+        Some(Err(e)) => format!("not checkable: {e}"),
+    };
+    let old_valid = matches!(&old_verdict, Some(Ok(v)) if v.valid);
+    if args.require_valid && !old_valid {
+        bar.finish_and_clear();
+        return Err(Error::Invalid(format!(
+            "{origin}: its current signature is {old_state}; --require-valid re-signs only an image whose signature holds"
+        ))
+        .into());
+    }
+    let streamed = match streamed {
+        Some(s) => s,
+        None => stream(&[new_hash])?,
+    };
+    bar.finish_and_clear();
+    if let Some(d) = glance_record_disagrees(&record, &streamed) {
+        return Err(Error::Invalid(format!(
+            "{d}: not re-signing data Glance's own record disowns"
+        ))
+        .into());
+    }
+    let digest = streamed.get(new_hash).expect("streamed with the new hash");
+    let signature = imgseal::sign::sign_digest(&device, &key, &args.cert_id, digest)?;
+    let patch = signature_patch(&record, &signature);
+    if args.dry_run {
+        if ctx.json {
+            super::print_json(&json!({
+                "image_id": id,
+                "dry_run": true,
+                "previous_signature": old_state,
+                "patch": patch,
+            }));
+        } else {
+            println!("{}", serde_json::to_string_pretty(&patch).expect("JSON"));
+            eprintln!("dry run: image {id} not changed (its current signature is {old_state})");
+        }
+        return Ok(0);
+    }
+    let updated = glance.patch(&id, &patch)?;
+    let stored = properties_text(&updated);
+    let want = json!(property_map(&signature));
+    let got: serde_json::Value = serde_json::from_str(&stored).expect("JSON we wrote");
+    if got != want {
+        return Err(Error::service(format!(
+            "Glance accepted the update of image {id} but shows other properties ({got}) than were sent ({want})"
+        ))
+        .into());
+    }
+    if ctx.json {
+        let mut obj = want;
+        obj["image_id"] = json!(id);
+        obj["previous_signature"] = json!(old_state);
+        obj["digest"] = json!(hex::encode(&digest.digest));
+        obj["image_size"] = json!(digest.size);
+        obj["key"] = json!(key.uri.redacted());
+        super::print_json(&obj);
+    } else {
+        println!(
+            "re-signed: image {id} now carries a {} signature ({}) by certificate {} over its {} bytes (the previous signature was {old_state})",
+            signature.key_type, signature.hash_method, args.cert_id, digest.size
+        );
+    }
+    Ok(0)
+}

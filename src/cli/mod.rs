@@ -78,6 +78,8 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Sign an image in the HSM and upload it to Glance, which verifies it.
     Publish(images::PublishArgs),
+    /// Re-sign an image in Glance with another key or certificate (key rotation).
+    Resign(images::ResignArgs),
     /// Print digests: linear (as sha256sum does) or fs-verity (as `fsverity digest` does).
     Digest(digest::DigestArgs),
     /// Trust anchors sealed in the TPM: seal, show, add, remove, lock, clear.
@@ -142,6 +144,7 @@ pub fn run(mut cli: Cli) -> anyhow::Result<i32> {
         Command::Sign(args) => sign::run(&ctx, args),
         Command::Verify(args) => verify::run(&ctx, args),
         Command::Publish(args) => images::run_publish(&ctx, args),
+        Command::Resign(args) => images::run_resign(&ctx, args),
         Command::Digest(args) => digest::run(&ctx, args),
         Command::Anchors(args) => anchors::run(&ctx, args),
         Command::Attest(args) => attest::run(&ctx, args),
