@@ -494,3 +494,217 @@ fn resign_rotates_the_key_and_require_valid_refuses_replaced_data() {
     assert_eq!(bad["verdict"], "invalid", "{bad}");
     assert!(!out.exists());
 }
+
+/// Uploads `file` with the OpenStack client, unsigned, then gives it the
+/// four properties of `props` (as an operator's `image set` would): how
+/// images signed elsewhere, or replaced, end up in a cloud.
+fn upload_with_properties(
+    project: &Project,
+    file: &Path,
+    name: &str,
+    props: Option<&Value>,
+) -> String {
+    let created = project
+        .openstack(&[
+            "image",
+            "create",
+            "--disk-format",
+            "raw",
+            "--container-format",
+            "bare",
+            "--file",
+            s(file),
+            name,
+            "-f",
+            "json",
+        ])
+        .ok()
+        .json();
+    let id = created["id"].as_str().unwrap().to_string();
+    if let Some(props) = props {
+        let pairs: Vec<String> = [
+            "img_signature",
+            "img_signature_hash_method",
+            "img_signature_key_type",
+            "img_signature_certificate_uuid",
+        ]
+        .iter()
+        .map(|k| format!("{k}={}", props[*k].as_str().unwrap()))
+        .collect();
+        let mut set = vec!["image", "set"];
+        for p in &pairs {
+            set.extend(["--property", p.as_str()]);
+        }
+        set.push(&id);
+        project.openstack(&set).ok();
+    }
+    id
+}
+
+#[test]
+fn audit_names_what_nova_would_boot_and_what_is_at_risk() {
+    let env = Env::new();
+    let project = Project::new();
+    let ca = publish_ca(&project, &env);
+    let image = env.image("golden.raw", 300_000);
+    let row =
+        |rows: &[Value], id: &str| rows.iter().find(|r| r["image_id"] == id).cloned().unwrap();
+    // Signed and sound.
+    let (uri, cert) = key_with_certificate(&env, "rsa-pss-2048", "good");
+    let good_cert = publish(&project, &env, &cert);
+    let good = publish_image(&project, &env, &uri, &good_cert, "SHA-256", &image, "good")
+        .ok()
+        .json();
+    let good_id = good["image_id"].as_str().unwrap().to_string();
+    // Unsigned.
+    let unsigned = upload_with_properties(&project, &image, "unsigned", None);
+    // Its certificate expires in 5 days.
+    let exp_uri = env.generate("ecc-secp384r1", "expiring");
+    let csr = env.path("expiring.csr");
+    env.run(&[
+        "key",
+        "csr",
+        "--key",
+        &exp_uri,
+        "--subject",
+        "CN=expiring",
+        "--out",
+        s(&csr),
+    ])
+    .ok();
+    let exp_cert = env.path("expiring.crt");
+    test_ca().issue_days(&csr, &exp_cert, 5);
+    let exp_uuid = publish(&project, &env, &exp_cert);
+    let expiring = publish_image(
+        &project, &env, &exp_uri, &exp_uuid, "SHA-384", &image, "expiring",
+    )
+    .ok()
+    .json();
+    let expiring = expiring["image_id"].as_str().unwrap().to_string();
+    // Its certificate was deleted from Barbican.
+    let (gone_uri, gone_cert) = key_with_certificate(&env, "rsa-pss-2048", "gone");
+    let gone_uuid = publish(&project, &env, &gone_cert);
+    let missing = publish_image(
+        &project, &env, &gone_uri, &gone_uuid, "SHA-256", &image, "missing",
+    )
+    .ok()
+    .json();
+    let missing = missing["image_id"].as_str().unwrap().to_string();
+    let session = project.session();
+    let barbican = session.endpoint("key-manager").unwrap();
+    project
+        .openstack(&[
+            "secret",
+            "delete",
+            &format!("{barbican}/v1/secrets/{gone_uuid}"),
+        ])
+        .ok();
+    // A binary curve (signed before cryptography dropped them).
+    let (bin_uri, bin_cert) = key_with_certificate(&env, "ecc-sect409k1", "binary");
+    let bin_uuid = publish(&project, &env, &bin_cert);
+    let bin_props = project
+        .run(
+            &env,
+            &[
+                "sign",
+                "--key",
+                &bin_uri,
+                "--cert-id",
+                &bin_uuid,
+                "--hash",
+                "SHA-384",
+                s(&image),
+            ],
+        )
+        .ok()
+        .json();
+    let binary = upload_with_properties(&project, &image, "binary", Some(&bin_props));
+    // Data replaced under a valid signature.
+    let replaced_file = env.path("replaced.raw");
+    let mut bytes = std::fs::read(&image).unwrap();
+    bytes[7] ^= 1;
+    std::fs::write(&replaced_file, bytes).unwrap();
+    let tampered = upload_with_properties(&project, &replaced_file, "tampered", Some(&good));
+
+    let audit = |extra: &[&str], code: i32| -> Vec<Value> {
+        let mut args = vec!["--json", "audit", "--trusted-cert-id", &ca, "-q"];
+        args.extend_from_slice(extra);
+        let out = project.run(&env, &args).code(code);
+        out.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let rows = audit(&["--warn-days", "10"], 1);
+    let summary = rows.last().unwrap()["summary"].clone();
+    assert_eq!(summary["images"], 6, "{summary}");
+    assert_eq!(summary["at_risk"], 1, "{summary}");
+    let r = row(&rows, &good_id);
+    assert_eq!(
+        (
+            r["signed"].clone(),
+            r["nova_boots"].clone(),
+            r["strict_valid"].clone(),
+            r["at_risk"].clone()
+        ),
+        (true.into(), true.into(), true.into(), false.into()),
+        "{r}"
+    );
+    assert_eq!(r["certificate_subject"], "CN=good");
+    assert!(r["days_left"].as_i64().unwrap() >= 28, "{r}");
+    let r = row(&rows, &unsigned);
+    assert_eq!(
+        (r["signed"].clone(), r["nova_boots"].clone()),
+        (false.into(), false.into()),
+        "{r}"
+    );
+    let r = row(&rows, &expiring);
+    assert_eq!(
+        (r["nova_boots"].clone(), r["at_risk"].clone()),
+        (true.into(), true.into()),
+        "{r}"
+    );
+    assert!(r["days_left"].as_i64().unwrap() <= 5, "{r}");
+    let r = row(&rows, &missing);
+    assert_eq!(r["nova_boots"], false, "{r}");
+    assert!(
+        r["certificate_problem"]
+            .as_str()
+            .unwrap()
+            .contains(&gone_uuid),
+        "{r}"
+    );
+    let r = row(&rows, &binary);
+    assert_eq!(r["nova_boots"], false, "{r}");
+    assert_eq!(r["key_type"], "ECC_SECT409K1");
+    // Metadata alone cannot see replaced data; --deep does.
+    let r = row(&rows, &tampered);
+    assert_eq!(
+        (r["nova_boots"].clone(), r["data_valid"].clone()),
+        (true.into(), Value::Null),
+        "{r}"
+    );
+    let deep = audit(&["--warn-days", "0", "--deep"], 0);
+    let r = row(&deep, &tampered);
+    assert_eq!(
+        (r["nova_boots"].clone(), r["data_valid"].clone()),
+        (false.into(), false.into()),
+        "{r}"
+    );
+    let r = row(&deep, &good_id);
+    assert_eq!(r["data_valid"], true, "{r}");
+    // The table for people: a header, one row per image, the summary.
+    let table = project
+        .run(
+            &env,
+            &["audit", "--trusted-cert-id", &ca, "--warn-days", "10"],
+        )
+        .code(1);
+    assert!(table.stdout.starts_with("IMAGE"), "{}", table.stdout);
+    assert!(table.stdout.contains("AT RISK"), "{}", table.stdout);
+    assert!(
+        table.stdout.contains("6 images, 5 signed"),
+        "{}",
+        table.stdout
+    );
+}

@@ -383,3 +383,341 @@ pub fn run_resign(ctx: &Context, args: ResignArgs) -> anyhow::Result<i32> {
     }
     Ok(0)
 }
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Also stream every signed image's data from Glance and verify it
+    /// (two images at a time).
+    #[arg(long)]
+    pub deep: bool,
+    /// An image Nova would boot today is at risk when its signing
+    /// certificate expires within this many days (exit 1).
+    #[arg(long, default_value_t = 30, value_name = "DAYS")]
+    pub warn_days: i64,
+    /// Where the certificates are looked up (default: Barbican).
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub trust: super::trust::TrustArgs,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// One image's row.
+#[derive(Debug, serde::Serialize)]
+struct AuditRow {
+    image_id: String,
+    name: Option<String>,
+    status: String,
+    signed: bool,
+    key_type: Option<String>,
+    hash_method: Option<String>,
+    certificate_id: Option<String>,
+    certificate_subject: Option<String>,
+    certificate_not_after: Option<String>,
+    days_left: Option<i64>,
+    /// Why the certificate could not be had (missing, unloadable).
+    certificate_problem: Option<String>,
+    /// Nova (cursive, with the nova.conf given) would boot it today.
+    nova_boots: bool,
+    nova_reason: Option<String>,
+    strict_valid: bool,
+    strict_reason: Option<String>,
+    /// With --deep: whether the data verified.
+    data_valid: Option<bool>,
+    data_reason: Option<String>,
+    at_risk: bool,
+    risk: Option<String>,
+}
+
+/// Stops the verifier once everything before the image data has held.
+const DATA_NOT_READ: &str = "imgseal-audit: data not read";
+
+pub fn run_audit(ctx: &Context, args: AuditArgs) -> anyhow::Result<i32> {
+    use imgseal::backend::software::SoftwareVerifier;
+    use imgseal::cloud::{properties_text, stream_image};
+    use imgseal::fsverity::pass::map_bounded;
+    use imgseal::glance::RawProperties;
+    use imgseal::validate::PolicyName;
+
+    if args.warn_days < 0 {
+        return Err(Error::usage("--warn-days must be 0 or more").into());
+    }
+    let resolved = super::trust::ResolvedTrust::resolve(ctx, &args.trust, &args.store)?;
+    let session = ctx.session()?;
+    let glance = Glance::new(&session)?;
+    let images = glance.list()?;
+    let texts: Vec<String> = images.iter().map(properties_text).collect();
+    let raws: Vec<Option<RawProperties>> = texts
+        .iter()
+        .map(|t| RawProperties::from_json(t, "image").ok())
+        .collect();
+    let ids: Vec<&str> = raws
+        .iter()
+        .filter_map(|r| r.as_ref().and_then(|r| r.cert_uuid.as_deref()))
+        .collect();
+    resolved.prefetch(&ids);
+    let plan = resolved.plan(&args.trust)?;
+    let find: &super::trust::Finder = &*resolved.find;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+
+    // --deep: every signed, active image streamed, two at a time.
+    let streamed: Vec<Option<imgseal::Result<imgseal::cloud::StreamedDigests>>> = if args.deep {
+        let bars = Bars::new(args.quiet);
+        let jobs: Vec<usize> = (0..images.len()).collect();
+        map_bounded(&jobs, 2, |&i| {
+            let record = &images[i];
+            let hash = raws[i]
+                .as_ref()
+                .and_then(|r| r.hash_method.as_deref())
+                .and_then(HashMethod::from_glance)?;
+            if record.status() != "active" {
+                return None;
+            }
+            let bar = bars.bytes(
+                record.size().unwrap_or(0),
+                record.name().unwrap_or(record.id()),
+            );
+            let result = stream_image(&glance, record.id(), &[hash], None, &|n| bar.inc(n));
+            bar.finish_and_clear();
+            Some(result)
+        })
+    } else {
+        images.iter().map(|_| None).collect()
+    };
+
+    let mut rows = Vec::new();
+    for (i, record) in images.iter().enumerate() {
+        let id = record.id().to_string();
+        let origin = format!("image {id}");
+        let raw = raws[i].clone().unwrap_or_default();
+        let mut row = AuditRow {
+            image_id: id.clone(),
+            name: record.name().map(str::to_string),
+            status: record.status().to_string(),
+            signed: record.has_signature_properties(),
+            key_type: raw.key_type.clone(),
+            hash_method: raw.hash_method.clone(),
+            certificate_id: raw.cert_uuid.clone(),
+            certificate_subject: None,
+            certificate_not_after: None,
+            days_left: None,
+            certificate_problem: None,
+            nova_boots: false,
+            nova_reason: None,
+            strict_valid: false,
+            strict_reason: None,
+            data_valid: None,
+            data_reason: None,
+            at_risk: false,
+            risk: None,
+        };
+        if let Some(cert_id) = &raw.cert_uuid {
+            match find(cert_id) {
+                Ok(Some(stored)) => {
+                    row.certificate_subject = Some(stored.certificate.subject());
+                    if let Ok(facts) = imgseal::validate::facts::CertFacts::of(&stored.certificate)
+                    {
+                        row.days_left = Some((facts.not_after - now).div_euclid(86_400));
+                        row.certificate_not_after =
+                            time::OffsetDateTime::from_unix_timestamp(facts.not_after)
+                                .ok()
+                                .and_then(|t| {
+                                    t.format(&time::format_description::well_known::Rfc3339)
+                                        .ok()
+                                });
+                    }
+                }
+                Ok(None) => {
+                    row.certificate_problem = Some(format!(
+                        "certificate {cert_id} not found in {}",
+                        resolved.source_description()
+                    ))
+                }
+                Err(e) => row.certificate_problem = Some(e.to_string()),
+            }
+        }
+        let deep = streamed[i].as_ref();
+        for policy in [PolicyName::Nova, PolicyName::Strict] {
+            let mut reached_data = false;
+            let verdict = imgseal::verify::verify_signed_data(
+                &texts[i],
+                &origin,
+                &origin,
+                policy,
+                plan.as_ref(),
+                find,
+                &SoftwareVerifier,
+                resolved.options,
+                &mut |hash| {
+                    reached_data = true;
+                    match deep {
+                        Some(Ok(s)) => Ok(s.get(hash).expect("streamed with this hash").clone()),
+                        Some(Err(e)) => Err(e
+                            .try_clone()
+                            .unwrap_or_else(|| Error::service(e.to_string()))),
+                        None => Err(Error::not_found(DATA_NOT_READ)),
+                    }
+                },
+            );
+            let (ok, reason, data) = match verdict {
+                Ok(v) if v.valid => (true, None, Some((true, None))),
+                Ok(v) if reached_data => (false, v.reason.clone(), Some((false, v.reason))),
+                Ok(v) => (false, v.reason, None),
+                Err(e) if reached_data && e.to_string() == DATA_NOT_READ => (true, None, None),
+                Err(e) if reached_data => (
+                    false,
+                    Some(e.to_string()),
+                    Some((false, Some(e.to_string()))),
+                ),
+                Err(e) => (false, Some(e.to_string()), None),
+            };
+            match policy {
+                PolicyName::Nova => {
+                    row.nova_boots = ok;
+                    row.nova_reason = reason;
+                    if let Some((valid, why)) = data {
+                        row.data_valid = Some(valid);
+                        row.data_reason = why;
+                    }
+                }
+                PolicyName::Strict => {
+                    row.strict_valid = ok;
+                    row.strict_reason = reason;
+                }
+            }
+        }
+        if row.nova_boots
+            && let Some(days) = row.days_left
+            && days < args.warn_days
+        {
+            row.at_risk = true;
+            row.risk = Some(format!(
+                "its certificate expires in {days} day{} (--warn-days {})",
+                if days == 1 { "" } else { "s" },
+                args.warn_days
+            ));
+        }
+        rows.push(row);
+    }
+    let at_risk = rows.iter().filter(|r| r.at_risk).count();
+    let code = if at_risk > 0 {
+        imgseal::ErrorKind::Invalid.exit_code()
+    } else {
+        0
+    };
+    if ctx.json {
+        for row in &rows {
+            super::print_json(&json!(row));
+        }
+        super::print_json(&json!({
+            "summary": {
+                "images": rows.len(),
+                "signed": rows.iter().filter(|r| r.signed).count(),
+                "nova_boots": rows.iter().filter(|r| r.nova_boots).count(),
+                "at_risk": at_risk,
+                "warn_days": args.warn_days,
+                "exit_code": code,
+            }
+        }));
+        return Ok(code);
+    }
+    print_audit_table(&rows);
+    println!(
+        "{} image{}, {} signed, {} Nova would boot today, {} at risk within {} days",
+        rows.len(),
+        if rows.len() == 1 { "" } else { "s" },
+        rows.iter().filter(|r| r.signed).count(),
+        rows.iter().filter(|r| r.nova_boots).count(),
+        at_risk,
+        args.warn_days
+    );
+    for row in rows.iter().filter(|r| !r.nova_boots || r.at_risk) {
+        let why = row
+            .risk
+            .as_deref()
+            .or(row.nova_reason.as_deref())
+            .unwrap_or("");
+        println!(
+            "  {} ({}): {why}",
+            row.image_id,
+            row.name.as_deref().unwrap_or("")
+        );
+    }
+    Ok(code)
+}
+
+fn print_audit_table(rows: &[AuditRow]) {
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    let table: Vec<[String; 9]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.image_id.clone(),
+                r.name.clone().unwrap_or_default(),
+                if r.signed {
+                    format!(
+                        "{}/{}",
+                        r.key_type.as_deref().unwrap_or("?"),
+                        r.hash_method.as_deref().unwrap_or("?")
+                    )
+                } else {
+                    "unsigned".into()
+                },
+                r.certificate_subject
+                    .clone()
+                    .or_else(|| {
+                        r.certificate_problem
+                            .as_ref()
+                            .map(|_| "(missing or unloadable)".into())
+                    })
+                    .unwrap_or_default(),
+                match (&r.certificate_not_after, r.days_left) {
+                    (Some(t), Some(d)) => format!("{t} ({d} d)"),
+                    _ => String::new(),
+                },
+                yes_no(r.nova_boots).into(),
+                yes_no(r.strict_valid).into(),
+                match r.data_valid {
+                    Some(v) => yes_no(v).into(),
+                    None => "-".into(),
+                },
+                if r.at_risk {
+                    "AT RISK".into()
+                } else {
+                    String::new()
+                },
+            ]
+        })
+        .collect();
+    let header = [
+        "IMAGE",
+        "NAME",
+        "SIGNATURE",
+        "CERTIFICATE",
+        "NOT AFTER",
+        "NOVA",
+        "STRICT",
+        "DATA",
+        "RISK",
+    ];
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &table {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in &table {
+        line(row.iter().map(String::as_str).collect());
+    }
+}

@@ -80,6 +80,9 @@ pub enum Command {
     Publish(images::PublishArgs),
     /// Re-sign an image in Glance with another key or certificate (key rotation).
     Resign(images::ResignArgs),
+    /// Every image in the cloud: signed or not, its certificate, whether
+    /// Nova would boot it, and which are at risk.
+    Audit(images::AuditArgs),
     /// Print digests: linear (as sha256sum does) or fs-verity (as `fsverity digest` does).
     Digest(digest::DigestArgs),
     /// Trust anchors sealed in the TPM: seal, show, add, remove, lock, clear.
@@ -145,6 +148,7 @@ pub fn run(mut cli: Cli) -> anyhow::Result<i32> {
         Command::Verify(args) => verify::run(&ctx, args),
         Command::Publish(args) => images::run_publish(&ctx, args),
         Command::Resign(args) => images::run_resign(&ctx, args),
+        Command::Audit(args) => images::run_audit(&ctx, args),
         Command::Digest(args) => digest::run(&ctx, args),
         Command::Anchors(args) => anchors::run(&ctx, args),
         Command::Attest(args) => attest::run(&ctx, args),

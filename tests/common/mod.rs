@@ -253,6 +253,11 @@ pub fn test_ca() -> &'static TestCa {
 impl TestCa {
     /// Issues a certificate from a CSR; openssl checks the CSR's signature.
     pub fn issue(&self, csr: &Path, out: &Path) {
+        self.issue_days(csr, out, 30);
+    }
+
+    /// Issues a certificate valid for `days` days.
+    pub fn issue_days(&self, csr: &Path, out: &Path, days: u32) {
         openssl(&["req", "-in", csr.to_str().unwrap(), "-verify", "-noout"]).ok();
         openssl(&[
             "x509",
@@ -269,7 +274,7 @@ impl TestCa {
             "-set_serial",
             &format!("0x{:016x}", rand::random::<u64>() >> 1),
             "-days",
-            "30",
+            &days.to_string(),
             "-extfile",
             self.dir.join("leaf.ext").to_str().unwrap(),
             "-out",
