@@ -350,6 +350,50 @@ impl<R: Read> Read for Tee<'_, R> {
     }
 }
 
+/// Marks a failure of the connection to Glance, so that it is reported as
+/// the service's (exit 8), not as a local file's.
+#[derive(Debug)]
+struct StreamBroke {
+    after: u64,
+    reason: String,
+}
+
+impl std::fmt::Display for StreamBroke {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the stream broke off after {} bytes: {}",
+            self.after, self.reason
+        )
+    }
+}
+
+impl std::error::Error for StreamBroke {}
+
+/// Glance's answer body, counting what arrived.
+struct FromGlance<R> {
+    inner: R,
+    read: u64,
+}
+
+impl<R: Read> Read for FromGlance<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.read += n as u64;
+                Ok(n)
+            }
+            Err(e) => Err(io::Error::new(
+                e.kind(),
+                StreamBroke {
+                    after: self.read,
+                    reason: e.to_string(),
+                },
+            )),
+        }
+    }
+}
+
 /// An image's data as Glance serves it, hashed in one pass: the hashes
 /// asked for and Glance's own SHA-512.
 pub struct StreamedDigests {
@@ -378,7 +422,10 @@ pub fn stream_image(
     download: Option<&mut DownloadTarget>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<StreamedDigests> {
-    let reader = glance.download(id)?;
+    let reader = FromGlance {
+        inner: glance.download(id)?,
+        read: 0,
+    };
     let origin = format!("image {id} from Glance");
     let mut linear: Vec<HashMethod> = Vec::new();
     for h in hashes.iter().copied().chain([OS_HASH]) {
@@ -398,10 +445,20 @@ pub fn stream_image(
                 out: target.file.as_file_mut(),
                 path: &path,
             };
-            run_pass_reader(tee, &origin, spec, progress)?
+            run_pass_reader(tee, &origin, spec, progress)
         }
-        None => run_pass_reader(reader, &origin, spec, progress)?,
+        None => run_pass_reader(reader, &origin, spec, progress),
     };
+    let out = out.map_err(|e| match e {
+        Error::Io { source, .. }
+            if source
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<StreamBroke>().is_some()) =>
+        {
+            Error::service(format!("GET {}/file: {source}", glance.image_url(id)))
+        }
+        other => other,
+    })?;
     Ok(StreamedDigests {
         digests: out.linear,
     })

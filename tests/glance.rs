@@ -708,3 +708,326 @@ fn audit_names_what_nova_would_boot_and_what_is_at_risk() {
         table.stdout
     );
 }
+
+/// What the proxy in front of Glance does to one request.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Fault {
+    Pass,
+    /// Forward this many bytes of the request, then drop both connections
+    /// (Glance killed mid-upload, as the client sees it).
+    CutRequestAfter(usize),
+    /// Forward this many bytes of the answer, then drop both (mid-download).
+    CutAnswerAfter(usize),
+    /// Answer 401 without asking Glance (a token that expired mid-way).
+    Unauthorized,
+}
+
+/// A proxy in front of the real Glance; `pick` sees each request line and
+/// its number (from 0) and says what to do with it.
+fn glance_proxy(pick: impl Fn(&str, usize) -> Fault + Send + Sync + 'static) -> String {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let pick = Arc::new(pick);
+    let count = Arc::new(AtomicUsize::new(0));
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let pick = Arc::clone(&pick);
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 65536];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match client.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => head.extend_from_slice(&buf[..k]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&head)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                let fault = pick(&line, n);
+                if fault == Fault::Unauthorized {
+                    // As a server that reads the whole request before it
+                    // judges the token.
+                    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                    let len: usize = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    let at = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    let mut got = head.len() - at;
+                    while got < len {
+                        match client.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(k) => got += k,
+                        }
+                    }
+                    let body = r#"{"code": 401, "title": "Unauthorized"}"#;
+                    let _ = write!(
+                        client,
+                        "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    return;
+                }
+                let port = std::env::var("IMGSEAL_OS_GL_PORT").unwrap_or_else(|_| "9292".into());
+                let Ok(mut upstream) = TcpStream::connect(format!("127.0.0.1:{port}")) else {
+                    return;
+                };
+                let copy =
+                    |mut from: TcpStream, mut to: TcpStream, cap: Option<usize>, sent: usize| {
+                        let mut sent = sent;
+                        let mut buf = [0u8; 65536];
+                        loop {
+                            let k = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(k) => k,
+                            };
+                            let k = cap.map_or(k, |c| k.min(c.saturating_sub(sent)));
+                            if to.write_all(&buf[..k]).is_err() {
+                                break;
+                            }
+                            sent += k;
+                            if cap.is_some_and(|c| sent >= c) {
+                                let _ = from.shutdown(Shutdown::Both);
+                                let _ = to.shutdown(Shutdown::Both);
+                                return;
+                            }
+                        }
+                        let _ = to.shutdown(Shutdown::Write);
+                    };
+                let (request_cap, answer_cap) = match fault {
+                    Fault::CutRequestAfter(c) => (Some(c), None),
+                    Fault::CutAnswerAfter(c) => (None, Some(c)),
+                    _ => (None, None),
+                };
+                let _ = upstream.write_all(&head);
+                let up = upstream.try_clone().unwrap();
+                let cl = client.try_clone().unwrap();
+                let sending = std::thread::spawn(move || copy(cl, up, request_cap, head.len()));
+                copy(upstream, client, answer_cap, 0);
+                let _ = sending.join();
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn transfers_cut_midway_end_cleanly_and_leave_nothing_behind() {
+    let env = Env::new();
+    let project = Project::new();
+    let image = env.image("big.raw", 6 * 1024 * 1024);
+    let (uri, cert) = key_with_certificate(&env, "rsa-pss-2048", "faults");
+    let uuid = publish(&project, &env, &cert);
+    let session = project.session();
+    let glance = imgseal::openstack::glance::Glance::new(&session).unwrap();
+    let named = |name: &str| {
+        glance
+            .list()
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.name() == Some(name))
+            .map(|i| i.status().to_string())
+            .collect::<Vec<_>>()
+    };
+
+    // Glance gone mid-upload: one line, the queued image deleted again.
+    let cut_upload = glance_proxy(|line, _| {
+        if line.starts_with("PUT ") {
+            Fault::CutRequestAfter(1 << 20)
+        } else {
+            Fault::Pass
+        }
+    });
+    let out = project
+        .run(
+            &env,
+            &[
+                "--glance-url",
+                &cut_upload,
+                "publish",
+                "--key",
+                &uri,
+                "--cert-id",
+                &uuid,
+                "--name",
+                "cut",
+                "-q",
+                s(&image),
+            ],
+        )
+        .code(8);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("/file"), "{}", out.stderr);
+    assert!(out.stderr.contains("deleted again"), "{}", out.stderr);
+    assert!(named("cut").is_empty(), "{:?}", named("cut"));
+
+    // A 401 on the upload (the token expired): one new login, the body sent again.
+    let expired = glance_proxy(|line, _| {
+        static SEEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if line.starts_with("PUT ") && !SEEN.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            Fault::Unauthorized
+        } else {
+            Fault::Pass
+        }
+    });
+    let ok = project
+        .run(
+            &env,
+            &[
+                "--json",
+                "--glance-url",
+                &expired,
+                "publish",
+                "--key",
+                &uri,
+                "--cert-id",
+                &uuid,
+                "--name",
+                "renewed",
+                "-q",
+                s(&image),
+            ],
+        )
+        .ok()
+        .json();
+    assert_eq!(ok["status"], "active");
+    let id = ok["image_id"].as_str().unwrap().to_string();
+
+    // Glance gone mid-download: one line, nothing written.
+    let cut_download = glance_proxy(|line, _| {
+        if line.starts_with("GET ") && line.contains("/file") {
+            Fault::CutAnswerAfter(2 << 20)
+        } else {
+            Fault::Pass
+        }
+    });
+    let out_file = env.path("partial.raw");
+    let out = project
+        .run(
+            &env,
+            &[
+                "--glance-url",
+                &cut_download,
+                "verify",
+                "--image",
+                &id,
+                "--download",
+                s(&out_file),
+                "-q",
+            ],
+        )
+        .code(8);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(!out_file.exists());
+    assert!(
+        std::fs::read_dir(env.path("")).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".imgseal-download")),
+        "a temporary download was left behind"
+    );
+
+    // Barbican down while verifying: one line, the service named.
+    let out = project
+        .run(
+            &env,
+            &[
+                "--barbican-url",
+                "http://127.0.0.1:9",
+                "verify",
+                "--image",
+                &id,
+                "-q",
+            ],
+        )
+        .code(8);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("127.0.0.1:9"), "{}", out.stderr);
+
+    // The image deleted as its data is asked for.
+    let deleting = {
+        let id = id.clone();
+        let session = project.session();
+        glance_proxy(move |line, _| {
+            if line.starts_with("GET ") && line.contains("/file") {
+                imgseal::openstack::glance::Glance::new(&session)
+                    .unwrap()
+                    .delete(&id)
+                    .unwrap();
+            }
+            Fault::Pass
+        })
+    };
+    let out = project
+        .run(
+            &env,
+            &[
+                "--glance-url",
+                &deleting,
+                "verify",
+                "--image",
+                &id,
+                "--download",
+                s(&out_file),
+                "-q",
+            ],
+        )
+        .code(4);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains(&id), "{}", out.stderr);
+    assert!(!out_file.exists());
+}
+
+#[test]
+fn a_full_disk_while_downloading_leaves_no_file() {
+    let env = Env::new();
+    let project = Project::new();
+    let image = env.image("big.raw", 2 * 1024 * 1024);
+    let (uri, cert) = key_with_certificate(&env, "ecc-secp384r1", "full");
+    let uuid = publish(&project, &env, &cert);
+    let id = publish_image(&project, &env, &uri, &uuid, "SHA-256", &image, "full")
+        .ok()
+        .json()["image_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A 512 KiB file system for the download.
+    let small = env.path("small");
+    std::fs::create_dir(&small).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs", s(&small)])
+        .status()
+        .unwrap();
+    assert!(
+        mounted.success(),
+        "mounting a tmpfs needs root (CI runs as root)"
+    );
+    let target = small.join("image.raw");
+    let out = project.run(
+        &env,
+        &["verify", "--image", &id, "--download", s(&target), "-q"],
+    );
+    let listing: Vec<_> = std::fs::read_dir(&small)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    std::process::Command::new("umount")
+        .arg(&small)
+        .status()
+        .unwrap();
+    let out = out.code(7);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("No space left"), "{}", out.stderr);
+    assert!(listing.is_empty(), "{listing:?}");
+}
