@@ -50,6 +50,26 @@ pub struct StoredCertificate {
     pub location: String,
 }
 
+/// A certificate as `cert list` shows it: parsed, or the reason it cannot
+/// be (garbage in a token object, a file that is no certificate). One such
+/// entry never hides the others.
+#[derive(Debug, Clone)]
+pub struct ListedCertificate {
+    pub id: String,
+    pub location: String,
+    pub certificate: std::result::Result<Certificate, String>,
+}
+
+impl From<StoredCertificate> for ListedCertificate {
+    fn from(s: StoredCertificate) -> Self {
+        ListedCertificate {
+            id: s.id,
+            location: s.location,
+            certificate: Ok(s.certificate),
+        }
+    }
+}
+
 fn unsupported(device: &str, what: &str) -> Error {
     Error::usage(format!("{device} does not support {what}"))
 }
@@ -112,5 +132,15 @@ pub trait SigningDevice {
 
     fn list_certificates(&self) -> Result<Vec<StoredCertificate>> {
         Err(unsupported(&self.describe(), "listing certificates"))
+    }
+
+    /// Every certificate object, including those imgseal cannot parse
+    /// (each with the reason), for listings.
+    fn list_certificate_entries(&self) -> Result<Vec<ListedCertificate>> {
+        Ok(self
+            .list_certificates()?
+            .into_iter()
+            .map(ListedCertificate::from)
+            .collect())
     }
 }

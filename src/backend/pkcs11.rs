@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use imgseal_hsm::uri::{ObjectType, Pkcs11Uri};
 use imgseal_hsm::{
-    CurveFacts, DigestMechanism, KeyFilter, KeyObject, KeyProtection, KeySpec, Module,
+    CertificateObject, CurveFacts, DigestMechanism, KeyFilter, KeyObject, KeyProtection, KeySpec, Module,
     NewCertificate, SignMechanism, Token, TokenSelector,
 };
 use rand::RngCore;
 
-use super::{KeyHandle, ListedKey, SigningDevice, StoredCertificate};
+use super::{KeyHandle, ListedCertificate, ListedKey, SigningDevice, StoredCertificate};
 use crate::algorithms::{KeyKind, pss_max_salt_len};
 use crate::error::{Error, Result};
 use crate::home::{self, EMBEDDED_TOKEN_LABEL, Home};
@@ -594,23 +594,29 @@ impl SigningDevice for Pkcs11Device {
 
     fn list_certificates(&self) -> Result<Vec<StoredCertificate>> {
         let _held = self.lock.shared()?;
-        let found = self
-            .token
-            .find_certificates(None)
-            .map_err(Error::device("listing certificates"))?;
-        found
+        self.certificate_objects()?
             .into_iter()
-            .map(|obj| {
+            .map(|(obj, parsed)| {
                 Ok(StoredCertificate {
-                    certificate: Certificate::from_der(
-                        &obj.value,
-                        &format!("certificate \"{}\" in the token", obj.label),
-                    )?,
+                    certificate: parsed?,
                     id: obj.label,
                     location: format!("token \"{}\"", self.token.label()),
                 })
             })
             .collect()
+    }
+
+    fn list_certificate_entries(&self) -> Result<Vec<ListedCertificate>> {
+        let _held = self.lock.shared()?;
+        Ok(self
+            .certificate_objects()?
+            .into_iter()
+            .map(|(obj, parsed)| ListedCertificate {
+                id: obj.label,
+                location: format!("token \"{}\"", self.token.label()),
+                certificate: parsed.map_err(|e| e.to_string()),
+            })
+            .collect())
     }
 }
 
@@ -645,6 +651,25 @@ impl Pkcs11Device {
             }
         }
         String::new()
+    }
+
+    /// Every certificate object with its parsed value (or why it cannot be
+    /// parsed); the caller holds the token lock.
+    fn certificate_objects(&self) -> Result<Vec<(CertificateObject, Result<Certificate>)>> {
+        let found = self
+            .token
+            .find_certificates(None)
+            .map_err(Error::device("listing certificates"))?;
+        Ok(found
+            .into_iter()
+            .map(|obj| {
+                let parsed = Certificate::from_der(
+                    &obj.value,
+                    &format!("certificate \"{}\" in the token", obj.label),
+                );
+                (obj, parsed)
+            })
+            .collect())
     }
 
     /// The certificate stored under `id`; the caller holds the token lock.

@@ -1,7 +1,7 @@
 //! A directory of `<id>.pem` / `<id>.der` files (`--cert-dir`).
 
 use super::CertificateSource;
-use crate::backend::StoredCertificate;
+use crate::backend::{ListedCertificate, StoredCertificate};
 use crate::error::Result;
 use crate::store::DirStore;
 use crate::x509::Certificate;
@@ -17,6 +17,10 @@ impl CertificateSource for DirStore {
 
     fn list(&self) -> Result<Vec<StoredCertificate>> {
         DirStore::list(self)
+    }
+
+    fn list_entries(&self) -> Result<Vec<ListedCertificate>> {
+        DirStore::list_entries(self)
     }
 
     fn store(&self, id: &str, cert: &Certificate) -> Result<String> {

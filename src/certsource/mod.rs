@@ -19,7 +19,7 @@ mod token;
 pub use barbican::BarbicanSource;
 pub use token::TokenSource;
 
-use crate::backend::StoredCertificate;
+use crate::backend::{ListedCertificate, StoredCertificate};
 use crate::error::{Error, Result};
 use crate::x509::Certificate;
 
@@ -41,6 +41,16 @@ pub trait CertificateSource {
     /// Every certificate the source holds (possible intermediates, listings).
     fn list(&self) -> Result<Vec<StoredCertificate>> {
         Err(unsupported(&self.describe(), "listing certificates"))
+    }
+
+    /// Every certificate, including those imgseal cannot parse (each with
+    /// the reason), for `cert list`: one bad entry never hides the others.
+    fn list_entries(&self) -> Result<Vec<ListedCertificate>> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .map(ListedCertificate::from)
+            .collect())
     }
 
     /// What a user should know when an id is not found here.

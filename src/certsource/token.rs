@@ -3,7 +3,7 @@
 use std::ops::Deref;
 
 use super::CertificateSource;
-use crate::backend::{SigningDevice, StoredCertificate};
+use crate::backend::{ListedCertificate, SigningDevice, StoredCertificate};
 use crate::error::Result;
 use crate::x509::Certificate;
 
@@ -26,6 +26,10 @@ where
 
     fn list(&self) -> Result<Vec<StoredCertificate>> {
         self.0.list_certificates()
+    }
+
+    fn list_entries(&self) -> Result<Vec<ListedCertificate>> {
+        self.0.list_certificate_entries()
     }
 
     fn store(&self, id: &str, cert: &Certificate) -> Result<String> {

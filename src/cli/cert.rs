@@ -517,21 +517,46 @@ pub fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<i32> {
             }
         }
         CertCommand::List { store } => {
-            let list = store.open(ctx, None, Login::NotNeeded)?.source.list()?;
+            // Every entry, those imgseal cannot parse with the reason: one
+            // bad certificate never hides the others (as `key list`).
+            let list = store
+                .open(ctx, None, Login::NotNeeded)?
+                .source
+                .list_entries()?;
             if ctx.json {
-                print_json(&json!(list.iter().map(describe).collect::<Vec<_>>()));
+                let entries: Vec<_> = list
+                    .iter()
+                    .map(|c| match &c.certificate {
+                        Ok(cert) => describe(&StoredCertificate {
+                            id: c.id.clone(),
+                            certificate: cert.clone(),
+                            location: c.location.clone(),
+                        }),
+                        Err(reason) => json!({
+                            "id": c.id,
+                            "location": c.location,
+                            "subject": null,
+                            "unusable": reason,
+                        }),
+                    })
+                    .collect();
+                print_json(&json!(entries));
             } else {
                 for c in &list {
-                    let cert = &c.certificate;
-                    let fingerprint = cert.sha256_fingerprint();
-                    println!(
-                        "{:<38} {}  issuer: {}  not after: {}  sha256: {}…",
-                        c.id,
-                        cert.subject(),
-                        cert.issuer(),
-                        cert.not_after(),
-                        &fingerprint[..fingerprint.len().min(16)]
-                    );
+                    match &c.certificate {
+                        Ok(cert) => {
+                            let fingerprint = cert.sha256_fingerprint();
+                            println!(
+                                "{:<38} {}  issuer: {}  not after: {}  sha256: {}…",
+                                c.id,
+                                cert.subject(),
+                                cert.issuer(),
+                                cert.not_after(),
+                                &fingerprint[..fingerprint.len().min(16)]
+                            );
+                        }
+                        Err(reason) => println!("{:<38} unusable: {reason}", c.id),
+                    }
                 }
             }
         }
