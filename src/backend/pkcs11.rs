@@ -51,7 +51,14 @@ pub enum Login {
 impl Pkcs11Device {
     /// Opens the token `uri` names. Its module is the URI's `module-path`, else
     /// `$IMGSEAL_PKCS11_MODULE`, else the embedded SoftHSM token under `home`.
-    pub fn open(uri: Option<&Pkcs11Uri>, home: &Home, login: Login) -> Result<Self> {
+    /// `uri_origin` names the URI a PIN in it came from ("the key URI",
+    /// "--token"), for the message of a wrong PIN.
+    pub fn open(
+        uri: Option<&Pkcs11Uri>,
+        uri_origin: &str,
+        home: &Home,
+        login: Login,
+    ) -> Result<Self> {
         let explicit = uri.and_then(|u| u.module_path.clone()).or_else(|| {
             std::env::var_os("IMGSEAL_PKCS11_MODULE")
                 .filter(|v| !v.is_empty())
@@ -105,6 +112,7 @@ impl Pkcs11Device {
                 let embedded_pin = embedded.then(|| home.user_pin_file());
                 Some(pin::resolve_pin(
                     uri,
+                    uri_origin,
                     embedded_pin.as_deref(),
                     &token_label,
                 )?)
@@ -115,8 +123,14 @@ impl Pkcs11Device {
         let token = {
             let _held = lock.exclusive()?;
             module
-                .open(slot, pin.as_ref().map(|p| p.as_str()), true)
-                .map_err(Error::device("opening the token"))?
+                .open(slot, pin.as_ref().map(|(p, _)| p.as_str()), true)
+                .map_err(|e| match (e, &pin) {
+                    // Which PIN was wrong: the file or variable to fix, never the PIN.
+                    (e @ imgseal_hsm::HsmError::PinIncorrect { .. }, Some((_, source))) => {
+                        Error::Auth(format!("opening the token: {e}; the PIN came from {source}"))
+                    }
+                    (e, _) => Error::device("opening the token")(e),
+                })?
         };
         // A module that uses OpenSSL in this process (SoftHSM tries to load
         // an engine at C_Initialize) can leave errors on the thread's OpenSSL
