@@ -7,6 +7,7 @@ pub mod attestation;
 pub mod backend;
 pub mod certsource;
 pub mod config;
+pub mod credential;
 pub mod cursive_compat;
 pub mod digest;
 pub mod enrollment;

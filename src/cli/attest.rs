@@ -81,8 +81,8 @@ pub enum AttestCommand {
         ek_ca: Vec<PathBuf>,
     },
     /// Verifier: check a host's enrollment document without trusting it and
-    /// make a credential only that host's TPM can open (MakeCredential, on
-    /// this machine's TPM). Send the challenge; keep the secret.
+    /// make a credential only that host's TPM can open (MakeCredential, in
+    /// software: no TPM is needed here). Send the challenge; keep the secret.
     Challenge {
         /// The host's enrollment document (`attest enroll --out`).
         enrollment: PathBuf,
@@ -368,10 +368,9 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
             let cas = read_ek_cas(&ek_ca)?;
             let bytes = read_input_file(&enrollment)?;
             let origin = enrollment.display().to_string();
-            // Any TPM makes the credential: only public values are used.
-            let (mut tpm, tcti, _) = open_tpm(ctx, None)?;
+            // No TPM: the credential is made in software from public values.
             let (challenge, secret) =
-                enrollment::challenge(&mut tpm, &bytes, &origin, cas.as_deref().unwrap_or(&[]))?;
+                enrollment::challenge(&bytes, &origin, cas.as_deref().unwrap_or(&[]))?;
             // The secret first: a challenge without its secret is useless.
             let secret_text =
                 Zeroizing::new(serde_json::to_vec_pretty(&secret).expect("documents serialise"));
@@ -387,7 +386,6 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
                     "secret_out": secret_out,
                     "ak_name": challenge.ak_name,
                     "ek_certificate_verified": secret.ek_certificate_verified,
-                    "tcti": tcti.to_string(),
                 }));
             } else {
                 println!(
