@@ -263,8 +263,13 @@ pub fn challenge(
 }
 
 /// The host's step: its TPM releases the secret if, and only if, the
-/// challenge was made for its EK and its AK.
-pub fn activate(tpm: &mut Tpm, challenge: &ChallengeDoc, origin: &str) -> Result<ResponseDoc> {
+/// challenge was made for its EK and its AK. Also returns the AK's
+/// SubjectPublicKeyInfo (DER), by which users know the AK.
+pub fn activate(
+    tpm: &mut Tpm,
+    challenge: &ChallengeDoc,
+    origin: &str,
+) -> Result<(ResponseDoc, Vec<u8>)> {
     let kind = ek_kind(&challenge.ek_kind, origin)?;
     let credential = Credential {
         id_object: unhex(origin, "id_object", &challenge.id_object)?,
@@ -285,12 +290,15 @@ pub fn activate(tpm: &mut Tpm, challenge: &ChallengeDoc, origin: &str) -> Result
         .map_err(Error::tpm(
             "TPM2_ActivateCredential (the challenge must be made for this TPM's EK and AK)",
         ))?;
-    Ok(ResponseDoc {
-        format: RESPONSE_FORMAT.into(),
-        version: VERSION,
-        ak_name: hx(ak.name()),
-        secret: hx(&released),
-    })
+    Ok((
+        ResponseDoc {
+            format: RESPONSE_FORMAT.into(),
+            version: VERSION,
+            ak_name: hx(ak.name()),
+            secret: hx(&released),
+        },
+        ak.spki_der().to_vec(),
+    ))
 }
 
 /// The verifier's last step: `Ok(Err(reason))` when the response does not

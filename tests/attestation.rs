@@ -1040,3 +1040,134 @@ fn a_tpm2_tools_software_credential_is_activated_like_imgseals() {
     assert_eq!(ours.id_object.len(), theirs.id_object.len());
     assert_eq!(ours.encrypted_secret.len(), theirs.encrypted_secret.len());
 }
+
+/// One name for the AK in every attest command's output: `ak_fingerprint`
+/// (SHA-256 of its SubjectPublicKeyInfo) in JSON, `AK sha256:<16 hex>` in
+/// text; and `attest verify --ak` is the one flag that takes an AK.
+#[test]
+fn the_ak_has_one_name_in_every_attest_command() {
+    let localca = Path::new("/var/lib/swtpm-localca");
+    let ca_args = [
+        "--ek-ca".to_string(),
+        localca.join("issuercert.pem").display().to_string(),
+        "--ek-ca".to_string(),
+        localca
+            .join("swtpm-localca-rootca-cert.pem")
+            .display()
+            .to_string(),
+    ];
+    let (host, tpm) = (Env::new(), TestTpm::start_manufactured());
+    let verifier = Env::new();
+    let p = |env: &Env, name: &str| env.path(name).display().to_string();
+    let (enrollment, challenge, secret, response, confirmed, att) = (
+        p(&host, "e.json"),
+        p(&verifier, "c.json"),
+        p(&verifier, "s.json"),
+        p(&host, "r.json"),
+        p(&verifier, "confirmed.json"),
+        p(&host, "att.json"),
+    );
+    let fp = |run: Run| -> String {
+        let v = run.ok().json();
+        v["ak_fingerprint"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no ak_fingerprint in {v}"))
+            .to_string()
+    };
+    let enrolled = fp(host.tpm_run(
+        &tpm,
+        &["--json", "attest", "enroll", "--out", &enrollment],
+    ));
+    assert_eq!(enrolled.len(), 64, "{enrolled}");
+    let mut args = vec![
+        "--json",
+        "attest",
+        "challenge",
+        &enrollment,
+        "--out",
+        &challenge,
+        "--secret-out",
+        &secret,
+    ];
+    args.extend(ca_args.iter().map(String::as_str));
+    assert_eq!(fp(verifier.run(&args)), enrolled, "challenge");
+    assert_eq!(
+        fp(host.tpm_run(
+            &tpm,
+            &["--json", "attest", "activate", &challenge, "--out", &response]
+        )),
+        enrolled,
+        "activate"
+    );
+    assert_eq!(
+        fp(verifier.run(&[
+            "--json",
+            "attest",
+            "confirm",
+            &enrollment,
+            "--secret",
+            &secret,
+            "--response",
+            &response,
+            "--out",
+            &confirmed,
+        ])),
+        enrolled,
+        "confirm"
+    );
+    let anchor = cert_file(host.work.path(), "a");
+    host.tpm_run(&tpm, &["anchors", "seal", "--cert", s(&anchor)])
+        .ok();
+    assert_eq!(
+        fp(host.tpm_run(
+            &tpm,
+            &["--json", "attest", "--nonce", NONCE, "--out", &att]
+        )),
+        enrolled,
+        "attest"
+    );
+    let bundle = host.home.path().join("anchors/bundle");
+    assert_eq!(
+        fp(verifier.run(&[
+            "--json",
+            "attest",
+            "verify",
+            &att,
+            "--nonce",
+            NONCE,
+            "--expected-anchors",
+            s(&bundle),
+            "--ak",
+            &confirmed,
+        ])),
+        enrolled,
+        "verify"
+    );
+    // The text of each names it the same way.
+    let short = format!("AK sha256:{}", &enrolled[..16]);
+    for text in [
+        verifier.run(&args[1..]).ok().stdout,
+        host.tpm_run(&tpm, &["attest", "activate", &challenge, "--out", &response])
+            .ok()
+            .stdout,
+        verifier
+            .run(&[
+                "attest",
+                "confirm",
+                &enrollment,
+                "--secret",
+                &secret,
+                "--response",
+                &response,
+                "--out",
+                &confirmed,
+            ])
+            .ok()
+            .stdout,
+        host.tpm_run(&tpm, &["attest", "--nonce", NONCE, "--out", &att])
+            .ok()
+            .stdout,
+    ] {
+        assert!(text.contains(&short), "{short} not in {text}");
+    }
+}

@@ -380,17 +380,26 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
                 let _ = std::fs::remove_file(&secret_out);
                 return Err(e.into());
             }
+            // The AK by its fingerprint, as every attest command names it
+            // (challenge succeeded: the public key is the AK public area's).
+            let spki = attestation::read_public_key(
+                enrollment::parse_enrollment(&bytes, &origin)?
+                    .ak
+                    .public_key_pem
+                    .as_bytes(),
+                "the AK",
+            )?;
             if ctx.json {
                 print_json(&json!({
                     "out": out,
                     "secret_out": secret_out,
-                    "ak_name": challenge.ak_name,
+                    "ak_fingerprint": hex::encode(Sha256::digest(&spki)),
                     "ek_certificate_verified": secret.ek_certificate_verified,
                 }));
             } else {
                 println!(
                     "challenge for AK {} written to {}; secret kept in {} (do not send it)",
-                    challenge.ak_name,
+                    fingerprint(&spki),
                     out.display(),
                     secret_out.display()
                 );
@@ -401,15 +410,18 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
             let origin = challenge.display().to_string();
             let doc = enrollment::parse_challenge(&read_input_file(&challenge)?, &origin)?;
             let (mut tpm, _, _) = open_tpm(ctx, Some(&args.auth))?;
-            let response = enrollment::activate(&mut tpm, &doc, &origin)?;
+            let (response, spki) = enrollment::activate(&mut tpm, &doc, &origin)?;
             let text = serde_json::to_vec_pretty(&response).expect("documents serialise");
             write_output_file(&out, &text)?;
             if ctx.json {
-                print_json(&json!({ "out": out, "ak_name": response.ak_name }));
+                print_json(&json!({
+                    "out": out,
+                    "ak_fingerprint": hex::encode(Sha256::digest(&spki)),
+                }));
             } else {
                 println!(
                     "the TPM opened the challenge for AK {}; response written to {}",
-                    response.ak_name,
+                    fingerprint(&spki),
                     out.display()
                 );
             }
@@ -440,10 +452,18 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
                 }
                 Err(_) => ErrorKind::Invalid.exit_code(),
             };
+            let spki = match &verdict {
+                Ok(doc) => Some(attestation::read_public_key(
+                    doc.ak.public_key_pem.as_bytes(),
+                    "the AK",
+                )?),
+                Err(_) => None,
+            };
             if ctx.json {
                 print_json(&json!({
                     "verdict": if code == 0 { "valid" } else { "invalid" },
                     "reason": verdict.as_ref().err(),
+                    "ak_fingerprint": spki.as_ref().map(|k| hex::encode(Sha256::digest(k))),
                     "out": if code == 0 { Some(&out) } else { None },
                     "exit_code": code,
                 }));
@@ -451,7 +471,7 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
                 match &verdict {
                     Ok(doc) => println!(
                         "valid: the host's TPM released this verifier's secret: AK {} lives in the TPM of EK \"{}\"; confirmed enrollment written to {}",
-                        doc.ak.name,
+                        spki.as_deref().map(fingerprint).unwrap_or_default(),
                         doc.ek.certificate_subject,
                         out.display()
                     ),
