@@ -144,10 +144,7 @@ fn curve_nid(curve: EccCurveId) -> Nid {
 }
 
 /// The seed and the encrypted secret that carries it to the EK.
-fn seed_for(
-    key: &CredentialKey,
-    seed_len: usize,
-) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>)> {
+fn seed_for(key: &CredentialKey, seed_len: usize) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>)> {
     match &key.key {
         CredentialKeyKind::Rsa { modulus, exponent } => {
             let mut seed = Zeroizing::new(vec![0u8; seed_len]);
@@ -179,8 +176,8 @@ fn seed_for(
             Ok((seed, encrypted))
         }
         CredentialKeyKind::Ecc { curve, x, y } => {
-            let group = EcGroup::from_curve_name(curve_nid(*curve))
-                .map_err(crypto("the EK's curve"))?;
+            let group =
+                EcGroup::from_curve_name(curve_nid(*curve)).map_err(crypto("the EK's curve"))?;
             let field = (group.degree() as usize).div_ceil(8);
             let mut bn = BigNumContext::new().map_err(crypto("ECDH"))?;
             let ek_point = {
@@ -299,7 +296,13 @@ mod tests {
         let block = hmac(
             MessageDigest::sha256(),
             &key,
-            &[&1u32.to_be_bytes(), b"STORAGE\0", b"u", b"v", &128u32.to_be_bytes()],
+            &[
+                &1u32.to_be_bytes(),
+                b"STORAGE\0",
+                b"u",
+                b"v",
+                &128u32.to_be_bytes(),
+            ],
         )
         .unwrap();
         assert_eq!(out.as_slice(), &block[..16]);

@@ -1007,8 +1007,7 @@ fn a_tpm2_tools_software_credential_is_activated_like_imgseals() {
             s(&cred),
         ],
     );
-    let theirs =
-        imgseal_tpm::Credential::from_tpm2_tools(&std::fs::read(&cred).unwrap()).unwrap();
+    let theirs = imgseal_tpm::Credential::from_tpm2_tools(&std::fs::read(&cred).unwrap()).unwrap();
     let challenge = host.path("tools.challenge.json");
     std::fs::write(
         &challenge,
@@ -1031,12 +1030,8 @@ fn a_tpm2_tools_software_credential_is_activated_like_imgseals() {
     .ok();
     assert_eq!(read_json(&response)["secret"], hex::encode(secret));
     // The two software implementations agree on the shape of what they make.
-    let ours = imgseal::credential::make_credential(
-        &area,
-        &hex::decode(ak_name).unwrap(),
-        &secret,
-    )
-    .unwrap();
+    let ours = imgseal::credential::make_credential(&area, &hex::decode(ak_name).unwrap(), &secret)
+        .unwrap();
     assert_eq!(ours.id_object.len(), theirs.id_object.len());
     assert_eq!(ours.encrypted_secret.len(), theirs.encrypted_secret.len());
 }
@@ -1074,10 +1069,7 @@ fn the_ak_has_one_name_in_every_attest_command() {
             .unwrap_or_else(|| panic!("no ak_fingerprint in {v}"))
             .to_string()
     };
-    let enrolled = fp(host.tpm_run(
-        &tpm,
-        &["--json", "attest", "enroll", "--out", &enrollment],
-    ));
+    let enrolled = fp(host.tpm_run(&tpm, &["--json", "attest", "enroll", "--out", &enrollment]));
     assert_eq!(enrolled.len(), 64, "{enrolled}");
     let mut args = vec![
         "--json",
@@ -1094,7 +1086,9 @@ fn the_ak_has_one_name_in_every_attest_command() {
     assert_eq!(
         fp(host.tpm_run(
             &tpm,
-            &["--json", "attest", "activate", &challenge, "--out", &response]
+            &[
+                "--json", "attest", "activate", &challenge, "--out", &response
+            ]
         )),
         enrolled,
         "activate"
@@ -1119,10 +1113,7 @@ fn the_ak_has_one_name_in_every_attest_command() {
     host.tpm_run(&tpm, &["anchors", "seal", "--cert", s(&anchor)])
         .ok();
     assert_eq!(
-        fp(host.tpm_run(
-            &tpm,
-            &["--json", "attest", "--nonce", NONCE, "--out", &att]
-        )),
+        fp(host.tpm_run(&tpm, &["--json", "attest", "--nonce", NONCE, "--out", &att])),
         enrolled,
         "attest"
     );
@@ -1147,9 +1138,12 @@ fn the_ak_has_one_name_in_every_attest_command() {
     let short = format!("AK sha256:{}", &enrolled[..16]);
     for text in [
         verifier.run(&args[1..]).ok().stdout,
-        host.tpm_run(&tpm, &["attest", "activate", &challenge, "--out", &response])
-            .ok()
-            .stdout,
+        host.tpm_run(
+            &tpm,
+            &["attest", "activate", &challenge, "--out", &response],
+        )
+        .ok()
+        .stdout,
         verifier
             .run(&[
                 "attest",

@@ -52,7 +52,11 @@ fn a_wrong_pin_names_the_uri_file_or_variable_it_came_from() {
     );
     // pin-source= in the key URI.
     names_source(
-        env.run(&["key", "show", &format!("{uri}?pin-source=file:{wrong_path}")]),
+        env.run(&[
+            "key",
+            "show",
+            &format!("{uri}?pin-source=file:{wrong_path}"),
+        ]),
         &format!("the pin-source file {wrong_path} named by the key URI"),
         &pin,
     );

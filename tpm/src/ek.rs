@@ -130,8 +130,15 @@ pub enum NameHash {
 /// big-endian, coordinates as long as the TPM gave them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CredentialKeyKind {
-    Rsa { modulus: Vec<u8>, exponent: u32 },
-    Ecc { curve: EccCurveId, x: Vec<u8>, y: Vec<u8> },
+    Rsa {
+        modulus: Vec<u8>,
+        exponent: u32,
+    },
+    Ecc {
+        curve: EccCurveId,
+        x: Vec<u8>,
+        y: Vec<u8>,
+    },
 }
 
 /// The NIST curves an EK may use.
@@ -156,12 +163,12 @@ pub struct CredentialKey {
 /// refused unless it is a restricted decryption key with an AES-CFB
 /// symmetric definition (the storage-key shape ActivateCredential needs).
 pub fn credential_key_from_public_area(bytes: &[u8]) -> Result<CredentialKey> {
-    use tss_esapi::interface_types::key_bits::AesKeyBits;
     use tss_esapi::interface_types::algorithm::SymmetricMode;
+    use tss_esapi::interface_types::key_bits::AesKeyBits;
     use tss_esapi::structures::SymmetricDefinitionObject;
     let bad = |why: String| TpmError::Invalid(format!("the EK public area {why}"));
-    let public = Public::unmarshall(bytes)
-        .map_err(|e| bad(format!("is not a TPMT_PUBLIC: {e}")))?;
+    let public =
+        Public::unmarshall(bytes).map_err(|e| bad(format!("is not a TPMT_PUBLIC: {e}")))?;
     let (attributes, name_alg, symmetric, key) = match &public {
         Public::Rsa {
             object_attributes,
@@ -228,7 +235,11 @@ pub fn credential_key_from_public_area(bytes: &[u8]) -> Result<CredentialKey> {
             AesKeyBits::Aes192 => 192,
             AesKeyBits::Aes256 => 256,
         },
-        other => return Err(bad(format!("has symmetric definition {other:?}, not AES-CFB"))),
+        other => {
+            return Err(bad(format!(
+                "has symmetric definition {other:?}, not AES-CFB"
+            )));
+        }
     };
     Ok(CredentialKey {
         name_hash,
