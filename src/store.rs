@@ -183,11 +183,35 @@ impl DirStore {
             .map(|name| self.dir.join(name)))
     }
 
+    /// Writes `cert` as `<id>.pem` in place of `id`'s certificate (atomically),
+    /// then removes the old file when it had another name (`<id>.der`).
+    pub fn replace(&self, id: &str, cert: &Certificate) -> Result<PathBuf> {
+        let old = self.file_of(id)?;
+        let path = self.dir.join(format!("{id}.pem"));
+        write_output_file(&path, cert.pem().as_bytes())?;
+        if let Some(old) = old.filter(|o| *o != path) {
+            fs::remove_file(&old).map_err(|e| Error::io(&old, e))?;
+        }
+        Ok(path)
+    }
+
+    /// Removes `id`'s certificate file; returns its path.
+    pub fn delete(&self, id: &str) -> Result<PathBuf> {
+        let path = self.file_of(id)?.ok_or_else(|| {
+            Error::not_found(format!(
+                "certificate \"{id}\" not found in {}",
+                self.location()
+            ))
+        })?;
+        fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        Ok(path)
+    }
+
     pub fn store(&self, id: &str, cert: &Certificate) -> Result<PathBuf> {
         check_cert_id(id).map_err(Error::bad_input)?;
         if self.find(id)?.is_some() {
             return Err(Error::usage(format!(
-                "{} already holds a certificate with id \"{id}\"",
+                "{} already holds a certificate with id \"{id}\" (give --replace to replace it)",
                 self.location()
             )));
         }

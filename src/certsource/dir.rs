@@ -26,4 +26,12 @@ impl CertificateSource for DirStore {
     fn store(&self, id: &str, cert: &Certificate) -> Result<String> {
         DirStore::store(self, id, cert).map(|p| p.display().to_string())
     }
+
+    fn replace(&self, id: &str, cert: &Certificate) -> Result<String> {
+        DirStore::replace(self, id, cert).map(|p| p.display().to_string())
+    }
+
+    fn delete(&self, id: &str) -> Result<String> {
+        DirStore::delete(self, id).map(|p| p.display().to_string())
+    }
 }

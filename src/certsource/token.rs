@@ -36,4 +36,14 @@ where
         self.0.store_certificate(id, cert)?;
         Ok(self.0.describe())
     }
+
+    fn replace(&self, id: &str, cert: &Certificate) -> Result<String> {
+        self.0.replace_certificate(id, cert)?;
+        Ok(self.0.describe())
+    }
+
+    fn delete(&self, id: &str) -> Result<String> {
+        self.0.delete_certificate(id)?;
+        Ok(self.0.describe())
+    }
 }
