@@ -332,9 +332,7 @@ fn cert_delete_and_import_replace_in_the_token_and_a_directory() {
         .ok()
         .stdout;
     assert!(
-        text.contains(&format!(
-            "deleted certificate \"root\" (CN=signer,O=imgseal tests"
-        )),
+        text.contains("deleted certificate \"root\" (CN=signer,O=imgseal tests"),
         "{text}"
     );
     assert!(
