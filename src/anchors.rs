@@ -428,6 +428,34 @@ pub fn auto_trigger(home: &Path, explicit_tcti: bool) -> bool {
     explicit_tcti || AnchorStore::in_home(home).exists()
 }
 
+/// The sealed sets' bundles in `$IMGSEAL_HOME/anchors` (the one in force,
+/// and a seal's staged one), read from disk without a TPM: what removing a
+/// key or certificate from the store must not silently break. Nothing when
+/// this home never sealed anchors. A bundle that cannot be read is an
+/// error: a removal is refused rather than judged against nothing.
+pub fn sealed_bundles_on_disk(home: &Path) -> Result<Vec<Bundle>> {
+    let store = AnchorStore::in_home(home);
+    if !store.exists() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for (path, _) in store.candidates() {
+        match read_bundle_file(&path, 16 << 20)? {
+            BundleFile::Missing => {}
+            BundleFile::NotRegular(kind) => {
+                return Err(Error::bad_input(format!(
+                    "{}: the sealed anchors' bundle is {kind}, not a file",
+                    path.display()
+                )));
+            }
+            BundleFile::Bytes(bytes) => {
+                out.push(Bundle::decode(&bytes, &path.display().to_string())?)
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// What is at a bundle path.
 enum BundleFile {
     Missing,

@@ -601,7 +601,8 @@ fn pem_of_key(key: &PKey<Public>) -> Result<String> {
 /// Shows that the AK and the EK are in the same TPM: the EK certificate
 /// holds this TPM's EK (and chains to `ek_ca` when given), then a credential
 /// made for the EK and the AK's name is activated by this TPM. MakeCredential
-/// uses only public values; a remote verifier runs it on its side.
+/// uses only public values and runs in software (`crate::credential`), as a
+/// remote verifier runs it on its side.
 pub fn enroll(tpm: &mut Tpm, ek_ca: Option<&[X509]>) -> Result<EnrollmentDoc> {
     let mut found = None;
     for kind in [EkKind::Rsa2048, EkKind::EccP256] {
@@ -641,11 +642,9 @@ pub fn enroll(tpm: &mut Tpm, ek_ca: Option<&[X509]>) -> Result<EnrollmentDoc> {
     let ek_public = ek
         .public_bytes()
         .map_err(Error::tpm("reading the EK's public area"))?;
-    let credential = tpm
-        .make_credential(&ek_public, ak.name(), &secret)
-        .map_err(Error::tpm(
-            "TPM2_MakeCredential for the EK and the AK's name",
-        ))?;
+    // In software, as a remote verifier makes it (`attest challenge`): each
+    // enrollment also shows that this TPM activates what a verifier sends.
+    let credential = crate::credential::make_credential(&ek_public, ak.name(), &secret)?;
     let released = tpm
         .activate_credential(&ak, kind, &credential)
         .map_err(Error::tpm(

@@ -5,9 +5,9 @@
 //! 1. The host writes an enrollment document (`attest enroll`).
 //! 2. [`challenge`], on the verifier: checks the document without trusting
 //!    it (EK certificate ↔ EK public area, the chain to the manufacturer CA,
-//!    the AK's public area and name) and runs TPM2_MakeCredential on a TPM of
-//!    its own (only public values are used) for a random secret bound to
-//!    (EK, AK name). The challenge goes to the host; the secret stays.
+//!    the AK's public area and name) and makes a credential in software
+//!    (TPM2_MakeCredential uses only public values: `crate::credential`) for
+//!    a random secret bound to (EK, AK name). The challenge goes to the host; the secret stays.
 //! 3. [`activate`], on the host: TPM2_ActivateCredential with the AK and the
 //!    EK. Only the TPM holding that EK *and* an object with that AK name can
 //!    release the secret.
@@ -224,10 +224,10 @@ fn tpm_name(public_area: &[u8]) -> Vec<u8> {
 /// The verifier's first step. `enrollment` is the document's bytes as
 /// received, checked by [`examine`]; `ek_ca` is required: without the
 /// manufacturer's CA, an "EK" could be a key in software, and so could the
-/// AK that a software ActivateCredential vouches for. `tpm` is any TPM: only
-/// its MakeCredential is used.
+/// AK that a software ActivateCredential vouches for. MakeCredential uses
+/// only public values and runs in software (`crate::credential`): the
+/// verifier needs no TPM.
 pub fn challenge(
-    tpm: &mut Tpm,
     enrollment: &[u8],
     origin: &str,
     ek_ca: &[X509],
@@ -240,11 +240,8 @@ pub fn challenge(
     let examined = examine(enrollment, origin, Some(ek_ca))?;
     let mut secret = Zeroizing::new(vec![0u8; 32]);
     rand::rngs::OsRng.fill_bytes(&mut secret);
-    let credential = tpm
-        .make_credential(&examined.ek_area, &examined.ak_name, &secret)
-        .map_err(Error::tpm(
-            "TPM2_MakeCredential for the enrolled EK and AK name",
-        ))?;
+    let credential =
+        crate::credential::make_credential(&examined.ek_area, &examined.ak_name, &secret)?;
     Ok((
         ChallengeDoc {
             format: CHALLENGE_FORMAT.into(),
@@ -266,8 +263,13 @@ pub fn challenge(
 }
 
 /// The host's step: its TPM releases the secret if, and only if, the
-/// challenge was made for its EK and its AK.
-pub fn activate(tpm: &mut Tpm, challenge: &ChallengeDoc, origin: &str) -> Result<ResponseDoc> {
+/// challenge was made for its EK and its AK. Also returns the AK's
+/// SubjectPublicKeyInfo (DER), by which users know the AK.
+pub fn activate(
+    tpm: &mut Tpm,
+    challenge: &ChallengeDoc,
+    origin: &str,
+) -> Result<(ResponseDoc, Vec<u8>)> {
     let kind = ek_kind(&challenge.ek_kind, origin)?;
     let credential = Credential {
         id_object: unhex(origin, "id_object", &challenge.id_object)?,
@@ -288,12 +290,15 @@ pub fn activate(tpm: &mut Tpm, challenge: &ChallengeDoc, origin: &str) -> Result
         .map_err(Error::tpm(
             "TPM2_ActivateCredential (the challenge must be made for this TPM's EK and AK)",
         ))?;
-    Ok(ResponseDoc {
-        format: RESPONSE_FORMAT.into(),
-        version: VERSION,
-        ak_name: hx(ak.name()),
-        secret: hx(&released),
-    })
+    Ok((
+        ResponseDoc {
+            format: RESPONSE_FORMAT.into(),
+            version: VERSION,
+            ak_name: hx(ak.name()),
+            secret: hx(&released),
+        },
+        ak.spki_der().to_vec(),
+    ))
 }
 
 /// The verifier's last step: `Ok(Err(reason))` when the response does not

@@ -8,6 +8,7 @@ pub mod backend;
 pub mod certsource;
 pub mod cloud;
 pub mod config;
+pub mod credential;
 pub mod cursive_compat;
 pub mod digest;
 pub mod disk_format;

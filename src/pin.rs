@@ -4,7 +4,7 @@
 //! never printed.
 
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use imgseal_hsm::uri::Pkcs11Uri;
 use zeroize::Zeroizing;
@@ -33,16 +33,60 @@ pub fn read_pin_file(path: &Path, what: &str) -> Result<Pin> {
     Ok(Zeroizing::new(line.to_string()))
 }
 
-/// Resolves the PIN for a token named by `uri`. `embedded_pin_file` is the
-/// embedded token's PIN file when the token is the embedded one.
+/// Where a PIN came from: named in the message of a login that fails, so
+/// that the user knows which file or variable to fix (never the PIN itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinSource {
+    /// `pin-value=` in a URI; `uri` says which ("the key URI", "--token").
+    UriValue { uri: String },
+    /// The `pin-source=` file of a URI.
+    UriFile { uri: String, path: PathBuf },
+    /// `$IMGSEAL_PIN`.
+    Env,
+    /// The file `$IMGSEAL_PIN_FILE` names.
+    EnvFile(PathBuf),
+    /// The embedded token's own PIN file under `$IMGSEAL_HOME`.
+    Embedded(PathBuf),
+    /// Typed at the terminal.
+    Prompt,
+}
+
+impl std::fmt::Display for PinSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PinSource::UriValue { uri } => write!(f, "pin-value= in {uri}"),
+            PinSource::UriFile { uri, path } => {
+                write!(f, "the pin-source file {} named by {uri}", path.display())
+            }
+            PinSource::Env => write!(f, "$IMGSEAL_PIN"),
+            PinSource::EnvFile(path) => {
+                write!(f, "the file {} named by $IMGSEAL_PIN_FILE", path.display())
+            }
+            PinSource::Embedded(path) => {
+                write!(f, "the embedded token's PIN file {}", path.display())
+            }
+            PinSource::Prompt => write!(f, "the terminal prompt"),
+        }
+    }
+}
+
+/// Resolves the PIN for a token named by `uri` (`uri_origin` says which
+/// URI it is, for messages: "the key URI", "--token"). `embedded_pin_file`
+/// is the embedded token's PIN file when the token is the embedded one.
 pub fn resolve_pin(
     uri: Option<&Pkcs11Uri>,
+    uri_origin: &str,
     embedded_pin_file: Option<&Path>,
     token_label: &str,
-) -> Result<Pin> {
+) -> Result<(Pin, PinSource)> {
     if let Some(uri) = uri {
         if let Some(v) = &uri.pin_value {
-            return Ok(Zeroizing::new(v.to_string()));
+            return Ok((
+                Zeroizing::new(v.to_string()),
+                PinSource::UriValue {
+                    uri: uri_origin.to_string(),
+                },
+            ));
         }
         if let Some(path) = uri
             .pin_source_path()
@@ -57,11 +101,18 @@ pub fn resolve_pin(
                     ),
                 ));
             }
-            return read_pin_file(&path, "the pin-source file");
+            let pin = read_pin_file(&path, "the pin-source file")?;
+            return Ok((
+                pin,
+                PinSource::UriFile {
+                    uri: uri_origin.to_string(),
+                    path,
+                },
+            ));
         }
     }
     match std::env::var("IMGSEAL_PIN") {
-        Ok(v) if !v.is_empty() => return Ok(Zeroizing::new(v)),
+        Ok(v) if !v.is_empty() => return Ok((Zeroizing::new(v), PinSource::Env)),
         Err(std::env::VarError::NotUnicode(_)) => {
             return Err(Error::bad_input(
                 "IMGSEAL_PIN is not UTF-8 text (a PIN is passed to the token as text)",
@@ -70,15 +121,18 @@ pub fn resolve_pin(
         _ => {}
     }
     if let Some(path) = std::env::var_os("IMGSEAL_PIN_FILE").filter(|v| !v.is_empty()) {
-        return read_pin_file(Path::new(&path), "IMGSEAL_PIN_FILE");
+        let path = PathBuf::from(path);
+        let pin = read_pin_file(&path, "IMGSEAL_PIN_FILE")?;
+        return Ok((pin, PinSource::EnvFile(path)));
     }
     if let Some(path) = embedded_pin_file {
-        return read_pin_file(path, "the embedded token's PIN file");
+        let pin = read_pin_file(path, "the embedded token's PIN file")?;
+        return Ok((pin, PinSource::Embedded(path.to_path_buf())));
     }
     if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
         let pin = rpassword::prompt_password(format!("PIN for token \"{token_label}\": "))
             .map_err(|e| Error::io("/dev/tty", e))?;
-        return Ok(Zeroizing::new(pin));
+        return Ok((Zeroizing::new(pin), PinSource::Prompt));
     }
     Err(Error::Auth(format!(
         "no PIN for token \"{token_label}\": give pin-source= in the key URI, set IMGSEAL_PIN or IMGSEAL_PIN_FILE, or run on a terminal to be asked"

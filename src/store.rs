@@ -5,7 +5,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::PathBuf;
 
-use crate::backend::StoredCertificate;
+use crate::backend::{ListedCertificate, StoredCertificate};
 use crate::error::{Error, Result};
 use crate::glance::check_cert_id;
 use crate::home::{MAX_INPUT_BYTES, read_input, write_output_file};
@@ -103,7 +103,9 @@ impl DirStore {
         Ok(None)
     }
 
-    pub fn list(&self) -> Result<Vec<StoredCertificate>> {
+    /// The certificate files here, by id: every entry with a certificate
+    /// extension, its name checked to be an id.
+    fn certificate_files(&self) -> Result<Vec<(String, PathBuf)>> {
         let mut out = Vec::new();
         let entries = fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
         let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
@@ -131,21 +133,85 @@ impl DirStore {
                     self.location()
                 ))
             })?;
-            let bytes = read_input(&path, MAX_INPUT_BYTES, "a certificate")?;
-            out.push(StoredCertificate {
-                id: id.to_string(),
-                certificate: Certificate::parse(&bytes, &path.display().to_string())?,
-                location: self.location(),
-            });
+            out.push((id.to_string(), path));
         }
         Ok(out)
+    }
+
+    fn read_certificate(path: &std::path::Path) -> Result<Certificate> {
+        let bytes = read_input(path, MAX_INPUT_BYTES, "a certificate")?;
+        Certificate::parse(&bytes, &path.display().to_string())
+    }
+
+    /// Every certificate; the first file that cannot be read or parsed is
+    /// an error (what validation reads as intermediates must all be sound).
+    pub fn list(&self) -> Result<Vec<StoredCertificate>> {
+        self.certificate_files()?
+            .into_iter()
+            .map(|(id, path)| {
+                Ok(StoredCertificate {
+                    id,
+                    certificate: Self::read_certificate(&path)?,
+                    location: self.location(),
+                })
+            })
+            .collect()
+    }
+
+    /// Every certificate file, with the reason for each that cannot be read
+    /// or parsed (a listing shows them all).
+    pub fn list_entries(&self) -> Result<Vec<ListedCertificate>> {
+        Ok(self
+            .certificate_files()?
+            .into_iter()
+            .map(|(id, path)| ListedCertificate {
+                id,
+                certificate: Self::read_certificate(&path).map_err(|e| e.to_string()),
+                location: self.location(),
+            })
+            .collect())
+    }
+
+    /// The file holding `id`'s certificate, if any.
+    pub fn file_of(&self, id: &str) -> Result<Option<PathBuf>> {
+        self.check_id(id)?;
+        let names = self.entry_names()?;
+        Ok(EXTENSIONS
+            .iter()
+            .map(|ext| format!("{id}.{ext}"))
+            .find(|name| names.contains(OsStr::new(name)))
+            .map(|name| self.dir.join(name)))
+    }
+
+    /// Writes `cert` as `<id>.pem` in place of `id`'s certificate (atomically),
+    /// then removes the old file when it had another name (`<id>.der`).
+    pub fn replace(&self, id: &str, cert: &Certificate) -> Result<PathBuf> {
+        let old = self.file_of(id)?;
+        let path = self.dir.join(format!("{id}.pem"));
+        write_output_file(&path, cert.pem().as_bytes())?;
+        if let Some(old) = old.filter(|o| *o != path) {
+            fs::remove_file(&old).map_err(|e| Error::io(&old, e))?;
+        }
+        Ok(path)
+    }
+
+    /// Removes `id`'s certificate file; returns its path.
+    pub fn delete(&self, id: &str) -> Result<PathBuf> {
+        let path = self.file_of(id)?.ok_or_else(|| {
+            Error::not_found(format!(
+                "certificate \"{id}\" not found in {}",
+                self.location()
+            ))
+        })?;
+        fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        Ok(path)
     }
 
     pub fn store(&self, id: &str, cert: &Certificate) -> Result<PathBuf> {
         check_cert_id(id).map_err(Error::bad_input)?;
         if self.find(id)?.is_some() {
             return Err(Error::usage(format!(
-                "{} already holds a certificate with id \"{id}\"",
+                "{} already holds a certificate with id \"{id}\" (give --replace to replace it)",
                 self.location()
             )));
         }

@@ -570,7 +570,7 @@ fn tpm2_tools_open(tpm: &TestTpm, dir: &Path, challenge: &Path) -> Option<Vec<u8
 }
 
 /// The verifier confirms the enrollment itself: its own secret, bound by
-/// MakeCredential on its own TPM to the enrolled EK and AK name, comes back
+/// MakeCredential (in software, without a TPM) to the enrolled EK and AK name, comes back
 /// only from the host whose TPM holds both. Another host, a forged
 /// enrollment, an altered or stale response, or another enrollment document
 /// all fail; tpm2-tools shows the binding is the TPM's, not only imgseal's.
@@ -581,8 +581,8 @@ fn remote_enrollment_is_confirmed_only_by_the_tpm_holding_ek_and_ak() {
         localca.join("issuercert.pem"),
         localca.join("swtpm-localca-rootca-cert.pem"),
     );
+    // The verifier has no TPM: MakeCredential runs in software.
     let verifier = Env::new();
-    let verifier_tpm = TestTpm::start();
     let (host_a, tpm_a) = (Env::new(), TestTpm::start_manufactured());
     let (host_b, tpm_b) = (Env::new(), TestTpm::start_manufactured());
     let enroll = |env: &Env, tpm: &TestTpm| {
@@ -607,7 +607,7 @@ fn remote_enrollment_is_confirmed_only_by_the_tpm_holding_ek_and_ak() {
             s(&secret),
         ];
         args.extend_from_slice(extra);
-        (verifier.tpm_run(&verifier_tpm, &args), out, secret)
+        (verifier.run(&args), out, secret)
     };
     let activate = |env: &Env, tpm: &TestTpm, challenge: &Path, name: &str| {
         let out = env.path(&format!("{name}.response.json"));
@@ -638,6 +638,10 @@ fn remote_enrollment_is_confirmed_only_by_the_tpm_holding_ek_and_ak() {
     // The honest round trip.
     let (run, chal, secret) = challenge(&enroll_a, "a", &ca_args);
     run.ok();
+    assert!(
+        !verifier.home.path().join("swtpm").exists(),
+        "attest challenge started a TPM"
+    );
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the kept secret is private");
@@ -919,4 +923,245 @@ fn a_verifier_builds_the_expected_bundle_without_a_tpm() {
     let fewer = verifier.path("fewer.bundle");
     build(&[&a], &version, s(&fewer)).ok();
     check(&fewer).code(1);
+}
+
+/// Software MakeCredential (what `attest challenge` runs, without a TPM)
+/// for both EK kinds, activated by a real swtpm: the TPM releases the secret
+/// for the right EK and AK name, and refuses one made for another name.
+#[test]
+fn a_software_credential_is_activated_by_the_tpm_for_rsa_and_ecc_eks() {
+    use imgseal_tpm::{AK_HANDLE, EkKind, Tcti, Tpm};
+    let t = TestTpm::start();
+    let tcti: Tcti = t.tcti().parse().unwrap();
+    let mut tpm = Tpm::open(&tcti).unwrap();
+    let ak = tpm.ak_create_or_load(AK_HANDLE).unwrap();
+    for kind in [EkKind::Rsa2048, EkKind::EccP256] {
+        let ek = tpm.ek_public(kind).unwrap();
+        let area = ek.public_bytes().unwrap();
+        for secret in [&b"s"[..], &[0x5a; 32][..]] {
+            let credential =
+                imgseal::credential::make_credential(&area, ak.name(), secret).unwrap();
+            let released = tpm.activate_credential(&ak, kind, &credential).unwrap();
+            assert_eq!(released.as_slice(), secret, "{kind:?}");
+        }
+        // Bound to the name: made for another object's name, refused.
+        let mut other = ak.name().to_vec();
+        *other.last_mut().unwrap() ^= 1;
+        let credential = imgseal::credential::make_credential(&area, &other, b"x").unwrap();
+        let err = tpm
+            .activate_credential(&ak, kind, &credential)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("TPM2_ActivateCredential"), "{kind:?}: {err}");
+    }
+    // A secret longer than the name hash is refused before any work.
+    let ek = tpm.ek_public(EkKind::Rsa2048).unwrap();
+    let err =
+        imgseal::credential::make_credential(&ek.public_bytes().unwrap(), ak.name(), &[1; 33])
+            .unwrap_err();
+    assert!(err.to_string().contains("1 to 32 bytes"), "{err}");
+}
+
+/// `tpm2_makecredential -T none` (tpm2-tools' software MakeCredential) for
+/// an enrolled host, put in a challenge document: `attest activate` opens it
+/// as it opens imgseal's own, and the host's TPM releases the same secret.
+#[test]
+fn a_tpm2_tools_software_credential_is_activated_like_imgseals() {
+    if std::process::Command::new("tpm2_makecredential")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: tpm2_makecredential is not installed");
+        return;
+    }
+    let (host, tpm) = (Env::new(), TestTpm::start_manufactured());
+    let enrollment = host.path("enrollment.json");
+    host.tpm_run(&tpm, &["attest", "enroll", "--out", s(&enrollment)])
+        .ok();
+    let doc = read_json(&enrollment);
+    let area = hex::decode(doc["ek"]["public_area"].as_str().unwrap()).unwrap();
+    let mut tpm2b = (area.len() as u16).to_be_bytes().to_vec();
+    tpm2b.extend_from_slice(&area);
+    let (ek_pub, secret_file, cred) = (
+        host.path("ek.pub"),
+        host.path("secret.bin"),
+        host.path("cred.out"),
+    );
+    std::fs::write(&ek_pub, &tpm2b).unwrap();
+    let secret = [0xc3u8; 32];
+    std::fs::write(&secret_file, secret).unwrap();
+    let ak_name = doc["ak"]["name"].as_str().unwrap();
+    tpm.tool_ok(
+        "tpm2_makecredential",
+        &[
+            "-T",
+            "none",
+            "-u",
+            s(&ek_pub),
+            "-s",
+            s(&secret_file),
+            "-n",
+            ak_name,
+            "-o",
+            s(&cred),
+        ],
+    );
+    let theirs = imgseal_tpm::Credential::from_tpm2_tools(&std::fs::read(&cred).unwrap()).unwrap();
+    let challenge = host.path("tools.challenge.json");
+    std::fs::write(
+        &challenge,
+        serde_json::to_vec_pretty(&serde_json::json!({
+            "format": "imgseal-ak-challenge",
+            "version": 1,
+            "ek_kind": doc["ek"]["kind"],
+            "ak_name": ak_name,
+            "id_object": hex::encode(&theirs.id_object),
+            "encrypted_secret": hex::encode(&theirs.encrypted_secret),
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let response = host.path("tools.response.json");
+    host.tpm_run(
+        &tpm,
+        &["attest", "activate", s(&challenge), "--out", s(&response)],
+    )
+    .ok();
+    assert_eq!(read_json(&response)["secret"], hex::encode(secret));
+    // The two software implementations agree on the shape of what they make.
+    let ours = imgseal::credential::make_credential(&area, &hex::decode(ak_name).unwrap(), &secret)
+        .unwrap();
+    assert_eq!(ours.id_object.len(), theirs.id_object.len());
+    assert_eq!(ours.encrypted_secret.len(), theirs.encrypted_secret.len());
+}
+
+/// One name for the AK in every attest command's output: `ak_fingerprint`
+/// (SHA-256 of its SubjectPublicKeyInfo) in JSON, `AK sha256:<16 hex>` in
+/// text; and `attest verify --ak` is the one flag that takes an AK.
+#[test]
+fn the_ak_has_one_name_in_every_attest_command() {
+    let localca = Path::new("/var/lib/swtpm-localca");
+    let ca_args = [
+        "--ek-ca".to_string(),
+        localca.join("issuercert.pem").display().to_string(),
+        "--ek-ca".to_string(),
+        localca
+            .join("swtpm-localca-rootca-cert.pem")
+            .display()
+            .to_string(),
+    ];
+    let (host, tpm) = (Env::new(), TestTpm::start_manufactured());
+    let verifier = Env::new();
+    let p = |env: &Env, name: &str| env.path(name).display().to_string();
+    let (enrollment, challenge, secret, response, confirmed, att) = (
+        p(&host, "e.json"),
+        p(&verifier, "c.json"),
+        p(&verifier, "s.json"),
+        p(&host, "r.json"),
+        p(&verifier, "confirmed.json"),
+        p(&host, "att.json"),
+    );
+    let fp = |run: Run| -> String {
+        let v = run.ok().json();
+        v["ak_fingerprint"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no ak_fingerprint in {v}"))
+            .to_string()
+    };
+    let enrolled = fp(host.tpm_run(&tpm, &["--json", "attest", "enroll", "--out", &enrollment]));
+    assert_eq!(enrolled.len(), 64, "{enrolled}");
+    let mut args = vec![
+        "--json",
+        "attest",
+        "challenge",
+        &enrollment,
+        "--out",
+        &challenge,
+        "--secret-out",
+        &secret,
+    ];
+    args.extend(ca_args.iter().map(String::as_str));
+    assert_eq!(fp(verifier.run(&args)), enrolled, "challenge");
+    assert_eq!(
+        fp(host.tpm_run(
+            &tpm,
+            &[
+                "--json", "attest", "activate", &challenge, "--out", &response
+            ]
+        )),
+        enrolled,
+        "activate"
+    );
+    assert_eq!(
+        fp(verifier.run(&[
+            "--json",
+            "attest",
+            "confirm",
+            &enrollment,
+            "--secret",
+            &secret,
+            "--response",
+            &response,
+            "--out",
+            &confirmed,
+        ])),
+        enrolled,
+        "confirm"
+    );
+    let anchor = cert_file(host.work.path(), "a");
+    host.tpm_run(&tpm, &["anchors", "seal", "--cert", s(&anchor)])
+        .ok();
+    assert_eq!(
+        fp(host.tpm_run(&tpm, &["--json", "attest", "--nonce", NONCE, "--out", &att])),
+        enrolled,
+        "attest"
+    );
+    let bundle = host.home.path().join("anchors/bundle");
+    assert_eq!(
+        fp(verifier.run(&[
+            "--json",
+            "attest",
+            "verify",
+            &att,
+            "--nonce",
+            NONCE,
+            "--expected-anchors",
+            s(&bundle),
+            "--ak",
+            &confirmed,
+        ])),
+        enrolled,
+        "verify"
+    );
+    // The text of each names it the same way.
+    let short = format!("AK sha256:{}", &enrolled[..16]);
+    for text in [
+        verifier.run(&args[1..]).ok().stdout,
+        host.tpm_run(
+            &tpm,
+            &["attest", "activate", &challenge, "--out", &response],
+        )
+        .ok()
+        .stdout,
+        verifier
+            .run(&[
+                "attest",
+                "confirm",
+                &enrollment,
+                "--secret",
+                &secret,
+                "--response",
+                &response,
+                "--out",
+                &confirmed,
+            ])
+            .ok()
+            .stdout,
+        host.tpm_run(&tpm, &["attest", "--nonce", NONCE, "--out", &att])
+            .ok()
+            .stdout,
+    ] {
+        assert!(text.contains(&short), "{short} not in {text}");
+    }
 }

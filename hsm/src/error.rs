@@ -62,8 +62,10 @@ pub enum HsmError {
     #[error("no free slot to initialise a new token in module {0}")]
     NoFreeSlot(PathBuf),
 
-    #[error("incorrect PIN for token \"{token}\" (CKR_PIN_INCORRECT)")]
-    PinIncorrect { token: String },
+    /// `C_Login` refused the PIN: `code` is CKR_PIN_INCORRECT, or
+    /// CKR_PIN_LEN_RANGE / CKR_PIN_INVALID for a PIN the token cannot take.
+    #[error("incorrect PIN for token \"{token}\" ({code})")]
+    PinIncorrect { token: String, code: String },
 
     #[error("the user PIN of token \"{token}\" is locked (CKR_PIN_LOCKED); {advice}")]
     PinLocked { token: String, advice: String },

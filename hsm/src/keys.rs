@@ -581,12 +581,14 @@ impl Token {
         Ok(p)
     }
 
-    /// Destroys both halves of `key`.
+    /// Destroys both halves of `key`: the private half first, so that a
+    /// failure never leaves a private key without its public half (which
+    /// imgseal could then neither use nor name by its key).
     pub fn destroy_key(&self, key: &KeyObject) -> Result<()> {
+        self.session.destroy_object(key.private)?;
         if let Some(public) = key.public {
             self.session.destroy_object(public)?;
         }
-        self.session.destroy_object(key.private)?;
         Ok(())
     }
 

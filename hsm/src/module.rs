@@ -363,9 +363,14 @@ impl Module {
             match session.login(UserType::User, Some(&auth)) {
                 // Login is per application and token: another session of ours may hold it.
                 Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => logged_in = true,
-                Err(CkError::Pkcs11(RvError::PinIncorrect, _))
-                | Err(CkError::Pkcs11(RvError::PinLenRange, _)) => {
-                    return Err(HsmError::PinIncorrect { token: label });
+                Err(CkError::Pkcs11(
+                    rv @ (RvError::PinIncorrect | RvError::PinLenRange | RvError::PinInvalid),
+                    _,
+                )) => {
+                    return Err(HsmError::PinIncorrect {
+                        token: label,
+                        code: crate::error::ckr_name(rv),
+                    });
                 }
                 Err(CkError::Pkcs11(RvError::PinLocked, _)) => {
                     return Err(HsmError::PinLocked {

@@ -45,12 +45,29 @@ impl Token {
 
     /// Certificates whose label is `label` (all certificates when `None`).
     pub fn find_certificates(&self, label: Option<&str>) -> Result<Vec<CertificateObject>> {
+        self.find_certificates_where(label, None)
+    }
+
+    /// Certificates whose `CKA_ID` is `id` (a key pair's certificate
+    /// shares its id, by PKCS#11 convention).
+    pub fn find_certificates_with_id(&self, id: &[u8]) -> Result<Vec<CertificateObject>> {
+        self.find_certificates_where(None, Some(id))
+    }
+
+    fn find_certificates_where(
+        &self,
+        label: Option<&str>,
+        id: Option<&[u8]>,
+    ) -> Result<Vec<CertificateObject>> {
         let mut template = vec![
             Attribute::Class(ObjectClass::CERTIFICATE),
             Attribute::CertificateType(CertificateType::X_509),
         ];
         if let Some(label) = label {
             template.push(Attribute::Label(label.as_bytes().to_vec()));
+        }
+        if let Some(id) = id {
+            template.push(Attribute::Id(id.to_vec()));
         }
         let mut out = Vec::new();
         for handle in self.session.find_objects(&template)? {

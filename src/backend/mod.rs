@@ -50,6 +50,37 @@ pub struct StoredCertificate {
     pub location: String,
 }
 
+/// A certificate as `cert list` shows it: parsed, or the reason it cannot
+/// be (garbage in a token object, a file that is no certificate). One such
+/// entry never hides the others.
+#[derive(Debug, Clone)]
+pub struct ListedCertificate {
+    pub id: String,
+    pub location: String,
+    pub certificate: std::result::Result<Certificate, String>,
+}
+
+impl From<StoredCertificate> for ListedCertificate {
+    fn from(s: StoredCertificate) -> Self {
+        ListedCertificate {
+            id: s.id,
+            location: s.location,
+            certificate: Ok(s.certificate),
+        }
+    }
+}
+
+/// What `key delete` removed from a token.
+#[derive(Debug, Clone, Default)]
+pub struct DeletedKey {
+    /// Whether the key had a public key object of its own (removed with it).
+    pub public_key: bool,
+    /// Certificate objects with the key's `CKA_ID`, removed (by label).
+    pub certificates: Vec<String>,
+    /// Certificate objects with the key's `CKA_ID`, kept (not asked to remove).
+    pub kept_certificates: Vec<String>,
+}
+
 fn unsupported(device: &str, what: &str) -> Error {
     Error::usage(format!("{device} does not support {what}"))
 }
@@ -112,5 +143,40 @@ pub trait SigningDevice {
 
     fn list_certificates(&self) -> Result<Vec<StoredCertificate>> {
         Err(unsupported(&self.describe(), "listing certificates"))
+    }
+
+    /// The certificate objects that share `key`'s `CKA_ID` (none when the
+    /// key has an empty id, which says nothing about which is its own).
+    fn key_certificates(&self, _key: &KeyHandle) -> Result<Vec<ListedCertificate>> {
+        Err(unsupported(
+            &self.describe(),
+            "finding a key's certificates",
+        ))
+    }
+
+    /// Removes the key pair (and, with `with_certificates`, the certificate
+    /// objects sharing its `CKA_ID`).
+    fn delete_key(&self, _key: &KeyHandle, _with_certificates: bool) -> Result<DeletedKey> {
+        Err(unsupported(&self.describe(), "deleting keys"))
+    }
+
+    /// Removes the certificate stored under `id`.
+    fn delete_certificate(&self, _id: &str) -> Result<()> {
+        Err(unsupported(&self.describe(), "deleting certificates"))
+    }
+
+    /// Stores `cert` under `id` in place of the certificate there.
+    fn replace_certificate(&self, _id: &str, _cert: &Certificate) -> Result<()> {
+        Err(unsupported(&self.describe(), "replacing certificates"))
+    }
+
+    /// Every certificate object, including those imgseal cannot parse
+    /// (each with the reason), for listings.
+    fn list_certificate_entries(&self) -> Result<Vec<ListedCertificate>> {
+        Ok(self
+            .list_certificates()?
+            .into_iter()
+            .map(ListedCertificate::from)
+            .collect())
     }
 }

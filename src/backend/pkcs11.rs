@@ -7,12 +7,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use imgseal_hsm::uri::{ObjectType, Pkcs11Uri};
 use imgseal_hsm::{
-    CurveFacts, DigestMechanism, KeyFilter, KeyObject, KeyProtection, KeySpec, Module,
-    NewCertificate, SignMechanism, Token, TokenSelector,
+    CertificateObject, CurveFacts, DigestMechanism, KeyFilter, KeyObject, KeyProtection, KeySpec,
+    Module, NewCertificate, SignMechanism, Token, TokenSelector,
 };
 use rand::RngCore;
 
-use super::{KeyHandle, ListedKey, SigningDevice, StoredCertificate};
+use super::{
+    DeletedKey, KeyHandle, ListedCertificate, ListedKey, SigningDevice, StoredCertificate,
+};
 use crate::algorithms::{KeyKind, pss_max_salt_len};
 use crate::error::{Error, Result};
 use crate::home::{self, EMBEDDED_TOKEN_LABEL, Home};
@@ -51,7 +53,14 @@ pub enum Login {
 impl Pkcs11Device {
     /// Opens the token `uri` names. Its module is the URI's `module-path`, else
     /// `$IMGSEAL_PKCS11_MODULE`, else the embedded SoftHSM token under `home`.
-    pub fn open(uri: Option<&Pkcs11Uri>, home: &Home, login: Login) -> Result<Self> {
+    /// `uri_origin` names the URI a PIN in it came from ("the key URI",
+    /// "--token"), for the message of a wrong PIN.
+    pub fn open(
+        uri: Option<&Pkcs11Uri>,
+        uri_origin: &str,
+        home: &Home,
+        login: Login,
+    ) -> Result<Self> {
         let explicit = uri.and_then(|u| u.module_path.clone()).or_else(|| {
             std::env::var_os("IMGSEAL_PKCS11_MODULE")
                 .filter(|v| !v.is_empty())
@@ -105,6 +114,7 @@ impl Pkcs11Device {
                 let embedded_pin = embedded.then(|| home.user_pin_file());
                 Some(pin::resolve_pin(
                     uri,
+                    uri_origin,
                     embedded_pin.as_deref(),
                     &token_label,
                 )?)
@@ -115,8 +125,16 @@ impl Pkcs11Device {
         let token = {
             let _held = lock.exclusive()?;
             module
-                .open(slot, pin.as_ref().map(|p| p.as_str()), true)
-                .map_err(Error::device("opening the token"))?
+                .open(slot, pin.as_ref().map(|(p, _)| p.as_str()), true)
+                .map_err(|e| match (e, &pin) {
+                    // Which PIN was wrong: the file or variable to fix, never the PIN.
+                    (e @ imgseal_hsm::HsmError::PinIncorrect { .. }, Some((_, source))) => {
+                        Error::Auth(format!(
+                            "opening the token: {e}; the PIN came from {source}"
+                        ))
+                    }
+                    (e, _) => Error::device("opening the token")(e),
+                })?
         };
         // A module that uses OpenSSL in this process (SoftHSM tries to load
         // an engine at C_Initialize) can leave errors on the thread's OpenSSL
@@ -568,7 +586,7 @@ impl SigningDevice for Pkcs11Device {
         let _held = self.lock.exclusive()?;
         if self.certificate(id)?.is_some() {
             return Err(Error::usage(format!(
-                "token \"{}\" already holds a certificate with id \"{id}\"",
+                "token \"{}\" already holds a certificate with id \"{id}\" (give --replace to replace it)",
                 self.token.label()
             )));
         }
@@ -587,6 +605,109 @@ impl SigningDevice for Pkcs11Device {
         Ok(())
     }
 
+    fn key_certificates(&self, key: &KeyHandle) -> Result<Vec<ListedCertificate>> {
+        let _held = self.lock.shared()?;
+        self.certificates_with_id(&key.id).map(|found| {
+            found
+                .into_iter()
+                .map(|obj| ListedCertificate {
+                    certificate: Certificate::from_der(
+                        &obj.value,
+                        &format!("certificate \"{}\" in the token", obj.label),
+                    )
+                    .map_err(|e| e.to_string()),
+                    id: obj.label,
+                    location: format!("token \"{}\"", self.token.label()),
+                })
+                .collect()
+        })
+    }
+
+    fn delete_key(&self, key: &KeyHandle, with_certificates: bool) -> Result<DeletedKey> {
+        let _held = self.lock.exclusive()?;
+        let object = self.key_object(key)?;
+        let certificates = self.certificates_with_id(&key.id)?;
+        let failed = |what: &str| {
+            Error::device(format!(
+                "deleting {what} of {}{}",
+                key.uri.redacted(),
+                self.unwritable()
+            ))
+        };
+        self.token
+            .destroy_key(&object)
+            .map_err(failed("the key pair"))?;
+        let mut deleted = DeletedKey {
+            public_key: object.public.is_some(),
+            ..DeletedKey::default()
+        };
+        for cert in certificates {
+            match (with_certificates, cert.handle) {
+                (true, Some(handle)) => {
+                    self.token
+                        .destroy_object(handle)
+                        .map_err(failed(&format!("certificate \"{}\"", cert.label)))?;
+                    deleted.certificates.push(cert.label);
+                }
+                _ => deleted.kept_certificates.push(cert.label),
+            }
+        }
+        Ok(deleted)
+    }
+
+    fn delete_certificate(&self, id: &str) -> Result<()> {
+        let _held = self.lock.exclusive()?;
+        let found = self
+            .token
+            .find_certificates(Some(id))
+            .map_err(Error::device("finding the certificate"))?;
+        if found.is_empty() {
+            return Err(Error::not_found(format!(
+                "certificate \"{id}\" not found in token \"{}\"",
+                self.token.label()
+            )));
+        }
+        for handle in found.into_iter().filter_map(|c| c.handle) {
+            self.token.destroy_object(handle).map_err(|e| {
+                Error::device(format!(
+                    "deleting certificate \"{id}\"{}",
+                    self.unwritable()
+                ))(e)
+            })?;
+        }
+        Ok(())
+    }
+
+    fn replace_certificate(&self, id: &str, cert: &Certificate) -> Result<()> {
+        let _held = self.lock.exclusive()?;
+        let old = self
+            .token
+            .find_certificates(Some(id))
+            .map_err(Error::device("finding the certificate"))?;
+        // The new object first: a failure leaves the old certificate in place.
+        self.token
+            .store_certificate(&NewCertificate {
+                label: id,
+                id: id.as_bytes(),
+                subject_der: &cert.subject_der(),
+                issuer_der: &cert.issuer_der(),
+                serial_der: &cert.serial_der(),
+                value_der: &cert.der,
+            })
+            .map_err(|e| {
+                Error::device(format!("storing the certificate{}", self.unwritable()))(e)
+            })?;
+        for handle in old.into_iter().filter_map(|c| c.handle) {
+            self.token.destroy_object(handle).map_err(|e| {
+                Error::device(format!(
+                    "deleting the replaced certificate \"{id}\"{}",
+                    self.unwritable()
+                ))(e)
+            })?;
+        }
+        Ok(())
+    }
+
     fn find_certificate(&self, id: &str) -> Result<Option<StoredCertificate>> {
         let _held = self.lock.shared()?;
         self.certificate(id)
@@ -594,23 +715,29 @@ impl SigningDevice for Pkcs11Device {
 
     fn list_certificates(&self) -> Result<Vec<StoredCertificate>> {
         let _held = self.lock.shared()?;
-        let found = self
-            .token
-            .find_certificates(None)
-            .map_err(Error::device("listing certificates"))?;
-        found
+        self.certificate_objects()?
             .into_iter()
-            .map(|obj| {
+            .map(|(obj, parsed)| {
                 Ok(StoredCertificate {
-                    certificate: Certificate::from_der(
-                        &obj.value,
-                        &format!("certificate \"{}\" in the token", obj.label),
-                    )?,
+                    certificate: parsed?,
                     id: obj.label,
                     location: format!("token \"{}\"", self.token.label()),
                 })
             })
             .collect()
+    }
+
+    fn list_certificate_entries(&self) -> Result<Vec<ListedCertificate>> {
+        let _held = self.lock.shared()?;
+        Ok(self
+            .certificate_objects()?
+            .into_iter()
+            .map(|(obj, parsed)| ListedCertificate {
+                id: obj.label,
+                location: format!("token \"{}\"", self.token.label()),
+                certificate: parsed.map_err(|e| e.to_string()),
+            })
+            .collect())
     }
 }
 
@@ -645,6 +772,37 @@ impl Pkcs11Device {
             }
         }
         String::new()
+    }
+
+    /// Every certificate object with its parsed value (or why it cannot be
+    /// parsed); the caller holds the token lock.
+    fn certificate_objects(&self) -> Result<Vec<(CertificateObject, Result<Certificate>)>> {
+        let found = self
+            .token
+            .find_certificates(None)
+            .map_err(Error::device("listing certificates"))?;
+        Ok(found
+            .into_iter()
+            .map(|obj| {
+                let parsed = Certificate::from_der(
+                    &obj.value,
+                    &format!("certificate \"{}\" in the token", obj.label),
+                );
+                (obj, parsed)
+            })
+            .collect())
+    }
+
+    /// Certificate objects with `CKA_ID` = `id`; none for an empty id (it
+    /// would match every certificate stored without one). The caller holds
+    /// the token lock.
+    fn certificates_with_id(&self, id: &[u8]) -> Result<Vec<CertificateObject>> {
+        if id.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.token
+            .find_certificates_with_id(id)
+            .map_err(Error::device("finding the key's certificates"))
     }
 
     /// The certificate stored under `id`; the caller holds the token lock.

@@ -136,6 +136,15 @@ impl CertificateSource for BarbicanSource {
         });
     }
 
+    /// A DELETE on the secret: Barbican's own removal (castellan's
+    /// `delete`). Nova and Glance lose the certificate with it.
+    fn delete(&self, id: &str) -> Result<String> {
+        api::check_uuid(id)?;
+        api::delete_secret(&self.session, id)?;
+        self.fetched().remove(id);
+        Ok(self.describe())
+    }
+
     fn missing_hint(&self) -> Option<&'static str> {
         Some(
             "Barbican answers the same for an unknown secret and an expired one (cert publish expires a secret with its certificate)",

@@ -1,7 +1,7 @@
 //! A directory of `<id>.pem` / `<id>.der` files (`--cert-dir`).
 
 use super::CertificateSource;
-use crate::backend::StoredCertificate;
+use crate::backend::{ListedCertificate, StoredCertificate};
 use crate::error::Result;
 use crate::store::DirStore;
 use crate::x509::Certificate;
@@ -19,7 +19,19 @@ impl CertificateSource for DirStore {
         DirStore::list(self)
     }
 
+    fn list_entries(&self) -> Result<Vec<ListedCertificate>> {
+        DirStore::list_entries(self)
+    }
+
     fn store(&self, id: &str, cert: &Certificate) -> Result<String> {
         DirStore::store(self, id, cert).map(|p| p.display().to_string())
+    }
+
+    fn replace(&self, id: &str, cert: &Certificate) -> Result<String> {
+        DirStore::replace(self, id, cert).map(|p| p.display().to_string())
+    }
+
+    fn delete(&self, id: &str) -> Result<String> {
+        DirStore::delete(self, id).map(|p| p.display().to_string())
     }
 }

@@ -4,12 +4,12 @@
 //! and `anchors seal` look certificates up through it, so a new source is one
 //! file here, not a `match` in every command.
 //!
-//! | source | file | finds | lists | stores |
-//! |---|---|---|---|---|
-//! | a directory of `<id>.pem`/`.der` | `dir.rs` | yes | yes | yes |
-//! | the PKCS#11 token | `token.rs` | yes | yes | yes |
-//! | the TPM-sealed anchors | `anchors.rs` | yes | yes | no (`anchors seal`) |
-//! | Barbican, as Glance and Nova read it | `barbican.rs` | yes | yes | yes (`cert publish`) |
+//! | source | file | finds | lists | stores | replaces | deletes |
+//! |---|---|---|---|---|---|---|
+//! | a directory of `<id>.pem`/`.der` | `dir.rs` | yes | yes | yes | yes | yes |
+//! | the PKCS#11 token | `token.rs` | yes | yes | yes | yes | yes |
+//! | the TPM-sealed anchors | `anchors.rs` | yes | yes | no (`anchors seal`) | no | no (`anchors remove`) |
+//! | Barbican, as Glance and Nova read it | `barbican.rs` | yes | yes | yes (`cert publish`) | no (UUIDs are Barbican's) | yes |
 
 mod anchors;
 mod barbican;
@@ -19,7 +19,7 @@ mod token;
 pub use barbican::BarbicanSource;
 pub use token::TokenSource;
 
-use crate::backend::StoredCertificate;
+use crate::backend::{ListedCertificate, StoredCertificate};
 use crate::error::{Error, Result};
 use crate::x509::Certificate;
 
@@ -43,6 +43,16 @@ pub trait CertificateSource {
         Err(unsupported(&self.describe(), "listing certificates"))
     }
 
+    /// Every certificate, including those imgseal cannot parse (each with
+    /// the reason), for `cert list`: one bad entry never hides the others.
+    fn list_entries(&self) -> Result<Vec<ListedCertificate>> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .map(ListedCertificate::from)
+            .collect())
+    }
+
     /// What a user should know when an id is not found here.
     fn missing_hint(&self) -> Option<&'static str> {
         None
@@ -51,5 +61,17 @@ pub trait CertificateSource {
     /// Stores `cert` under `id`; returns where it went, for users.
     fn store(&self, _id: &str, _cert: &Certificate) -> Result<String> {
         Err(unsupported(&self.describe(), "storing certificates"))
+    }
+
+    /// Stores `cert` under `id` in place of the certificate there (the
+    /// caller has found it); returns where it went.
+    fn replace(&self, _id: &str, _cert: &Certificate) -> Result<String> {
+        Err(unsupported(&self.describe(), "replacing certificates"))
+    }
+
+    /// Removes the certificate stored under `id` (the caller has found it);
+    /// returns where it was, for users.
+    fn delete(&self, _id: &str) -> Result<String> {
+        Err(unsupported(&self.describe(), "deleting certificates"))
     }
 }

@@ -3,7 +3,7 @@
 use std::ops::Deref;
 
 use super::CertificateSource;
-use crate::backend::{SigningDevice, StoredCertificate};
+use crate::backend::{ListedCertificate, SigningDevice, StoredCertificate};
 use crate::error::Result;
 use crate::x509::Certificate;
 
@@ -28,8 +28,22 @@ where
         self.0.list_certificates()
     }
 
+    fn list_entries(&self) -> Result<Vec<ListedCertificate>> {
+        self.0.list_certificate_entries()
+    }
+
     fn store(&self, id: &str, cert: &Certificate) -> Result<String> {
         self.0.store_certificate(id, cert)?;
+        Ok(self.0.describe())
+    }
+
+    fn replace(&self, id: &str, cert: &Certificate) -> Result<String> {
+        self.0.replace_certificate(id, cert)?;
+        Ok(self.0.describe())
+    }
+
+    fn delete(&self, id: &str) -> Result<String> {
+        self.0.delete_certificate(id)?;
         Ok(self.0.describe())
     }
 }

@@ -81,8 +81,8 @@ pub enum AttestCommand {
         ek_ca: Vec<PathBuf>,
     },
     /// Verifier: check a host's enrollment document without trusting it and
-    /// make a credential only that host's TPM can open (MakeCredential, on
-    /// this machine's TPM). Send the challenge; keep the secret.
+    /// make a credential only that host's TPM can open (MakeCredential, in
+    /// software: no TPM is needed here). Send the challenge; keep the secret.
     Challenge {
         /// The host's enrollment document (`attest enroll --out`).
         enrollment: PathBuf,
@@ -368,10 +368,9 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
             let cas = read_ek_cas(&ek_ca)?;
             let bytes = read_input_file(&enrollment)?;
             let origin = enrollment.display().to_string();
-            // Any TPM makes the credential: only public values are used.
-            let (mut tpm, tcti, _) = open_tpm(ctx, None)?;
+            // No TPM: the credential is made in software from public values.
             let (challenge, secret) =
-                enrollment::challenge(&mut tpm, &bytes, &origin, cas.as_deref().unwrap_or(&[]))?;
+                enrollment::challenge(&bytes, &origin, cas.as_deref().unwrap_or(&[]))?;
             // The secret first: a challenge without its secret is useless.
             let secret_text =
                 Zeroizing::new(serde_json::to_vec_pretty(&secret).expect("documents serialise"));
@@ -381,18 +380,26 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
                 let _ = std::fs::remove_file(&secret_out);
                 return Err(e.into());
             }
+            // The AK by its fingerprint, as every attest command names it
+            // (challenge succeeded: the public key is the AK public area's).
+            let spki = attestation::read_public_key(
+                enrollment::parse_enrollment(&bytes, &origin)?
+                    .ak
+                    .public_key_pem
+                    .as_bytes(),
+                "the AK",
+            )?;
             if ctx.json {
                 print_json(&json!({
                     "out": out,
                     "secret_out": secret_out,
-                    "ak_name": challenge.ak_name,
+                    "ak_fingerprint": hex::encode(Sha256::digest(&spki)),
                     "ek_certificate_verified": secret.ek_certificate_verified,
-                    "tcti": tcti.to_string(),
                 }));
             } else {
                 println!(
                     "challenge for AK {} written to {}; secret kept in {} (do not send it)",
-                    challenge.ak_name,
+                    fingerprint(&spki),
                     out.display(),
                     secret_out.display()
                 );
@@ -403,15 +410,18 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
             let origin = challenge.display().to_string();
             let doc = enrollment::parse_challenge(&read_input_file(&challenge)?, &origin)?;
             let (mut tpm, _, _) = open_tpm(ctx, Some(&args.auth))?;
-            let response = enrollment::activate(&mut tpm, &doc, &origin)?;
+            let (response, spki) = enrollment::activate(&mut tpm, &doc, &origin)?;
             let text = serde_json::to_vec_pretty(&response).expect("documents serialise");
             write_output_file(&out, &text)?;
             if ctx.json {
-                print_json(&json!({ "out": out, "ak_name": response.ak_name }));
+                print_json(&json!({
+                    "out": out,
+                    "ak_fingerprint": hex::encode(Sha256::digest(&spki)),
+                }));
             } else {
                 println!(
                     "the TPM opened the challenge for AK {}; response written to {}",
-                    response.ak_name,
+                    fingerprint(&spki),
                     out.display()
                 );
             }
@@ -442,10 +452,18 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
                 }
                 Err(_) => ErrorKind::Invalid.exit_code(),
             };
+            let spki = match &verdict {
+                Ok(doc) => Some(attestation::read_public_key(
+                    doc.ak.public_key_pem.as_bytes(),
+                    "the AK",
+                )?),
+                Err(_) => None,
+            };
             if ctx.json {
                 print_json(&json!({
                     "verdict": if code == 0 { "valid" } else { "invalid" },
                     "reason": verdict.as_ref().err(),
+                    "ak_fingerprint": spki.as_ref().map(|k| hex::encode(Sha256::digest(k))),
                     "out": if code == 0 { Some(&out) } else { None },
                     "exit_code": code,
                 }));
@@ -453,7 +471,7 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
                 match &verdict {
                     Ok(doc) => println!(
                         "valid: the host's TPM released this verifier's secret: AK {} lives in the TPM of EK \"{}\"; confirmed enrollment written to {}",
-                        doc.ak.name,
+                        spki.as_deref().map(fingerprint).unwrap_or_default(),
                         doc.ek.certificate_subject,
                         out.display()
                     ),

@@ -131,6 +131,27 @@ pub enum CertCommand {
         #[arg(long)]
         id: String,
         file: PathBuf,
+        /// Replace the certificate already stored under this id (refused
+        /// without it).
+        #[arg(long)]
+        replace: bool,
+        /// With --replace: replace it even when the TPM-sealed trust
+        /// anchors hold it.
+        #[arg(long, requires = "replace")]
+        force: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Delete a stored certificate (a file in --cert-dir, a token object, or
+    /// a Barbican secret) and say what was removed.
+    Delete {
+        id: String,
+        /// Delete without asking (needed when not on a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Delete it even when the TPM-sealed trust anchors hold it.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -477,6 +498,70 @@ pub fn find_in(opened: &OpenedSource, id: &str) -> Result<StoredCertificate, Err
     })
 }
 
+/// Refuses (usage, exit 2) to remove what the TPM-sealed trust anchors of
+/// this home hold: one of `certs` (by content), or a certificate for the
+/// public key of `key` (named by its URI). Read from the bundles on disk: no
+/// TPM is started, and a home that never sealed anchors has nothing in use.
+pub fn refuse_if_sealed(
+    ctx: &Context,
+    certs: &[(&str, &Certificate)],
+    key: Option<(&str, &imgseal::public_key::PublicKey)>,
+    doing: &str,
+) -> Result<(), Error> {
+    let home = ctx.home()?;
+    for bundle in imgseal::anchors::sealed_bundles_on_disk(&home.dir)? {
+        for (sealed_id, sealed) in bundle.anchors.iter() {
+            let (what, held) =
+                if let Some((id, _)) = certs.iter().find(|(_, c)| c.der == sealed.der) {
+                    (
+                        format!("certificate \"{id}\" ({})", sealed.subject()),
+                        "it".to_string(),
+                    )
+                } else if let Some((uri, _)) = key.filter(|(_, k)| {
+                    sealed
+                        .public_key()
+                        .is_ok_and(|sealed_key| sealed_key.same_key(k))
+                }) {
+                    (
+                        format!("key {uri}"),
+                        format!("its certificate ({})", sealed.subject()),
+                    )
+                } else {
+                    continue;
+                };
+            return Err(Error::usage(format!(
+                "{doing} {what} is refused: the TPM-sealed trust anchors (version {}) hold {held} as \"{sealed_id}\"; remove it from them first (`imgseal anchors remove {sealed_id}`), or give --force",
+                bundle.version
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Asks before a removal on a terminal; without one, `--yes` is required.
+pub fn confirm(yes: bool, question: &str) -> Result<(), Error> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if yes {
+        return Ok(());
+    }
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Err(Error::usage(format!(
+            "{question} needs --yes when not run on a terminal (nothing was deleted)"
+        )));
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| Error::io("<stdin>", e))?;
+    match answer.trim() {
+        "y" | "Y" | "yes" | "YES" | "Yes" => Ok(()),
+        _ => Err(Error::usage("not confirmed: nothing was deleted")),
+    }
+}
+
 fn describe(c: &StoredCertificate) -> serde_json::Value {
     let cert = &c.certificate;
     let key = cert.public_key().ok();
@@ -496,7 +581,13 @@ fn describe(c: &StoredCertificate) -> serde_json::Value {
 
 pub fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<i32> {
     match cmd {
-        CertCommand::Import { id, file, store } => {
+        CertCommand::Import {
+            id,
+            file,
+            replace,
+            force,
+            store,
+        } => {
             check_cert_id(&id).map_err(|e| Error::usage(format!("--id: {e}")))?;
             let cert = read_one_certificate(&file)?;
             let opened = store.open(ctx, None, Login::Required)?;
@@ -506,9 +597,55 @@ pub fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<i32> {
                 )
                 .into());
             }
-            let location = opened.source.store(&id, &cert)?;
+            // What --replace replaces: a certificate there, or one there
+            // that cannot be parsed (which --replace is also for).
+            let (present, existing) = if replace {
+                match opened.source.find(&id) {
+                    Ok(found) => (found.is_some(), found),
+                    Err(e) if e.kind() == imgseal::ErrorKind::BadInput => (true, None),
+                    Err(e) => return Err(e.into()),
+                }
+            } else {
+                (false, None)
+            };
+            if let (Some(old), false) = (&existing, force) {
+                refuse_if_sealed(ctx, &[(&id, &old.certificate)], None, "replacing")?;
+            }
+            let location = if present {
+                opened.source.replace(&id, &cert)?
+            } else {
+                opened.source.store(&id, &cert)?
+            };
+            let replaced = match &existing {
+                Some(old) => json!({
+                    "subject": old.certificate.subject(),
+                    "sha256_fingerprint": old.certificate.sha256_fingerprint(),
+                }),
+                None if present => json!({"unusable": "it could not be parsed"}),
+                None => json!(null),
+            };
             if ctx.json {
-                print_json(&json!({"id": id, "subject": cert.subject(), "stored_in": location}));
+                print_json(&json!({
+                    "id": id,
+                    "subject": cert.subject(),
+                    "sha256_fingerprint": cert.sha256_fingerprint(),
+                    "stored_in": location,
+                    "replaced": replaced,
+                }));
+            } else if let Some(old) = &existing {
+                // Stderr, as import's own line: stdout stays empty.
+                eprintln!(
+                    "replaced certificate \"{id}\" ({}, sha256 {}…) with {} (sha256 {}…) in {location}",
+                    old.certificate.subject(),
+                    &old.certificate.sha256_fingerprint()[..16],
+                    cert.subject(),
+                    &cert.sha256_fingerprint()[..16],
+                );
+            } else if present {
+                eprintln!(
+                    "replaced certificate \"{id}\" (which could not be parsed) with {} in {location}",
+                    cert.subject()
+                );
             } else {
                 eprintln!(
                     "stored certificate \"{id}\" ({}) in {location}",
@@ -516,22 +653,83 @@ pub fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<i32> {
                 );
             }
         }
-        CertCommand::List { store } => {
-            let list = store.open(ctx, None, Login::NotNeeded)?.source.list()?;
+        CertCommand::Delete {
+            id,
+            yes,
+            force,
+            store,
+        } => {
+            let opened = store.open(ctx, None, Login::Required)?;
+            let found = find_in(&opened, &id)?;
+            if !force {
+                refuse_if_sealed(ctx, &[(&id, &found.certificate)], None, "deleting")?;
+            }
+            confirm(
+                yes,
+                &format!(
+                    "delete certificate \"{id}\" ({}) from {}?",
+                    found.certificate.subject(),
+                    opened.source.describe()
+                ),
+            )?;
+            let location = opened.source.delete(&id)?;
             if ctx.json {
-                print_json(&json!(list.iter().map(describe).collect::<Vec<_>>()));
+                print_json(&json!({
+                    "deleted": "certificate",
+                    "id": id,
+                    "subject": found.certificate.subject(),
+                    "sha256_fingerprint": found.certificate.sha256_fingerprint(),
+                    "from": location,
+                }));
+            } else {
+                println!(
+                    "deleted certificate \"{id}\" ({}, sha256 {}…) from {location}",
+                    found.certificate.subject(),
+                    &found.certificate.sha256_fingerprint()[..16]
+                );
+            }
+        }
+        CertCommand::List { store } => {
+            // Every entry, those imgseal cannot parse with the reason: one
+            // bad certificate never hides the others (as `key list`).
+            let list = store
+                .open(ctx, None, Login::NotNeeded)?
+                .source
+                .list_entries()?;
+            if ctx.json {
+                let entries: Vec<_> = list
+                    .iter()
+                    .map(|c| match &c.certificate {
+                        Ok(cert) => describe(&StoredCertificate {
+                            id: c.id.clone(),
+                            certificate: cert.clone(),
+                            location: c.location.clone(),
+                        }),
+                        Err(reason) => json!({
+                            "id": c.id,
+                            "location": c.location,
+                            "subject": null,
+                            "unusable": reason,
+                        }),
+                    })
+                    .collect();
+                print_json(&json!(entries));
             } else {
                 for c in &list {
-                    let cert = &c.certificate;
-                    let fingerprint = cert.sha256_fingerprint();
-                    println!(
-                        "{:<38} {}  issuer: {}  not after: {}  sha256: {}…",
-                        c.id,
-                        cert.subject(),
-                        cert.issuer(),
-                        cert.not_after(),
-                        &fingerprint[..fingerprint.len().min(16)]
-                    );
+                    match &c.certificate {
+                        Ok(cert) => {
+                            let fingerprint = cert.sha256_fingerprint();
+                            println!(
+                                "{:<38} {}  issuer: {}  not after: {}  sha256: {}…",
+                                c.id,
+                                cert.subject(),
+                                cert.issuer(),
+                                cert.not_after(),
+                                &fingerprint[..fingerprint.len().min(16)]
+                            );
+                        }
+                        Err(reason) => println!("{:<38} unusable: {reason}", c.id),
+                    }
                 }
             }
         }

@@ -35,6 +35,24 @@ pub enum KeyCommand {
         /// The key's pkcs11: URI.
         uri: String,
     },
+    /// Delete a key pair from the token: the private key and its public key
+    /// object (and, with --with-certificate, the certificate objects that
+    /// share its CKA_ID); says what was removed.
+    Delete {
+        /// The key's pkcs11: URI.
+        uri: String,
+        /// Delete without asking (needed when not on a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Also delete the token's certificate objects with the key's CKA_ID
+        /// (kept, and named, without it).
+        #[arg(long)]
+        with_certificate: bool,
+        /// Delete it even when the TPM-sealed trust anchors hold a
+        /// certificate for it.
+        #[arg(long)]
+        force: bool,
+    },
     /// Write a PKCS#10 certificate request signed inside the token.
     Csr {
         /// The key's pkcs11: URI.
@@ -51,6 +69,14 @@ pub enum KeyCommand {
         #[arg(long)]
         hash: Option<HashMethod>,
     },
+}
+
+/// `"a", "b"`: ids for a message.
+fn quoted<S: AsRef<str>>(ids: &[S]) -> String {
+    ids.iter()
+        .map(|i| format!("\"{}\"", i.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub fn run(ctx: &Context, cmd: KeyCommand) -> anyhow::Result<i32> {
@@ -159,6 +185,85 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> anyhow::Result<i32> {
                     yes_no(protection.other_use),
                     yes_no(protection.modifiable),
                 );
+            }
+        }
+        KeyCommand::Delete {
+            uri,
+            yes,
+            with_certificate,
+            force,
+        } => {
+            let uri = parse_uri(&uri, "key URI")?;
+            let device = ctx.device(Some(&uri), Login::Required)?;
+            let key = device.find_key(&uri)?;
+            let name = key.uri.redacted();
+            let certificates = device.key_certificates(&key)?;
+            if !force {
+                let removed: Vec<(&str, &imgseal::x509::Certificate)> = if with_certificate {
+                    certificates
+                        .iter()
+                        .filter_map(|c| c.certificate.as_ref().ok().map(|x| (c.id.as_str(), x)))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                super::cert::refuse_if_sealed(
+                    ctx,
+                    &removed,
+                    Some((&name, &key.public)),
+                    "deleting",
+                )?;
+            }
+            let ids: Vec<&str> = certificates.iter().map(|c| c.id.as_str()).collect();
+            super::cert::confirm(
+                yes,
+                &format!(
+                    "delete key {name} ({}){} from {}?",
+                    key.public.describe(),
+                    if with_certificate && !ids.is_empty() {
+                        format!(" and certificate {}", quoted(&ids))
+                    } else {
+                        String::new()
+                    },
+                    device.describe()
+                ),
+            )?;
+            let deleted = device.delete_key(&key, with_certificate)?;
+            if ctx.json {
+                print_json(&json!({
+                    "deleted": "key",
+                    "uri": name,
+                    "label": key.label,
+                    "id": hex::encode(&key.id),
+                    "algorithm": key.public.describe(),
+                    "private_key": true,
+                    "public_key": deleted.public_key,
+                    "certificates": deleted.certificates,
+                    "kept_certificates": deleted.kept_certificates,
+                    "from": device.describe(),
+                }));
+            } else {
+                println!(
+                    "deleted key {name} ({}): the private key{}{} from {}",
+                    key.public.describe(),
+                    if deleted.public_key {
+                        " and its public key object"
+                    } else {
+                        ""
+                    },
+                    if deleted.certificates.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", certificate {}", quoted(&deleted.certificates))
+                    },
+                    device.describe()
+                );
+                if !deleted.kept_certificates.is_empty() {
+                    println!(
+                        "kept certificate {} with the key's CKA_ID (--with-certificate deletes it too)",
+                        quoted(&deleted.kept_certificates)
+                    );
+                }
             }
         }
         KeyCommand::Csr {

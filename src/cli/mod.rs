@@ -212,12 +212,20 @@ impl Context {
     /// token attributes) over `--token`.
     pub fn device(&self, key: Option<&Pkcs11Uri>, login: Login) -> Result<Pkcs11Device, Error> {
         let token = self.token_uri()?;
+        // Which URI a PIN in the merged one comes from: the key's own, else
+        // --token's (merge_uris never mixes them).
+        let key_has_pin = key.is_some_and(|k| k.pin_value.is_some() || k.pin_source.is_some());
+        let origin = if key_has_pin {
+            "the key URI"
+        } else {
+            "the --token URI (or $IMGSEAL_TOKEN)"
+        };
         let merged = match (token, key) {
             (Some(t), Some(k)) => Some(merge_uris(&t, k)?),
             (None, Some(k)) => Some(k.clone()),
             (t, None) => t,
         };
-        Pkcs11Device::open(merged.as_ref(), &self.home()?, login)
+        Pkcs11Device::open(merged.as_ref(), origin, &self.home()?, login)
     }
 }
 

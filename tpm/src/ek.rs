@@ -116,6 +116,138 @@ pub fn ek_spki_from_public_area(bytes: &[u8]) -> Result<Vec<u8>> {
         .map_err(|e| TpmError::Invalid(format!("cannot encode the EK's SPKI: {e}")))
 }
 
+/// The hash of an EK's name algorithm, which MakeCredential's KDFs, HMAC
+/// and OAEP use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameHash {
+    Sha1,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+/// The EK's asymmetric key, as its public area holds it (unsigned
+/// big-endian, coordinates as long as the TPM gave them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialKeyKind {
+    Rsa {
+        modulus: Vec<u8>,
+        exponent: u32,
+    },
+    Ecc {
+        curve: EccCurveId,
+        x: Vec<u8>,
+        y: Vec<u8>,
+    },
+}
+
+/// The NIST curves an EK may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EccCurveId {
+    P256,
+    P384,
+    P521,
+}
+
+/// What a verifier needs of an EK public area to make a credential without
+/// a TPM (TPM 2.0 Part 1 §24): the name algorithm, the AES key size of its
+/// symmetric definition (CFB, as ActivateCredential requires), the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialKey {
+    pub name_hash: NameHash,
+    pub aes_key_bits: u16,
+    pub key: CredentialKeyKind,
+}
+
+/// Reads a marshalled EK `TPMT_PUBLIC` for a software MakeCredential:
+/// refused unless it is a restricted decryption key with an AES-CFB
+/// symmetric definition (the storage-key shape ActivateCredential needs).
+pub fn credential_key_from_public_area(bytes: &[u8]) -> Result<CredentialKey> {
+    use tss_esapi::interface_types::algorithm::SymmetricMode;
+    use tss_esapi::interface_types::key_bits::AesKeyBits;
+    use tss_esapi::structures::SymmetricDefinitionObject;
+    let bad = |why: String| TpmError::Invalid(format!("the EK public area {why}"));
+    let public =
+        Public::unmarshall(bytes).map_err(|e| bad(format!("is not a TPMT_PUBLIC: {e}")))?;
+    let (attributes, name_alg, symmetric, key) = match &public {
+        Public::Rsa {
+            object_attributes,
+            name_hashing_algorithm,
+            parameters,
+            unique,
+            ..
+        } => (
+            *object_attributes,
+            *name_hashing_algorithm,
+            parameters.symmetric_definition_object(),
+            CredentialKeyKind::Rsa {
+                modulus: unique.value().to_vec(),
+                exponent: match parameters.exponent().value() {
+                    0 => 65537,
+                    e => e,
+                },
+            },
+        ),
+        Public::Ecc {
+            object_attributes,
+            name_hashing_algorithm,
+            parameters,
+            unique,
+            ..
+        } => {
+            let curve = match parameters.ecc_curve() {
+                EccCurve::NistP256 => EccCurveId::P256,
+                EccCurve::NistP384 => EccCurveId::P384,
+                EccCurve::NistP521 => EccCurveId::P521,
+                other => return Err(bad(format!("is on {other:?}, not a NIST P curve"))),
+            };
+            (
+                *object_attributes,
+                *name_hashing_algorithm,
+                parameters.symmetric_definition_object(),
+                CredentialKeyKind::Ecc {
+                    curve,
+                    x: unique.x().value().to_vec(),
+                    y: unique.y().value().to_vec(),
+                },
+            )
+        }
+        _ => return Err(bad("holds neither an RSA nor an ECC key".into())),
+    };
+    if !(attributes.restricted() && attributes.decrypt()) {
+        return Err(bad(
+            "is not a restricted decryption key, which ActivateCredential needs".into(),
+        ));
+    }
+    let name_hash = match name_alg {
+        HashingAlgorithm::Sha1 => NameHash::Sha1,
+        HashingAlgorithm::Sha256 => NameHash::Sha256,
+        HashingAlgorithm::Sha384 => NameHash::Sha384,
+        HashingAlgorithm::Sha512 => NameHash::Sha512,
+        other => return Err(bad(format!("has name algorithm {other:?}, not SHA-1/2"))),
+    };
+    let aes_key_bits = match symmetric {
+        SymmetricDefinitionObject::Aes {
+            key_bits,
+            mode: SymmetricMode::Cfb,
+        } => match key_bits {
+            AesKeyBits::Aes128 => 128,
+            AesKeyBits::Aes192 => 192,
+            AesKeyBits::Aes256 => 256,
+        },
+        other => {
+            return Err(bad(format!(
+                "has symmetric definition {other:?}, not AES-CFB"
+            )));
+        }
+    };
+    Ok(CredentialKey {
+        name_hash,
+        aes_key_bits,
+        key,
+    })
+}
+
 /// MakeCredential's output: `TPM2B_ID_OBJECT` and `TPM2B_ENCRYPTED_SECRET` contents.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credential {

@@ -28,7 +28,10 @@ pub use attest::{
     verify_nv_certification,
 };
 pub use context::{DaStatus, Tpm, TpmInfo};
-pub use ek::{Credential, EkKind, EndorsementKey, ek_spki_from_public_area};
+pub use ek::{
+    Credential, CredentialKey, CredentialKeyKind, EccCurveId, EkKind, EndorsementKey, NameHash,
+    credential_key_from_public_area, ek_spki_from_public_area,
+};
 pub use error::{ResponseCode, Result, TpmError};
 pub use layout::{AnchorLayout, COUNTER_INDEX, DATA_INDEX, RECORD_INDEX, RECORD_SIZE};
 pub use nv::{
