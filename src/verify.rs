@@ -35,11 +35,32 @@ pub struct TrustPlan<'a> {
     pub crls: Vec<X509Crl>,
     pub at: i64,
     pub options: StrictOptions,
+    /// Verdicts already reached this run, by policy, leaf id and leaf: an
+    /// audit of many images signed under one certificate validates it once.
+    pub memo: std::sync::Mutex<std::collections::HashMap<(String, String, Vec<u8>), ChainVerdict>>,
 }
 
 impl TrustPlan<'_> {
     /// Validates `leaf` under `policy` against the trusted ids.
     pub fn validate(
+        &self,
+        policy: PolicyName,
+        leaf_id: &str,
+        leaf: &Certificate,
+    ) -> Result<ChainVerdict> {
+        let key = (format!("{policy:?}"), leaf_id.to_string(), leaf.der.clone());
+        if let Some(v) = self.memo.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(v.clone());
+        }
+        let verdict = self.validate_uncached(policy, leaf_id, leaf)?;
+        self.memo
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, verdict.clone());
+        Ok(verdict)
+    }
+
+    fn validate_uncached(
         &self,
         policy: PolicyName,
         leaf_id: &str,

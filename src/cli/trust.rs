@@ -180,6 +180,7 @@ impl TrustArgs {
             crls,
             at,
             options: self.strict_options(config),
+            memo: Default::default(),
         })
     }
 
