@@ -49,7 +49,12 @@ impl TrustPlan<'_> {
         leaf: &Certificate,
     ) -> Result<ChainVerdict> {
         let key = (format!("{policy:?}"), leaf_id.to_string(), leaf.der.clone());
-        if let Some(v) = self.memo.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        if let Some(v) = self
+            .memo
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
             return Ok(v.clone());
         }
         let verdict = self.validate_uncached(policy, leaf_id, leaf)?;

@@ -1031,3 +1031,57 @@ fn a_full_disk_while_downloading_leaves_no_file() {
     assert!(out.stderr.contains("No space left"), "{}", out.stderr);
     assert!(listing.is_empty(), "{listing:?}");
 }
+
+#[test]
+fn an_image_changed_between_signing_and_upload_is_never_published() {
+    let env = Env::new();
+    let project = Project::new();
+    let image = env.image("moving.raw", 1024 * 1024);
+    let (uri, cert) = key_with_certificate(&env, "ecc-secp384r1", "moving");
+    let uuid = publish(&project, &env, &cert);
+    // The image is created once the signing pass is over: change a byte then.
+    let target = image.clone();
+    let changing = glance_proxy(move |line, _| {
+        if line.starts_with("POST /v2/images") {
+            let mut bytes = std::fs::read(&target).unwrap();
+            bytes[4096] ^= 0x01;
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            std::fs::write(&target, bytes).unwrap();
+        }
+        Fault::Pass
+    });
+    let out = project
+        .run(
+            &env,
+            &[
+                "--glance-url",
+                &changing,
+                "publish",
+                "--key",
+                &uri,
+                "--cert-id",
+                &uuid,
+                "--name",
+                "moving",
+                "-q",
+                s(&image),
+            ],
+        )
+        .code(7);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("changed between signing and upload"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("deleted again"), "{}", out.stderr);
+    let session = project.session();
+    let glance = imgseal::openstack::glance::Glance::new(&session).unwrap();
+    assert!(
+        glance
+            .list()
+            .unwrap()
+            .iter()
+            .all(|i| i.name() != Some("moving"))
+    );
+}
