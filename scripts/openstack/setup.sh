@@ -41,7 +41,7 @@ cat >"$OSK/etc/keystone/keystone.conf" <<CONF
 [DEFAULT]
 log_file = $OSK/log/keystone.log
 [database]
-connection = sqlite:///$OSK/data/keystone.sqlite
+connection = sqlite:///$OSK/data/keystone.sqlite?timeout=60
 [token]
 provider = fernet
 [fernet_tokens]
@@ -59,7 +59,7 @@ host_href = http://127.0.0.1:$BB_PORT
 log_file = $OSK/log/barbican.log
 db_auto_create = False
 [database]
-connection = sqlite:///$OSK/data/barbican.sqlite
+connection = sqlite:///$OSK/data/barbican.sqlite?timeout=60
 [secretstore]
 enabled_secretstore_plugins = store_crypto
 [crypto]
@@ -93,7 +93,7 @@ log_file = $OSK/log/glance.log
 enabled_backends = fs:file
 worker_self_reference_url = http://127.0.0.1:$GL_PORT
 [database]
-connection = sqlite:///$OSK/data/glance.sqlite
+connection = sqlite:///$OSK/data/glance.sqlite?timeout=60
 [glance_store]
 default_backend = fs
 [fs]
@@ -137,6 +137,14 @@ ks=(--config-file "$OSK/etc/keystone/keystone.conf")
         --bootstrap-admin-url "http://127.0.0.1:$KS_PORT/v3"
     HOME=$OSK/home "$OS_VENV/bin/barbican-manage" db upgrade
     "$OS_VENV/bin/glance-manage" --config-file "$OSK/etc/glance/glance-api.conf" db_sync
+    # Tests run in parallel: with SQLite's default rollback journal a reader
+    # blocks a writer, and a write that waits 5 s fails ("database is locked",
+    # a Barbican 500). WAL lets readers and one writer proceed together; the
+    # ?timeout=60 above lets writers queue instead of failing.
+    for db in keystone barbican glance; do
+        "$OS_VENV/bin/python" -c 'import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute("PRAGMA journal_mode=WAL")' \
+            "$OSK/data/$db.sqlite"
+    done
 } >"$OSK/log/setup.log" 2>&1 || die "setting up the databases failed (see $OSK/log/setup.log)"
 
 # ---- TLS for one listener: Barbican also answers HTTPS on $BB_TLS_PORT with

@@ -13,12 +13,16 @@ services=("$@")
 # second request from uWSGI's single-process workers.
 common=(--master --need-app --die-on-term --virtualenv "$OS_VENV"
     --buffer-size 65535 --disable-logging --add-header 'Connection: close')
-# One process, four threads; but Barbican registers its policies on the
-# first requests without a lock, and concurrent first requests then fail with
-# 500 "Policy secrets:post has not been registered": two single-threaded
-# processes instead.
-threads=(--processes 1 --threads 4)
-barbican_threads=(--processes 2 --threads 1)
+# One single-threaded process per service: requests are served one at a
+# time, as SQLite can take them. Two workers writing one SQLite file at once
+# fail with 500 "database is locked" (a read transaction that upgrades to a
+# write is refused at once, whatever the busy timeout): seen in Barbican
+# (two processes) and Glance (four threads) while tests ran in parallel.
+# Barbican also registers its policies on its first requests without a lock
+# (concurrent first requests failed with "Policy secrets:post has not been
+# registered"). A production cloud runs these on MySQL with many workers.
+threads=(--processes 1 --threads 1)
+barbican_threads=(--processes 1 --threads 1)
 
 start_one() {
     local name=$1 pidf=$OSK/run/$1.pid
