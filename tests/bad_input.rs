@@ -1195,6 +1195,10 @@ fn check_coverage(rows: &[Row]) {
         &["attest", "--nonce"],
         &["attest", "verify"],
         &["attest", "enroll"],
+        &["publish"],
+        &["verify", "--image"],
+        &["resign"],
+        &["audit"],
     ];
     for cmd in commands {
         let covered = rows.iter().any(|r| {
