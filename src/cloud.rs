@@ -15,26 +15,25 @@ use crate::algorithms::HashMethod;
 use crate::backend::{KeyHandle, SigningDevice};
 use crate::digest::{FileStamp, ImageDigest, ImageSource};
 use crate::error::{Error, Result};
+use crate::fsverity::PassOutput;
 use crate::fsverity::PassSpec;
 use crate::fsverity::pass::run_pass_reader;
 use crate::glance::{self, ImageSignature, property_map};
 use crate::openstack::glance::{Glance, ImageRecord, NewImage, OS_HASH_ALGO};
-use crate::sign::{PassProgress, SealSpec, SealedImage, seal_images};
+use crate::sign::{SealSpec, SealedImage, seal_hashed};
 
 /// Glance's `os_hash_algo`, as imgseal hashes it.
 pub const OS_HASH: HashMethod = HashMethod::Sha512;
 
 /// What `publish` was asked to do beyond the key and certificate.
 pub struct PublishRequest<'a> {
-    pub image: &'a Path,
-    pub hash: HashMethod,
     /// The image's fields (name, formats, visibility, …) and extra properties.
     pub fields: NewImage,
     /// Upload into this queued image instead of creating one.
     pub existing_id: Option<&'a str>,
     /// Leave a refused image in Glance, for inspection.
     pub keep_on_failure: bool,
-    /// Also sign a manifest, from the same read pass.
+    /// Also sign a manifest (its tree built by [`start_publish_pass`]).
     pub manifest: Option<(&'a Path, &'a crate::fsverity::TreeParams)>,
 }
 
@@ -108,50 +107,128 @@ impl<R: Read> Read for Counted<R> {
     }
 }
 
-/// Signs `req.image` and publishes it: one read pass for the signed digest
-/// and Glance's SHA-512, the image created with the four properties, the
-/// same bytes uploaded, and Glance's verdict awaited. Success means Glance
-/// verified the signature (`active`) and stored exactly the bytes signed
-/// (its `size` and `os_hash_value` equal imgseal's). On any failure after
-/// the image was created, it is deleted again unless `keep_on_failure`.
-#[allow(clippy::too_many_arguments)]
+/// The reads `publish` needs, started before the cloud is reached so that
+/// hashing overlaps the login and the certificate check: the digest to sign
+/// (with the manifest's tree), and Glance's SHA-512 on a thread of its own.
+/// SHA-512 is needed only once Glance has stored the data, and on a CPU
+/// without SHA-512 instructions it runs at a third of SHA-256's speed, so
+/// neither the signature nor the upload waits for it.
+pub struct PublishPass {
+    path: PathBuf,
+    hash: HashMethod,
+    stamp: FileStamp,
+    signed: std::thread::JoinHandle<Result<PassOutput>>,
+    glance_digest: Option<std::thread::JoinHandle<Result<PassOutput>>>,
+}
+
+/// Starts the reads of `image` for [`publish`]. `tree`: the manifest's tree.
+pub fn start_publish_pass(
+    image: &Path,
+    hash: HashMethod,
+    tree: Option<crate::fsverity::TreeParams>,
+    progress: Arc<dyn Fn(u64) + Send + Sync>,
+) -> Result<PublishPass> {
+    let (file, meta) = crate::digest::open_image(image)?;
+    drop(file);
+    let stamp = FileStamp::from_meta(&meta);
+    let source = ImageSource::Path(image.to_path_buf());
+    let signed = {
+        let source = source.clone();
+        std::thread::spawn(move || {
+            crate::fsverity::run_pass(
+                &source,
+                PassSpec {
+                    linear: vec![hash],
+                    tree: tree.as_ref(),
+                    ..Default::default()
+                },
+                &|n| progress(n),
+            )
+        })
+    };
+    let glance_digest = (hash != OS_HASH).then(|| {
+        std::thread::spawn(move || {
+            crate::fsverity::run_pass(
+                &source,
+                PassSpec {
+                    linear: vec![OS_HASH],
+                    ..Default::default()
+                },
+                &|_| (),
+            )
+        })
+    });
+    Ok(PublishPass {
+        path: image.to_path_buf(),
+        hash,
+        stamp,
+        signed,
+        glance_digest,
+    })
+}
+
+/// Signs the image `pass` read and publishes it: the image created with the
+/// four properties, the same bytes uploaded, and Glance's verdict awaited.
+/// Success means Glance verified the signature (`active`) and stored exactly
+/// the bytes signed (its `size` and `os_hash_value` equal imgseal's). On any
+/// failure after the image was created, it is deleted again unless
+/// `keep_on_failure`.
 pub fn publish(
     glance: &Glance<'_>,
     device: &dyn SigningDevice,
     key: &KeyHandle,
     cert_id: &str,
     req: PublishRequest<'_>,
-    hash_progress: &dyn PassProgress,
+    pass: PublishPass,
     upload_progress: Arc<dyn Fn(u64) + Send + Sync>,
 ) -> Result<Published> {
-    let path = req.image;
-    let (file, meta) = crate::digest::open_image(path)?;
-    drop(file);
-    let stamp = FileStamp::from_meta(&meta);
-
-    let mut sealed = None;
-    seal_images(
+    let joined = |h: std::thread::JoinHandle<Result<PassOutput>>| {
+        h.join()
+            .map_err(|_| Error::io(&pass.path, io::Error::other("the hashing thread failed")))?
+    };
+    let output = joined(pass.signed)?;
+    let source = ImageSource::Path(pass.path.clone());
+    let sealed = seal_hashed(
         device,
         key,
         cert_id,
-        req.hash,
-        &[(
-            ImageSource::Path(path.to_path_buf()),
-            SealSpec {
-                also_linear: vec![OS_HASH],
-                manifest: req.manifest,
-                tree: None,
-            },
-        )],
-        hash_progress,
-        &mut |_, r| sealed = Some(r),
-    );
-    let sealed = sealed.expect("one image, one result")?;
-    let os_hash = sealed
-        .linear_digest(OS_HASH)
-        .expect("the pass computed Glance's digest")
-        .clone();
+        &source,
+        &SealSpec {
+            also_linear: Vec::new(),
+            manifest: req.manifest,
+            tree: None,
+        },
+        output,
+    )?;
+    debug_assert_eq!(sealed.digest().hash, pass.hash);
+    let signed_digest = sealed.digest().clone();
+    let glance_digest = pass.glance_digest;
+    let os_hash = move || -> Result<ImageDigest> {
+        match glance_digest {
+            None => Ok(signed_digest),
+            Some(handle) => joined(handle).map(|mut out| out.linear.remove(0)),
+        }
+    };
+    upload_sealed(
+        glance,
+        req,
+        &pass.path,
+        pass.stamp,
+        sealed,
+        os_hash,
+        upload_progress,
+    )
+}
 
+fn upload_sealed(
+    glance: &Glance<'_>,
+    req: PublishRequest<'_>,
+    path: &Path,
+    stamp: FileStamp,
+    sealed: SealedImage,
+    os_hash: impl FnOnce() -> Result<ImageDigest>,
+    upload_progress: Arc<dyn Fn(u64) + Send + Sync>,
+) -> Result<Published> {
     // Created, or an existing queued image given the four properties.
     let (id, created_here) = match req.existing_id {
         None => {
@@ -211,6 +288,10 @@ pub fn publish(
         return Err(fail(e));
     }
     let sent_len = sent_len.load(std::sync::atomic::Ordering::Relaxed);
+    let os_hash = match os_hash() {
+        Ok(d) => d,
+        Err(e) => return Err(fail(e)),
+    };
     let record = match glance.show(&id) {
         Ok(Some(r)) => r,
         Ok(None) => {

@@ -193,12 +193,14 @@ pub fn seal_images(
     for (i, ((source, spec), pass)) in images.iter().zip(passes).enumerate() {
         each_signed(
             i,
-            pass.and_then(|p| seal_one(device, key, cert_id, source, spec, p)),
+            pass.and_then(|p| seal_hashed(device, key, cert_id, source, spec, p)),
         );
     }
 }
 
-fn seal_one(
+/// Signs one image whose read pass is done (`pass` holds the signed digest
+/// first), and writes its manifest and tree when `spec` asks.
+pub fn seal_hashed(
     device: &dyn SigningDevice,
     key: &KeyHandle,
     cert_id: &str,

@@ -125,6 +125,23 @@ pub fn run_publish(ctx: &Context, args: PublishArgs) -> anyhow::Result<i32> {
     });
     let tree_params =
         imgseal::fsverity::TreeParams::default_for(imgseal::fsverity::TreeHash::Sha256);
+    // Checked before anything is read: a malformed id is a usage error.
+    imgseal::glance::check_cert_id(&args.cert_id)
+        .map_err(|e| Error::usage(format!("--cert-id: {e}")))?;
+    let bars = Bars::new(args.quiet);
+    let hash_bar = bars.bar(&imgseal::digest::ImageSource::Path(args.image.clone()));
+    let hash_progress: Arc<dyn Fn(u64) + Send + Sync> = {
+        let bar = hash_bar.clone();
+        Arc::new(move |n| bar.inc(n))
+    };
+    // The image is read while the token is opened and the certificate
+    // checked in Barbican: the login costs no wall time.
+    let pass = imgseal::cloud::start_publish_pass(
+        &args.image,
+        args.hash,
+        args.manifest.is_some().then(|| tree_params.clone()),
+        hash_progress,
+    )?;
     let (device, key) = open_signer(
         ctx,
         &args.key,
@@ -135,15 +152,17 @@ pub fn run_publish(ctx: &Context, args: PublishArgs) -> anyhow::Result<i32> {
     )?;
     let session = ctx.session()?;
     let glance = Glance::new(&session)?;
-    let bars = Bars::new(args.quiet);
-    let hash_bar = [bars.bar(&imgseal::digest::ImageSource::Path(args.image.clone()))];
     let upload_bar = bars.bytes(
         std::fs::metadata(&args.image).map(|m| m.len()).unwrap_or(0),
         "uploading",
     );
     let upload_progress: Arc<dyn Fn(u64) + Send + Sync> = {
         let bar = upload_bar.clone();
-        Arc::new(move |n| bar.inc(n))
+        let hash_bar = hash_bar.clone();
+        Arc::new(move |n| {
+            hash_bar.finish_and_clear();
+            bar.inc(n)
+        })
     };
     let result = publish(
         &glance,
@@ -151,8 +170,6 @@ pub fn run_publish(ctx: &Context, args: PublishArgs) -> anyhow::Result<i32> {
         &key,
         &args.cert_id,
         PublishRequest {
-            image: &args.image,
-            hash: args.hash,
             fields: NewImage {
                 name,
                 disk_format: disk_format.clone(),
@@ -166,9 +183,10 @@ pub fn run_publish(ctx: &Context, args: PublishArgs) -> anyhow::Result<i32> {
             keep_on_failure: args.keep_on_failure,
             manifest: args.manifest.as_deref().map(|m| (m, &tree_params)),
         },
-        &super::seal::BarProgress(&hash_bar),
+        pass,
         upload_progress,
     );
+    hash_bar.finish_and_clear();
     upload_bar.finish_and_clear();
     let published = result?;
     let record = &published.image;
