@@ -22,12 +22,24 @@ source "$REPO/target/openstack/admin.env"
 OSC="$REPO/target/openstack/venv/bin/openstack"
 work=$(mktemp -d)
 export IMGSEAL_HOME="$work/home"
+# A project of its own, as a release engineer has: `audit` then sees this
+# run's images only, not every project's as the admin would.
+bench_project=imgseal-bench-$$
+bench_password=$(openssl rand -hex 12)
+"$OSC" project create "$bench_project" >/dev/null
+"$OSC" user create --password "$bench_password" --project "$bench_project" "$bench_project" >/dev/null
+for role in member creator; do "$OSC" role add --project "$bench_project" --user "$bench_project" "$role"; done
+admin_osc() { OS_USERNAME=admin OS_PASSWORD=$admin_password OS_PROJECT_NAME=admin "$OSC" "$@"; }
+admin_password=$OS_PASSWORD
+export OS_USERNAME=$bench_project OS_PASSWORD=$bench_password OS_PROJECT_NAME=$bench_project
 cleanup() {
     # Every image this run made, whatever state it is in.
     if [[ -n "${token:-}" ]]; then
         curl -s -H "X-Auth-Token: $token" "$glance/v2/images?limit=1000&tag=imgseal-bench" \
             | jq -r '.images[].id' | xargs -r -P 4 -I{} curl -s -o /dev/null -X DELETE -H "X-Auth-Token: $token" "$glance/v2/images/{}"
     fi
+    admin_osc user delete "$bench_project" >/dev/null 2>&1 || true
+    admin_osc project delete "$bench_project" >/dev/null 2>&1 || true
     rm -rf "$work"
 }
 trap cleanup EXIT

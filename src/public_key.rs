@@ -255,6 +255,28 @@ impl PublicKey {
     /// of order q, a DSA y outside [2, p-2] or not of order q, an EC point
     /// that is at infinity, off the curve or not of the group's order.
     pub fn weakness(&self, allow_small_exponent: bool) -> Option<String> {
+        // OpenSSL's public-key check tests an RSA modulus for small factors
+        // and primality: ~20 ms for 3072 bits. An audit checks one key per
+        // image and policy, hundreds of times: each key is judged once.
+        type Judged = std::collections::HashMap<(Vec<u8>, bool), Option<String>>;
+        static JUDGED: std::sync::OnceLock<std::sync::Mutex<Judged>> = std::sync::OnceLock::new();
+        let Ok(der) = self.spki_der() else {
+            return self.judge_weakness(allow_small_exponent);
+        };
+        let judged = JUDGED.get_or_init(Default::default);
+        let key = (der, allow_small_exponent);
+        if let Some(known) = judged.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return known.clone();
+        }
+        let verdict = self.judge_weakness(allow_small_exponent);
+        judged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, verdict.clone());
+        verdict
+    }
+
+    fn judge_weakness(&self, allow_small_exponent: bool) -> Option<String> {
         match self.pkey.id() {
             Id::RSA | Id::RSA_PSS => {
                 let rsa = self.pkey.rsa().ok()?;
