@@ -888,42 +888,14 @@ fn no_openstack_command_shows_a_password_or_a_token() {
 /// A proxy in front of the real Barbican that answers 401 to the requests
 /// `refuse` picks (by their order, from 0) and forwards the others.
 fn barbican_proxy(refuse: fn(usize) -> bool) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::clone(&count);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut client) = stream else { continue };
-            let n = seen.fetch_add(1, Ordering::SeqCst);
-            let mut request = Vec::new();
-            let mut buf = [0u8; 65536];
-            // Requests here have no body: the head ends the request.
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                match client.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(k) => request.extend_from_slice(&buf[..k]),
-                }
-            }
-            if refuse(n) {
-                let body = r#"{"code": 401, "title": "Unauthorized"}"#;
-                let _ = write!(
-                    client,
-                    "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                continue;
-            }
-            let port = std::env::var("IMGSEAL_OS_BB_PORT").unwrap_or_else(|_| "9311".into());
-            let mut upstream = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
-            upstream.write_all(&request).unwrap();
-            let mut answer = Vec::new();
-            // The stack's uWSGI closes every connection after its answer.
-            let _ = upstream.read_to_end(&mut answer);
-            let _ = client.write_all(&answer);
+    let port = std::env::var("IMGSEAL_OS_BB_PORT").unwrap_or_else(|_| "9311".into());
+    common::openstack::fault_proxy(port.parse().unwrap(), move |_, n| {
+        if refuse(n) {
+            common::openstack::Fault::Unauthorized
+        } else {
+            common::openstack::Fault::Pass
         }
-    });
-    (url, count)
+    })
 }
 
 #[test]

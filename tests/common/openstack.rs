@@ -276,3 +276,125 @@ pub fn key_with_certificate(env: &Env, kind: &str, label: &str) -> (String, std:
     test_ca().issue(&csr, &cert);
     (uri, cert)
 }
+
+/// What a proxy in front of a service does to one request.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Fault {
+    Pass,
+    /// Forward this many bytes of the request, then drop both connections
+    /// (Glance killed mid-upload, as the client sees it).
+    CutRequestAfter(usize),
+    /// Forward this many bytes of the answer, then drop both (mid-download).
+    CutAnswerAfter(usize),
+    /// Answer 401 without asking Glance (a token that expired mid-way).
+    Unauthorized,
+}
+
+/// A proxy in front of the real Glance; `pick` sees each request line and
+/// its number (from 0) and says what to do with it.
+pub fn glance_proxy(pick: impl Fn(&str, usize) -> Fault + Send + Sync + 'static) -> String {
+    let port = std::env::var("IMGSEAL_OS_GL_PORT").unwrap_or_else(|_| "9292".into());
+    fault_proxy(port.parse().unwrap(), pick).0
+}
+
+/// A proxy in front of the service on 127.0.0.1:`port`: its URL, and how
+/// many connections it took.
+pub fn fault_proxy(
+    port: u16,
+    pick: impl Fn(&str, usize) -> Fault + Send + Sync + 'static,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let pick = Arc::new(pick);
+    let count = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&count);
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let pick = Arc::clone(&pick);
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 65536];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match client.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => head.extend_from_slice(&buf[..k]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&head)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                let fault = pick(&line, n);
+                if fault == Fault::Unauthorized {
+                    // As a server that reads the whole request before it
+                    // judges the token.
+                    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                    let len: usize = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    let at = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    let mut got = head.len() - at;
+                    while got < len {
+                        match client.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(k) => got += k,
+                        }
+                    }
+                    let body = r#"{"code": 401, "title": "Unauthorized"}"#;
+                    let _ = write!(
+                        client,
+                        "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    return;
+                }
+                let Ok(mut upstream) = TcpStream::connect(format!("127.0.0.1:{port}")) else {
+                    return;
+                };
+                let copy =
+                    |mut from: TcpStream, mut to: TcpStream, cap: Option<usize>, sent: usize| {
+                        let mut sent = sent;
+                        let mut buf = [0u8; 65536];
+                        loop {
+                            let k = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(k) => k,
+                            };
+                            let k = cap.map_or(k, |c| k.min(c.saturating_sub(sent)));
+                            if to.write_all(&buf[..k]).is_err() {
+                                break;
+                            }
+                            sent += k;
+                            if cap.is_some_and(|c| sent >= c) {
+                                let _ = from.shutdown(Shutdown::Both);
+                                let _ = to.shutdown(Shutdown::Both);
+                                return;
+                            }
+                        }
+                        let _ = to.shutdown(Shutdown::Write);
+                    };
+                let (request_cap, answer_cap) = match fault {
+                    Fault::CutRequestAfter(c) => (Some(c), None),
+                    Fault::CutAnswerAfter(c) => (None, Some(c)),
+                    _ => (None, None),
+                };
+                let _ = upstream.write_all(&head);
+                let up = upstream.try_clone().unwrap();
+                let cl = client.try_clone().unwrap();
+                let sending = std::thread::spawn(move || copy(cl, up, request_cap, head.len()));
+                copy(upstream, client, answer_cap, 0);
+                let _ = sending.join();
+            });
+        }
+    });
+    (url, count)
+}
