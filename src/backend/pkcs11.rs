@@ -51,6 +51,22 @@ pub enum Login {
 }
 
 impl Pkcs11Device {
+    /// A certificate object under `id` (label and CKA_ID), with the
+    /// attributes other PKCS#11 tools index certificates by.
+    fn write_certificate_object(&self, id: &str, cert: &Certificate) -> Result<()> {
+        self.token
+            .store_certificate(&NewCertificate {
+                label: id,
+                id: id.as_bytes(),
+                subject_der: &cert.subject_der(),
+                issuer_der: &cert.issuer_der(),
+                serial_der: &cert.serial_der(),
+                value_der: &cert.der,
+            })
+            .map(|_| ())
+            .map_err(|e| Error::device(format!("storing the certificate{}", self.unwritable()))(e))
+    }
+
     /// Opens the token `uri` names. Its module is the URI's `module-path`, else
     /// `$IMGSEAL_PKCS11_MODULE`, else the embedded SoftHSM token under `home`.
     /// `uri_origin` names the URI a PIN in it came from ("the key URI",
@@ -590,18 +606,7 @@ impl SigningDevice for Pkcs11Device {
                 self.token.label()
             )));
         }
-        self.token
-            .store_certificate(&NewCertificate {
-                label: id,
-                id: id.as_bytes(),
-                subject_der: &cert.subject_der(),
-                issuer_der: &cert.issuer_der(),
-                serial_der: &cert.serial_der(),
-                value_der: &cert.der,
-            })
-            .map_err(|e| {
-                Error::device(format!("storing the certificate{}", self.unwritable()))(e)
-            })?;
+        self.write_certificate_object(id, cert)?;
         Ok(())
     }
 
@@ -685,18 +690,7 @@ impl SigningDevice for Pkcs11Device {
             .find_certificates(Some(id))
             .map_err(Error::device("finding the certificate"))?;
         // The new object first: a failure leaves the old certificate in place.
-        self.token
-            .store_certificate(&NewCertificate {
-                label: id,
-                id: id.as_bytes(),
-                subject_der: &cert.subject_der(),
-                issuer_der: &cert.issuer_der(),
-                serial_der: &cert.serial_der(),
-                value_der: &cert.der,
-            })
-            .map_err(|e| {
-                Error::device(format!("storing the certificate{}", self.unwritable()))(e)
-            })?;
+        self.write_certificate_object(id, cert)?;
         for handle in old.into_iter().filter_map(|c| c.handle) {
             self.token.destroy_object(handle).map_err(|e| {
                 Error::device(format!(
