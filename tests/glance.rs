@@ -418,38 +418,7 @@ fn resign_rotates_the_key_and_require_valid_refuses_replaced_data() {
     let mut bytes = std::fs::read(&image).unwrap();
     bytes[1000] ^= 0x80;
     std::fs::write(&other, bytes).unwrap();
-    let created = project
-        .openstack(&[
-            "image",
-            "create",
-            "--disk-format",
-            "raw",
-            "--container-format",
-            "bare",
-            "--file",
-            s(&other),
-            "replaced",
-            "-f",
-            "json",
-        ])
-        .ok()
-        .json();
-    let replaced = created["id"].as_str().unwrap().to_string();
-    let mut set = vec!["image", "set"];
-    let pairs: Vec<String> = [
-        "img_signature",
-        "img_signature_hash_method",
-        "img_signature_key_type",
-        "img_signature_certificate_uuid",
-    ]
-    .iter()
-    .map(|k| format!("{k}={}", published[*k].as_str().unwrap()))
-    .collect();
-    for p in &pairs {
-        set.extend(["--property", p.as_str()]);
-    }
-    set.push(&replaced);
-    project.openstack(&set).ok();
+    let replaced = upload_with_properties(&project, &other, "replaced", Some(&published));
     let refused = project
         .run(
             &env,
