@@ -30,17 +30,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code as u8),
         Err(err) => {
             let (kind, message) = cli::classify(&err);
-            if json {
-                let obj = serde_json::json!({
-                    "verdict": "error",
-                    "error": kind.name(),
-                    "reason": message,
-                    "exit_code": kind.exit_code(),
-                });
-                println!("{obj}");
-            }
-            eprintln!("imgseal: {}: {message}", kind.name());
-            ExitCode::from(kind.exit_code() as u8)
+            ExitCode::from(cli::output::emit_error(json, kind, &message) as u8)
         }
     }
 }
@@ -76,16 +66,6 @@ fn command_line_error(err: clap::Error) -> ExitCode {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join(" ");
-    let kind = imgseal::ErrorKind::Usage;
-    if std::env::args_os().any(|a| a == "--json") {
-        let obj = serde_json::json!({
-            "verdict": "error",
-            "error": kind.name(),
-            "reason": message,
-            "exit_code": kind.exit_code(),
-        });
-        println!("{obj}");
-    }
-    eprintln!("imgseal: {}: {message}", kind.name());
-    ExitCode::from(kind.exit_code() as u8)
+    let json = std::env::args_os().any(|a| a == "--json" || a == "-j");
+    ExitCode::from(cli::output::emit_error(json, imgseal::ErrorKind::Usage, &message) as u8)
 }

@@ -12,10 +12,13 @@ use imgseal::config::TrustSettings;
 use imgseal::error::{Error, ErrorKind};
 use imgseal::x509::Certificate;
 use imgseal_tpm::{COUNTER_INDEX, DATA_INDEX, RECORD_INDEX, Tcti, TctiOrigin, Tpm};
+use serde::Serialize;
 use serde_json::json;
+use std::io::{self, Write};
 use zeroize::Zeroizing;
 
 use super::cert::{StoreArgs, find_in};
+use super::output::{Plain, Report, Verdict, emit};
 use super::trust::TrustArgs;
 use super::{Context, print_json, read_input_file};
 use imgseal::backend::pkcs11::Login;
@@ -437,30 +440,32 @@ fn run_command(ctx: &Context, args: AnchorsArgs) -> Result<i32, Error> {
             let (mut tpm, tcti, _) = open_tpm(ctx, Some(&args.auth))?;
             anchors::lock(&mut tpm)?;
             let locked = anchors::is_locked(&mut tpm)?;
-            if ctx.json {
-                print_json(&json!({"locked": locked, "tcti": tcti.to_string()}));
-            } else {
-                println!(
-                    "trust anchors write-locked until the next TPM reset (NV {RECORD_INDEX:#010x}, {COUNTER_INDEX:#010x}, {DATA_INDEX:#010x})"
-                );
-            }
-            Ok(0)
+            emit(
+                ctx,
+                &Plain::new(
+                    json!({"locked": locked, "tcti": tcti.to_string()}),
+                    format!(
+                        "trust anchors write-locked until the next TPM reset (NV {RECORD_INDEX:#010x}, {COUNTER_INDEX:#010x}, {DATA_INDEX:#010x})"
+                    ),
+                ),
+            )
         }
         AnchorsCommand::Clear => {
             require_sealed_somewhere(ctx)?;
             let (mut tpm, tcti, _) = open_tpm(ctx, Some(&args.auth))?;
             let any = anchors::clear(&mut tpm, &store)?;
-            if ctx.json {
-                print_json(&json!({"cleared": any, "tcti": tcti.to_string()}));
-            } else if any {
-                println!(
+            let text = if any {
+                format!(
                     "trust anchors removed from the TPM and {}",
                     store.dir.display()
-                );
+                )
             } else {
-                println!("no trust anchors were sealed");
-            }
-            Ok(0)
+                "no trust anchors were sealed".to_string()
+            };
+            emit(
+                ctx,
+                &Plain::new(json!({"cleared": any, "tcti": tcti.to_string()}), text),
+            )
         }
     }
 }
@@ -553,8 +558,7 @@ fn show(ctx: &Context, store: &AnchorStore) -> Result<i32, Error> {
             json!({"id": id, "subject": c.subject(), "sha256_fingerprint": c.sha256_fingerprint()})
         })
         .collect();
-    if ctx.json {
-        print_json(&json!({
+    let json = json!({
             "tcti": tcti.to_string(),
             "tcti_source": origin.to_string(),
             "record": {
@@ -580,82 +584,132 @@ fn show(ctx: &Context, store: &AnchorStore) -> Result<i32, Error> {
                 "inline_matches": inline_matches,
             },
             "anchors": anchors_list,
-            "verdict": if valid { "intact" } else { "refused" },
             "reason": reason,
-            "exit_code": code,
-        }));
-        return Ok(code);
-    }
-    println!("TPM:      {tcti} (from {origin})");
-    println!(
-        "record:   NV {RECORD_INDEX:#010x}: version {}, {} certificate{}, bundle {} bytes, sha256 {}{}",
-        state.record.version,
-        state.record.count,
-        if state.record.count == 1 { "" } else { "s" },
-        state.record.bundle_len,
-        hex::encode(state.record.digest),
-        if state.record.inline {
-            format!(", also inline in NV {DATA_INDEX:#010x}")
-        } else {
-            String::new()
-        }
-    );
-    println!(
-        "counter:  NV {COUNTER_INDEX:#010x} = {} ({})",
-        state.counter,
-        counter_text(state.counter_state)
-    );
-    println!(
-        "locked:   {}",
-        if state.locked {
-            "yes, until the next TPM reset"
-        } else {
-            "no"
-        }
-    );
-    println!("deletion: {}", deletion_text(state.delete_protected()));
-    for f in files {
-        let what = if !f.exists {
-            "missing".to_string()
-        } else if f.matches {
-            "matches the record".to_string()
-        } else {
-            match (&f.version, &f.problem) {
-                (Some(v), _) => format!("does NOT match the record (holds version {v})"),
-                (None, Some(p)) => format!("does NOT match the record ({p})"),
-                _ => "does NOT match the record".to_string(),
-            }
-        };
-        println!("bundle:   {}: {what}", f.path.display());
-    }
-    match inline_matches {
-        Some(true) => println!("bundle:   NV {DATA_INDEX:#010x}: matches the record"),
-        Some(false) => println!("bundle:   NV {DATA_INDEX:#010x}: does NOT match the record"),
-        None => {}
-    }
-    if let Some((bundle, _, source)) = found {
-        if *source != BundleSource::Disk {
-            println!("in force: the copy on {source}");
-        }
-        if bundle.anchors.is_empty() {
-            println!("anchors:  none (nothing is trusted)");
-        } else {
-            println!("anchors:");
-        }
-        for (id, c) in bundle.anchors.iter() {
-            println!("  {id}  {}  sha256:{}", c.subject(), c.sha256_fingerprint());
-        }
-    }
-    match verdict {
-        Ok(_) => println!("verdict:  the sealed anchors are intact"),
-        Err(e) => {
-            println!("verdict:  refused: {e}");
-            // A refusal is this command's answer (exit 1); anything else
-            // (a missing bundle, a device fault) is an error as well.
-            if e.kind() != ErrorKind::Invalid {
-                return Err(e);
-            }
+    });
+    let report = ShowReport {
+        json,
+        verdict: Verdict::named(if valid { "intact" } else { "refused" }, code),
+        inspection: &inspection,
+        tcti: &tcti,
+        origin: origin.to_string(),
+        refusal: verdict.as_ref().err().map(|e| e.to_string()),
+    };
+    emit(ctx, &report)?;
+    if let Err(e) = verdict {
+        // A refusal is this command's answer (exit 1); anything else (a
+        // missing bundle, a device fault) is an error as well.
+        if !ctx.json && e.kind() != ErrorKind::Invalid {
+            return Err(e);
         }
     }
     Ok(code)
+}
+
+/// `anchors show`: the TPM's record, the bundle copies, and whether
+/// verification would accept them.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct ShowReport<'a> {
+    json: serde_json::Value,
+    #[serde(skip)]
+    verdict: Verdict,
+    #[serde(skip)]
+    inspection: &'a Inspection,
+    #[serde(skip)]
+    tcti: &'a Tcti,
+    #[serde(skip)]
+    origin: String,
+    #[serde(skip)]
+    refusal: Option<String>,
+}
+
+impl Report for ShowReport<'_> {
+    fn verdict(&self) -> Option<Verdict> {
+        Some(self.verdict)
+    }
+
+    fn render(&self, out: &mut dyn Write) -> io::Result<()> {
+        let Inspection {
+            tpm: state,
+            files,
+            inline_matches,
+            found,
+        } = self.inspection;
+        let (tcti, origin) = (self.tcti, &self.origin);
+        writeln!(out, "TPM:      {tcti} (from {origin})")?;
+        writeln!(
+            out,
+            "record:   NV {RECORD_INDEX:#010x}: version {}, {} certificate{}, bundle {} bytes, sha256 {}{}",
+            state.record.version,
+            state.record.count,
+            if state.record.count == 1 { "" } else { "s" },
+            state.record.bundle_len,
+            hex::encode(state.record.digest),
+            if state.record.inline {
+                format!(", also inline in NV {DATA_INDEX:#010x}")
+            } else {
+                String::new()
+            }
+        )?;
+        writeln!(
+            out,
+            "counter:  NV {COUNTER_INDEX:#010x} = {} ({})",
+            state.counter,
+            counter_text(state.counter_state)
+        )?;
+        writeln!(
+            out,
+            "locked:   {}",
+            if state.locked {
+                "yes, until the next TPM reset"
+            } else {
+                "no"
+            }
+        )?;
+        writeln!(out, "deletion: {}", deletion_text(state.delete_protected()))?;
+        for f in files {
+            let what = if !f.exists {
+                "missing".to_string()
+            } else if f.matches {
+                "matches the record".to_string()
+            } else {
+                match (&f.version, &f.problem) {
+                    (Some(v), _) => format!("does NOT match the record (holds version {v})"),
+                    (None, Some(p)) => format!("does NOT match the record ({p})"),
+                    _ => "does NOT match the record".to_string(),
+                }
+            };
+            writeln!(out, "bundle:   {}: {what}", f.path.display())?;
+        }
+        match inline_matches {
+            Some(true) => writeln!(out, "bundle:   NV {DATA_INDEX:#010x}: matches the record")?,
+            Some(false) => writeln!(
+                out,
+                "bundle:   NV {DATA_INDEX:#010x}: does NOT match the record"
+            )?,
+            None => {}
+        }
+        if let Some((bundle, _, source)) = found {
+            if *source != BundleSource::Disk {
+                writeln!(out, "in force: the copy on {source}")?;
+            }
+            if bundle.anchors.is_empty() {
+                writeln!(out, "anchors:  none (nothing is trusted)")?;
+            } else {
+                writeln!(out, "anchors:")?;
+            }
+            for (id, c) in bundle.anchors.iter() {
+                writeln!(
+                    out,
+                    "  {id}  {}  sha256:{}",
+                    c.subject(),
+                    c.sha256_fingerprint()
+                )?;
+            }
+        }
+        match &self.refusal {
+            None => writeln!(out, "verdict:  the sealed anchors are intact"),
+            Some(e) => writeln!(out, "verdict:  refused: {e}"),
+        }
+    }
 }

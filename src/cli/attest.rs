@@ -2,20 +2,23 @@
 //! nonce; `attest verify` checks such a document offline; `attest enroll`
 //! ties the attestation key to the TPM's endorsement key.
 
-use std::path::PathBuf;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 
 use clap::{ArgGroup, Args, Subcommand};
 use imgseal::attestation::{self, AttestationDoc, Expected};
 use imgseal::enrollment;
-use imgseal::error::{Error, ErrorKind};
+use imgseal::error::Error;
 use imgseal::home::{write_output_file, write_private_file};
 use openssl::x509::X509;
+use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
 use super::anchors::{OwnerAuthArgs, open_tpm};
-use super::{Context, print_json, read_input_file};
+use super::output::{Plain, Report, Verdict, emit};
+use super::{Context, read_input_file};
 
 #[derive(Debug, Args)]
 // Not `args_conflicts_with_subcommands`: it would also refuse the global
@@ -167,32 +170,9 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
     }
     match args.command {
         None => {
-            let nonce_text = args.nonce.as_deref().expect("clap requires --nonce");
+            let nonce = args.nonce.as_deref().expect("clap requires --nonce");
             let out = args.out.as_ref().expect("clap requires --out");
-            let nonce = attestation::parse_hex_arg("--nonce", nonce_text)?;
-            let (mut tpm, tcti, _) = open_tpm(ctx, Some(&args.auth))?;
-            let doc = attestation::attest(&mut tpm, &nonce)?;
-            let text = serde_json::to_vec_pretty(&doc).expect("documents serialise");
-            write_output_file(out, &text)?;
-            let spki = attestation::read_public_key(doc.ak.public_key_pem.as_bytes(), "the AK")?;
-            if ctx.json {
-                print_json(&json!({
-                    "out": out,
-                    "version": doc.anchors.version,
-                    "digest": doc.anchors.digest,
-                    "ak_fingerprint": hex::encode(Sha256::digest(&spki)),
-                    "tcti": tcti.to_string(),
-                }));
-            } else {
-                println!(
-                    "attestation of anchors version {} (sha256 {}) by AK {} written to {}",
-                    doc.anchors.version,
-                    doc.anchors.digest,
-                    fingerprint(&spki),
-                    out.display()
-                );
-            }
-            Ok(0)
+            attest(ctx, &args.auth, nonce, out)
         }
         Some(AttestCommand::Verify {
             file,
@@ -204,17 +184,6 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
             require_delete_protection,
             require_trust,
         }) => {
-            let nonce = attestation::parse_hex_arg("--nonce", &nonce)?;
-            // The rule `imgseal attest --nonce` applies: an empty nonce would
-            // accept a certification bound to no request (a replay).
-            attestation::check_nonce(&nonce)?;
-            let bytes = read_input_file(&file)?;
-            let doc: AttestationDoc = serde_json::from_slice(&bytes).map_err(|e| {
-                Error::bad_input(format!(
-                    "{}: not an attestation document: {e}",
-                    file.display()
-                ))
-            })?;
             let expected = match (expected_anchors, expected_digest) {
                 (Some(path), _) => Expected::Bundle(read_input_file(&path)?),
                 (None, Some(d)) => {
@@ -225,260 +194,390 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
                 }
                 (None, None) => unreachable!("clap requires one of them"),
             };
-            // An enrollment document also says whether a verifier confirmed it.
-            let (pinned, confirmed) = match &ak {
-                Some(p) => {
-                    let bytes = read_input_file(p)?;
-                    let origin = p.display().to_string();
-                    let key = attestation::pinned_ak(&bytes, &origin)?;
-                    let confirmed = if bytes.trim_ascii_start().starts_with(b"{") {
-                        Some(
-                            enrollment::parse_enrollment(&bytes, &origin)?
-                                .activation
-                                .verifier_confirmed,
-                        )
-                    } else {
-                        None
-                    };
-                    (Some(key), confirmed)
-                }
-                None => (None, None),
-            };
             let require = attestation::Requirements {
                 locked: require_locked,
                 delete_protected: require_delete_protection,
             };
-            let mut v = attestation::verify(&doc, &nonce, &expected, pinned.as_deref(), require)?;
-            if v.valid && require_trust && !v.ak_pinned {
-                v.valid = false;
-                v.reason = Some(
-                    "the AK was taken from the document itself, and --require-trust (IMGSEAL_REQUIRE_TRUST) demands a known one: pass --ak with the AK from `imgseal attest enroll`".into(),
-                );
-            }
-            let code = if v.valid {
-                0
-            } else {
-                ErrorKind::Invalid.exit_code()
-            };
-            if ctx.json {
-                let mut obj = json!(v);
-                obj["verdict"] = json!(if v.valid { "valid" } else { "invalid" });
-                obj["ak_enrollment_confirmed"] = json!(confirmed);
-                obj["exit_code"] = json!(code);
-                print_json(&obj);
-                return Ok(code);
-            }
-            let ak_fp = v
-                .ak_fingerprint
-                .as_deref()
-                .map(|h| format!("sha256:{}", &h[..16]))
-                .unwrap_or_default();
-            if v.valid {
-                println!(
-                    "valid: the TPM with AK {ak_fp} certified anchors version {} ({} certificate{}, sha256 {}) for this nonce",
-                    v.version.unwrap_or_default(),
-                    v.certificates.unwrap_or_default(),
-                    if v.certificates == Some(1) { "" } else { "s" },
-                    v.digest.as_deref().unwrap_or("?"),
-                );
-                println!(
-                    "counter: {} ({}); write-locked: {}; indices: {}",
-                    v.counter.unwrap_or_default(),
-                    match v.counter_state {
-                        Some(imgseal::anchors::CounterState::SealPending) =>
-                            "one behind the record: an interrupted seal, accepted",
-                        _ => "the record is current, not rolled back",
-                    },
-                    if v.record_locked == Some(true) {
-                        "yes"
-                    } else {
-                        "no"
-                    },
-                    if v.delete_protected == Some(true) {
-                        "platform-created (the owner cannot delete them)"
-                    } else {
-                        "owner-created (the owner can delete and replace them)"
-                    }
-                );
-            } else {
-                println!(
-                    "invalid: {}",
-                    v.reason
-                        .as_deref()
-                        .unwrap_or("the attestation does not hold")
-                );
-            }
-            if confirmed == Some(false) {
-                println!(
-                    "note: the AK's enrollment is the host's own report; a verifier confirms it with `attest challenge`, `attest activate` and `attest confirm`"
-                );
-            }
-            if !v.ak_pinned {
-                println!(
-                    "note: the AK was taken from the document itself; pass --ak with the AK from `imgseal attest enroll` to know which TPM signed"
-                );
-            }
-            Ok(code)
+            verify(
+                ctx,
+                &file,
+                &nonce,
+                &expected,
+                ak.as_deref(),
+                require,
+                require_trust,
+            )
         }
-        Some(AttestCommand::Enroll { out, ek_ca }) => {
-            let cas = read_ek_cas(&ek_ca)?;
-            let (mut tpm, tcti, _) = open_tpm(ctx, Some(&args.auth))?;
-            let doc = attestation::enroll(&mut tpm, cas.as_deref())?;
-            let text = serde_json::to_vec_pretty(&doc).expect("documents serialise");
-            write_output_file(&out, &text)?;
-            let spki = attestation::read_public_key(doc.ak.public_key_pem.as_bytes(), "the AK")?;
-            if ctx.json {
-                print_json(&json!({
-                    "out": out,
-                    "ek_certificate_subject": doc.ek.certificate_subject,
-                    "ek_certificate_issuer": doc.ek.certificate_issuer,
-                    "ek_certificate_verified": doc.activation.ek_certificate_verified,
-                    "ak_fingerprint": hex::encode(Sha256::digest(&spki)),
-                    "activated": doc.activation.activated,
-                    "tcti": tcti.to_string(),
-                }));
-            } else {
-                println!(
-                    "EK certificate: {} (issuer {}){}",
-                    doc.ek.certificate_subject,
-                    doc.ek.certificate_issuer,
-                    match doc.activation.ek_certificate_verified {
-                        Some(true) => ", chains to --ek-ca",
-                        _ => ", not checked against a CA (use --ek-ca)",
-                    }
-                );
-                println!(
-                    "credential activation: the TPM released the secret made for its EK and AK {} {}: the AK lives in the same TPM as the EK",
-                    doc.ak.handle,
-                    fingerprint(&spki)
-                );
-                println!("enrollment written to {}", out.display());
-                println!(
-                    "note: this is the host's own report; a verifier confirms it with `attest challenge`, `attest activate` and `attest confirm`"
-                );
-            }
-            Ok(0)
-        }
+        Some(AttestCommand::Enroll { out, ek_ca }) => enroll(ctx, &args.auth, &out, &ek_ca),
         Some(AttestCommand::Challenge {
             enrollment,
             out,
             secret_out,
             ek_ca,
-        }) => {
-            let cas = read_ek_cas(&ek_ca)?;
-            let bytes = read_input_file(&enrollment)?;
-            let origin = enrollment.display().to_string();
-            // No TPM: the credential is made in software from public values.
-            let (challenge, secret) =
-                enrollment::challenge(&bytes, &origin, cas.as_deref().unwrap_or(&[]))?;
-            // The secret first: a challenge without its secret is useless.
-            let secret_text =
-                Zeroizing::new(serde_json::to_vec_pretty(&secret).expect("documents serialise"));
-            write_private_file(&secret_out, &secret_text)?;
-            let text = serde_json::to_vec_pretty(&challenge).expect("documents serialise");
-            if let Err(e) = write_output_file(&out, &text) {
-                let _ = std::fs::remove_file(&secret_out);
-                return Err(e.into());
-            }
-            // The AK by its fingerprint, as every attest command names it
-            // (challenge succeeded: the public key is the AK public area's).
-            let spki = attestation::read_public_key(
-                enrollment::parse_enrollment(&bytes, &origin)?
-                    .ak
-                    .public_key_pem
-                    .as_bytes(),
-                "the AK",
-            )?;
-            if ctx.json {
-                print_json(&json!({
-                    "out": out,
-                    "secret_out": secret_out,
-                    "ak_fingerprint": hex::encode(Sha256::digest(&spki)),
-                    "ek_certificate_verified": secret.ek_certificate_verified,
-                }));
-            } else {
-                println!(
-                    "challenge for AK {} written to {}; secret kept in {} (do not send it)",
-                    fingerprint(&spki),
-                    out.display(),
-                    secret_out.display()
-                );
-            }
-            Ok(0)
-        }
+        }) => challenge(ctx, &enrollment, &out, &secret_out, &ek_ca),
         Some(AttestCommand::Activate { challenge, out }) => {
-            let origin = challenge.display().to_string();
-            let doc = enrollment::parse_challenge(&read_input_file(&challenge)?, &origin)?;
-            let (mut tpm, _, _) = open_tpm(ctx, Some(&args.auth))?;
-            let (response, spki) = enrollment::activate(&mut tpm, &doc, &origin)?;
-            let text = serde_json::to_vec_pretty(&response).expect("documents serialise");
-            write_output_file(&out, &text)?;
-            if ctx.json {
-                print_json(&json!({
-                    "out": out,
-                    "ak_fingerprint": hex::encode(Sha256::digest(&spki)),
-                }));
-            } else {
-                println!(
-                    "the TPM opened the challenge for AK {}; response written to {}",
-                    fingerprint(&spki),
-                    out.display()
-                );
-            }
-            Ok(0)
+            activate(ctx, &args.auth, &challenge, &out)
         }
         Some(AttestCommand::Confirm {
             enrollment,
             secret,
             response,
             out,
-        }) => {
-            let bytes = read_input_file(&enrollment)?;
-            let kept = enrollment::parse_secret(
-                &Zeroizing::new(read_input_file(&secret)?),
-                &secret.display().to_string(),
-            )?;
-            let answer = enrollment::parse_response(
-                &read_input_file(&response)?,
-                &response.display().to_string(),
-            )?;
-            let verdict =
-                enrollment::confirm(&bytes, &enrollment.display().to_string(), &kept, &answer)?;
-            let code = match &verdict {
-                Ok(doc) => {
-                    let text = serde_json::to_vec_pretty(doc).expect("documents serialise");
-                    write_output_file(&out, &text)?;
-                    0
-                }
-                Err(_) => ErrorKind::Invalid.exit_code(),
-            };
-            let spki = match &verdict {
-                Ok(doc) => Some(attestation::read_public_key(
-                    doc.ak.public_key_pem.as_bytes(),
-                    "the AK",
-                )?),
-                Err(_) => None,
-            };
-            if ctx.json {
-                print_json(&json!({
-                    "verdict": if code == 0 { "valid" } else { "invalid" },
-                    "reason": verdict.as_ref().err(),
-                    "ak_fingerprint": spki.as_ref().map(|k| hex::encode(Sha256::digest(k))),
-                    "out": if code == 0 { Some(&out) } else { None },
-                    "exit_code": code,
-                }));
+        }) => confirm(ctx, &enrollment, &secret, &response, &out),
+    }
+}
+
+/// `imgseal attest`: the TPM certifies the sealed anchors for the nonce.
+fn attest(ctx: &Context, auth: &OwnerAuthArgs, nonce: &str, out: &Path) -> Result<i32, Error> {
+    let nonce = attestation::parse_hex_arg("--nonce", nonce)?;
+    let (mut tpm, tcti, _) = open_tpm(ctx, Some(auth))?;
+    let doc = attestation::attest(&mut tpm, &nonce)?;
+    let text = serde_json::to_vec_pretty(&doc).expect("documents serialise");
+    write_output_file(out, &text)?;
+    let spki = attestation::read_public_key(doc.ak.public_key_pem.as_bytes(), "the AK")?;
+    emit(
+        ctx,
+        &Plain::new(
+            json!({
+                "out": out,
+                "version": doc.anchors.version,
+                "digest": doc.anchors.digest,
+                "ak_fingerprint": hex::encode(Sha256::digest(&spki)),
+                "tcti": tcti.to_string(),
+            }),
+            format!(
+                "attestation of anchors version {} (sha256 {}) by AK {} written to {}",
+                doc.anchors.version,
+                doc.anchors.digest,
+                fingerprint(&spki),
+                out.display()
+            ),
+        ),
+    )
+}
+
+/// `attest verify`: the document checked offline.
+fn verify(
+    ctx: &Context,
+    file: &Path,
+    nonce: &str,
+    expected: &Expected,
+    ak: Option<&Path>,
+    require: attestation::Requirements,
+    require_trust: bool,
+) -> Result<i32, Error> {
+    let nonce = attestation::parse_hex_arg("--nonce", nonce)?;
+    // The rule `imgseal attest --nonce` applies: an empty nonce would accept
+    // a certification bound to no request (a replay).
+    attestation::check_nonce(&nonce)?;
+    let bytes = read_input_file(file)?;
+    let doc: AttestationDoc = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::bad_input(format!(
+            "{}: not an attestation document: {e}",
+            file.display()
+        ))
+    })?;
+    // An enrollment document also says whether a verifier confirmed it.
+    let (pinned, confirmed) = match ak {
+        Some(p) => {
+            let bytes = read_input_file(p)?;
+            let origin = p.display().to_string();
+            let key = attestation::pinned_ak(&bytes, &origin)?;
+            let confirmed = if bytes.trim_ascii_start().starts_with(b"{") {
+                Some(
+                    enrollment::parse_enrollment(&bytes, &origin)?
+                        .activation
+                        .verifier_confirmed,
+                )
             } else {
-                match &verdict {
-                    Ok(doc) => println!(
-                        "valid: the host's TPM released this verifier's secret: AK {} lives in the TPM of EK \"{}\"; confirmed enrollment written to {}",
-                        spki.as_deref().map(fingerprint).unwrap_or_default(),
-                        doc.ek.certificate_subject,
-                        out.display()
-                    ),
-                    Err(reason) => println!("invalid: {reason}"),
-                }
-            }
-            Ok(code)
+                None
+            };
+            (Some(key), confirmed)
         }
+        None => (None, None),
+    };
+    let mut v = attestation::verify(&doc, &nonce, expected, pinned.as_deref(), require)?;
+    if v.valid && require_trust && !v.ak_pinned {
+        v.valid = false;
+        v.reason = Some(
+            "the AK was taken from the document itself, and --require-trust (IMGSEAL_REQUIRE_TRUST) demands a known one: pass --ak with the AK from `imgseal attest enroll`".into(),
+        );
+    }
+    emit(
+        ctx,
+        &AttestationReport {
+            verdict: v,
+            ak_enrollment_confirmed: confirmed,
+        },
+    )
+}
+
+/// `attest verify`'s answer.
+#[derive(Serialize)]
+struct AttestationReport {
+    #[serde(flatten)]
+    verdict: attestation::AttestVerdict,
+    ak_enrollment_confirmed: Option<bool>,
+}
+
+impl Report for AttestationReport {
+    fn verdict(&self) -> Option<Verdict> {
+        Some(Verdict::of(self.verdict.valid))
+    }
+
+    fn render(&self, out: &mut dyn Write) -> io::Result<()> {
+        let v = &self.verdict;
+        let ak_fp = v
+            .ak_fingerprint
+            .as_deref()
+            .map(|h| format!("sha256:{}", &h[..16]))
+            .unwrap_or_default();
+        if v.valid {
+            writeln!(
+                out,
+                "valid: the TPM with AK {ak_fp} certified anchors version {} ({} certificate{}, sha256 {}) for this nonce",
+                v.version.unwrap_or_default(),
+                v.certificates.unwrap_or_default(),
+                if v.certificates == Some(1) { "" } else { "s" },
+                v.digest.as_deref().unwrap_or("?"),
+            )?;
+            writeln!(
+                out,
+                "counter: {} ({}); write-locked: {}; indices: {}",
+                v.counter.unwrap_or_default(),
+                match v.counter_state {
+                    Some(imgseal::anchors::CounterState::SealPending) =>
+                        "one behind the record: an interrupted seal, accepted",
+                    _ => "the record is current, not rolled back",
+                },
+                if v.record_locked == Some(true) {
+                    "yes"
+                } else {
+                    "no"
+                },
+                if v.delete_protected == Some(true) {
+                    "platform-created (the owner cannot delete them)"
+                } else {
+                    "owner-created (the owner can delete and replace them)"
+                }
+            )?;
+        } else {
+            writeln!(
+                out,
+                "invalid: {}",
+                v.reason
+                    .as_deref()
+                    .unwrap_or("the attestation does not hold")
+            )?;
+        }
+        if self.ak_enrollment_confirmed == Some(false) {
+            writeln!(
+                out,
+                "note: the AK's enrollment is the host's own report; a verifier confirms it with `attest challenge`, `attest activate` and `attest confirm`"
+            )?;
+        }
+        if !v.ak_pinned {
+            writeln!(
+                out,
+                "note: the AK was taken from the document itself; pass --ak with the AK from `imgseal attest enroll` to know which TPM signed"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `attest enroll`: EK certificate and credential activation, on the host.
+fn enroll(
+    ctx: &Context,
+    auth: &OwnerAuthArgs,
+    out: &Path,
+    ek_ca: &[PathBuf],
+) -> Result<i32, Error> {
+    let cas = read_ek_cas(ek_ca)?;
+    let (mut tpm, tcti, _) = open_tpm(ctx, Some(auth))?;
+    let doc = attestation::enroll(&mut tpm, cas.as_deref())?;
+    let text = serde_json::to_vec_pretty(&doc).expect("documents serialise");
+    write_output_file(out, &text)?;
+    let spki = attestation::read_public_key(doc.ak.public_key_pem.as_bytes(), "the AK")?;
+    let lines = [
+        format!(
+            "EK certificate: {} (issuer {}){}",
+            doc.ek.certificate_subject,
+            doc.ek.certificate_issuer,
+            match doc.activation.ek_certificate_verified {
+                Some(true) => ", chains to --ek-ca",
+                _ => ", not checked against a CA (use --ek-ca)",
+            }
+        ),
+        format!(
+            "credential activation: the TPM released the secret made for its EK and AK {} {}: the AK lives in the same TPM as the EK",
+            doc.ak.handle,
+            fingerprint(&spki)
+        ),
+        format!("enrollment written to {}", out.display()),
+        "note: this is the host's own report; a verifier confirms it with `attest challenge`, `attest activate` and `attest confirm`".to_string(),
+    ];
+    emit(
+        ctx,
+        &Plain::new(
+            json!({
+                "out": out,
+                "ek_certificate_subject": doc.ek.certificate_subject,
+                "ek_certificate_issuer": doc.ek.certificate_issuer,
+                "ek_certificate_verified": doc.activation.ek_certificate_verified,
+                "ak_fingerprint": hex::encode(Sha256::digest(&spki)),
+                "activated": doc.activation.activated,
+                "tcti": tcti.to_string(),
+            }),
+            lines.join("\n"),
+        ),
+    )
+}
+
+/// `attest challenge`: the verifier's credential, made in software.
+fn challenge(
+    ctx: &Context,
+    enrollment_file: &Path,
+    out: &Path,
+    secret_out: &Path,
+    ek_ca: &[PathBuf],
+) -> Result<i32, Error> {
+    let cas = read_ek_cas(ek_ca)?;
+    let bytes = read_input_file(enrollment_file)?;
+    let origin = enrollment_file.display().to_string();
+    // No TPM: the credential is made in software from public values.
+    let (challenge, secret) =
+        enrollment::challenge(&bytes, &origin, cas.as_deref().unwrap_or(&[]))?;
+    // The secret first: a challenge without its secret is useless.
+    let secret_text =
+        Zeroizing::new(serde_json::to_vec_pretty(&secret).expect("documents serialise"));
+    write_private_file(secret_out, &secret_text)?;
+    let text = serde_json::to_vec_pretty(&challenge).expect("documents serialise");
+    if let Err(e) = write_output_file(out, &text) {
+        let _ = std::fs::remove_file(secret_out);
+        return Err(e);
+    }
+    // The AK by its fingerprint, as every attest command names it
+    // (challenge succeeded: the public key is the AK public area's).
+    let spki = attestation::read_public_key(
+        enrollment::parse_enrollment(&bytes, &origin)?
+            .ak
+            .public_key_pem
+            .as_bytes(),
+        "the AK",
+    )?;
+    emit(
+        ctx,
+        &Plain::new(
+            json!({
+                "out": out,
+                "secret_out": secret_out,
+                "ak_fingerprint": hex::encode(Sha256::digest(&spki)),
+                "ek_certificate_verified": secret.ek_certificate_verified,
+            }),
+            format!(
+                "challenge for AK {} written to {}; secret kept in {} (do not send it)",
+                fingerprint(&spki),
+                out.display(),
+                secret_out.display()
+            ),
+        ),
+    )
+}
+
+/// `attest activate`: the host's TPM opens the verifier's challenge.
+fn activate(
+    ctx: &Context,
+    auth: &OwnerAuthArgs,
+    challenge: &Path,
+    out: &Path,
+) -> Result<i32, Error> {
+    let origin = challenge.display().to_string();
+    let doc = enrollment::parse_challenge(&read_input_file(challenge)?, &origin)?;
+    let (mut tpm, _, _) = open_tpm(ctx, Some(auth))?;
+    let (response, spki) = enrollment::activate(&mut tpm, &doc, &origin)?;
+    let text = serde_json::to_vec_pretty(&response).expect("documents serialise");
+    write_output_file(out, &text)?;
+    emit(
+        ctx,
+        &Plain::new(
+            json!({
+                "out": out,
+                "ak_fingerprint": hex::encode(Sha256::digest(&spki)),
+            }),
+            format!(
+                "the TPM opened the challenge for AK {}; response written to {}",
+                fingerprint(&spki),
+                out.display()
+            ),
+        ),
+    )
+}
+
+/// `attest confirm`: the verifier checks the host's response.
+fn confirm(
+    ctx: &Context,
+    enrollment_file: &Path,
+    secret: &Path,
+    response: &Path,
+    out: &Path,
+) -> Result<i32, Error> {
+    let bytes = read_input_file(enrollment_file)?;
+    let kept = enrollment::parse_secret(
+        &Zeroizing::new(read_input_file(secret)?),
+        &secret.display().to_string(),
+    )?;
+    let answer =
+        enrollment::parse_response(&read_input_file(response)?, &response.display().to_string())?;
+    let verdict = enrollment::confirm(
+        &bytes,
+        &enrollment_file.display().to_string(),
+        &kept,
+        &answer,
+    )?;
+    let report = match &verdict {
+        Ok(doc) => {
+            let text = serde_json::to_vec_pretty(doc).expect("documents serialise");
+            write_output_file(out, &text)?;
+            let spki = attestation::read_public_key(doc.ak.public_key_pem.as_bytes(), "the AK")?;
+            ConfirmReport {
+                reason: None,
+                ak_fingerprint: Some(hex::encode(Sha256::digest(&spki))),
+                out: Some(out.to_path_buf()),
+                text: format!(
+                    "valid: the host's TPM released this verifier's secret: AK {} lives in the TPM of EK \"{}\"; confirmed enrollment written to {}",
+                    fingerprint(&spki),
+                    doc.ek.certificate_subject,
+                    out.display()
+                ),
+            }
+        }
+        Err(reason) => ConfirmReport {
+            reason: Some(reason.clone()),
+            ak_fingerprint: None,
+            out: None,
+            text: format!("invalid: {reason}"),
+        },
+    };
+    emit(ctx, &report)
+}
+
+/// `attest confirm`'s answer.
+#[derive(Serialize)]
+struct ConfirmReport {
+    reason: Option<String>,
+    ak_fingerprint: Option<String>,
+    out: Option<PathBuf>,
+    #[serde(skip)]
+    text: String,
+}
+
+impl Report for ConfirmReport {
+    fn verdict(&self) -> Option<Verdict> {
+        Some(Verdict::of(self.reason.is_none()))
+    }
+
+    fn render(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(out, "{}", self.text)
     }
 }

@@ -14,8 +14,11 @@ use imgseal::home::write_output_file;
 use imgseal::openstack::barbican;
 use imgseal::store::DirStore;
 use imgseal::x509::Certificate;
+use serde::Serialize;
 use serde_json::json;
+use std::io::{self, Write};
 
+use super::output::{Report, Verdict, emit_all};
 use super::trust::{ResolvedTrust, TrustArgs};
 use super::{Context, print_json, read_input_file};
 
@@ -260,52 +263,17 @@ fn verify_certificates(
         .plan(trust)?
         .expect("validation is on, so there is a plan");
     let (policy, settings) = (resolved.policy, resolved.settings.clone());
-    let mut code = 0;
+    let several = leaves.len() > 1;
+    let mut reports = Vec::new();
     for (leaf_id, leaf) in &leaves {
-        let verdict = plan.validate(policy, leaf_id, leaf)?;
-        if !verdict.valid {
-            code = imgseal::ErrorKind::Invalid.exit_code();
-        }
-        if ctx.json {
-            let mut obj = json!(verdict);
-            obj["verdict"] = json!(if verdict.valid { "valid" } else { "invalid" });
-            obj["certificate_id"] = json!(leaf_id);
-            obj["trust"] = json!(settings);
-            obj["exit_code"] = json!(if verdict.valid {
-                0
-            } else {
-                imgseal::ErrorKind::Invalid.exit_code()
-            });
-            print_json(&obj);
-            continue;
-        }
-        let prefix = if leaves.len() > 1 {
-            format!("{leaf_id}: ")
-        } else {
-            String::new()
-        };
-        if verdict.valid {
-            println!(
-                "{prefix}valid ({} policy): {}",
-                verdict.policy,
-                verdict.path_text()
-            );
-        } else {
-            println!(
-                "{prefix}invalid ({} policy): {}",
-                verdict.policy,
-                verdict.reason.as_deref().unwrap_or("not trusted")
-            );
-            if let Some(hint) = &verdict.hint {
-                println!("{prefix}hint: {hint}");
-            }
-        }
-        if leaves.len() == 1 {
-            for note in &verdict.notes {
-                println!("note: {note}");
-            }
-        }
+        reports.push(ChainReport {
+            verdict: plan.validate(policy, leaf_id, leaf)?,
+            certificate_id: leaf_id.clone(),
+            trust: settings.clone(),
+            several,
+        });
     }
+    let code = emit_all(ctx, &reports)?;
     if !ctx.json {
         println!(
             "trusted ids from {}: {}",
@@ -314,6 +282,57 @@ fn verify_certificates(
         );
     }
     Ok(code)
+}
+
+/// `cert verify`'s answer for one certificate.
+#[derive(Serialize)]
+struct ChainReport {
+    #[serde(flatten)]
+    verdict: imgseal::validate::ChainVerdict,
+    certificate_id: String,
+    trust: imgseal::config::TrustSettings,
+    /// Several certificates were checked: each line names its own.
+    #[serde(skip)]
+    several: bool,
+}
+
+impl Report for ChainReport {
+    fn verdict(&self) -> Option<Verdict> {
+        Some(Verdict::of(self.verdict.valid))
+    }
+
+    fn render(&self, out: &mut dyn Write) -> io::Result<()> {
+        let v = &self.verdict;
+        let prefix = if self.several {
+            format!("{}: ", self.certificate_id)
+        } else {
+            String::new()
+        };
+        if v.valid {
+            writeln!(
+                out,
+                "{prefix}valid ({} policy): {}",
+                v.policy,
+                v.path_text()
+            )?;
+        } else {
+            writeln!(
+                out,
+                "{prefix}invalid ({} policy): {}",
+                v.policy,
+                v.reason.as_deref().unwrap_or("not trusted")
+            )?;
+            if let Some(hint) = &v.hint {
+                writeln!(out, "{prefix}hint: {hint}")?;
+            }
+        }
+        if !self.several {
+            for note in &v.notes {
+                writeln!(out, "note: {note}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `cert publish`: Barbican chooses the UUID; the local store gets a copy

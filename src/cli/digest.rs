@@ -1,20 +1,21 @@
 //! `imgseal digest`: the linear digest in `sha256sum` format, or the fs-verity
 //! digest in `fsverity digest` format, so it can stand in for either.
 
-use std::io::IsTerminal;
+use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use imgseal::algorithms::HashMethod;
 use imgseal::digest::ImageSource;
-use imgseal::error::{Error, ErrorKind};
+use imgseal::error::Error;
 use imgseal::fsverity::pass::{MAX_CONCURRENT_IMAGES, PassOutput, map_bounded, source_len};
 use imgseal::fsverity::{PassSpec, TreeHash, TreeParams, run_pass};
 use imgseal::home::write_output_file;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde_json::json;
+use serde::Serialize;
 
 use super::Context;
+use super::output::{Report, emit};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TreeFormat {
@@ -134,13 +135,14 @@ pub fn run(ctx: &Context, args: DigestArgs) -> anyhow::Result<i32> {
     let mut code = 0;
     for (name, result) in args.images.iter().zip(results) {
         match result.and_then(|out| finish_outputs(&args, out)) {
-            Ok(out) => print_result(ctx, &args, name, &out),
+            Ok(out) => {
+                emit(ctx, &DigestReport::new(&args, name, &out))?;
+            }
             Err(err) => {
-                let kind = err.kind();
+                let c = report_error(ctx, name, &err);
                 if code == 0 {
-                    code = kind.exit_code();
+                    code = c;
                 }
-                report_error(ctx, name, &err);
             }
         }
     }
@@ -164,41 +166,84 @@ fn finish_outputs(args: &DigestArgs, mut out: PassOutput) -> Result<PassOutput, 
     Ok(out)
 }
 
-fn print_result(ctx: &Context, args: &DigestArgs, name: &str, out: &PassOutput) {
-    if ctx.json {
-        let mut obj = json!({ "image": name, "size": out.size });
-        if let Some(l) = out.linear.first() {
-            obj["linear"] = json!({
-                "hash_method": l.hash.glance_name(),
-                "digest": hex::encode(&l.digest),
-            });
+/// One image's digests (`--json`: one object per image).
+#[derive(Serialize)]
+struct DigestReport<'a> {
+    image: &'a str,
+    size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    linear: Option<LinearJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fsverity: Option<FsverityJson>,
+    #[serde(skip)]
+    text: DigestText,
+}
+
+#[derive(Serialize)]
+struct LinearJson {
+    hash_method: &'static str,
+    digest: String,
+}
+
+#[derive(Serialize)]
+struct FsverityJson {
+    digest: String,
+    hash_algorithm: &'static str,
+    block_size: usize,
+    salt: String,
+    root_hash: String,
+}
+
+/// What the text lines hold: the fs-verity line, the linear line.
+#[derive(Default)]
+struct DigestText {
+    compact: bool,
+    fsverity_line: Option<String>,
+}
+
+impl<'a> DigestReport<'a> {
+    fn new(args: &DigestArgs, name: &'a str, out: &PassOutput) -> Self {
+        DigestReport {
+            image: name,
+            size: out.size,
+            linear: out.linear.first().map(|l| LinearJson {
+                hash_method: l.hash.glance_name(),
+                digest: hex::encode(&l.digest),
+            }),
+            fsverity: out.fsverity.as_ref().map(|f| FsverityJson {
+                digest: f.to_string(),
+                hash_algorithm: f.params.hash().name(),
+                block_size: f.params.block_size(),
+                salt: hex::encode(f.params.salt()),
+                root_hash: hex::encode(&f.root_hash),
+            }),
+            text: DigestText {
+                compact: args.compact,
+                fsverity_line: out.fsverity.as_ref().map(|f| {
+                    if args.compact {
+                        f.hex()
+                    } else {
+                        format!("{f} {name}")
+                    }
+                }),
+            },
         }
-        if let Some(f) = &out.fsverity {
-            obj["fsverity"] = json!({
-                "digest": f.to_string(),
-                "hash_algorithm": f.params.hash().name(),
-                "block_size": f.params.block_size(),
-                "salt": hex::encode(f.params.salt()),
-                "root_hash": hex::encode(&f.root_hash),
-            });
-        }
-        println!("{obj}");
-        return;
     }
-    if let Some(f) = &out.fsverity {
-        if args.compact {
-            println!("{}", f.hex());
-        } else {
-            println!("{f} {name}");
+}
+
+impl Report for DigestReport<'_> {
+    fn render(&self, out: &mut dyn Write) -> io::Result<()> {
+        if let Some(line) = &self.text.fsverity_line {
+            writeln!(out, "{line}")?;
         }
-    }
-    if let Some(l) = out.linear.first() {
-        let hex = hex::encode(&l.digest);
-        if args.compact {
-            println!("{hex}");
-        } else {
-            println!("{}", sum_line(&hex, name));
+        if let Some(l) = &self.linear {
+            if self.text.compact {
+                writeln!(out, "{}", l.digest)?;
+            } else {
+                writeln!(out, "{}", sum_line(&l.digest, self.image))?;
+            }
         }
+        Ok(())
     }
 }
 
@@ -215,27 +260,8 @@ pub fn sum_line(hex: &str, name: &str) -> String {
 
 /// One image of several failed: a JSON line for it (with --json) and one line
 /// on stderr naming the image, while the others go on.
-pub(super) fn report_error(ctx: &Context, name: &str, err: &Error) {
-    let kind: ErrorKind = err.kind();
-    let reason = err.to_string().replace(['\n', '\r'], " ");
-    if ctx.json {
-        println!(
-            "{}",
-            json!({
-                "image": name,
-                "verdict": "error",
-                "error": kind.name(),
-                "reason": reason,
-                "exit_code": kind.exit_code(),
-            })
-        );
-    }
-    // I/O errors already start with the path; name the image only when they do not.
-    if reason.starts_with(name) {
-        eprintln!("imgseal: {}: {reason}", kind.name());
-    } else {
-        eprintln!("imgseal: {}: {name}: {reason}", kind.name());
-    }
+pub(super) fn report_error(ctx: &Context, name: &str, err: &Error) -> i32 {
+    super::output::emit_item_error(ctx, "image", name, err)
 }
 
 /// Progress bars on stderr, one per image being read; drawn only on a terminal.

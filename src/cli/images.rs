@@ -1,6 +1,7 @@
 //! Images in Glance: `imgseal publish`, `imgseal verify --image`,
 //! `imgseal resign`, `imgseal audit`.
 
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -10,11 +11,13 @@ use imgseal::cloud::{PublishRequest, publish};
 use imgseal::error::Error;
 use imgseal::glance::{OutputFormat, property_map, render};
 use imgseal::openstack::glance::{Glance, NewImage};
+use serde::Serialize;
 use serde_json::json;
 
 use super::Context;
 use super::cert::StoreArgs;
 use super::digest::Bars;
+use super::output::{Plain, Report, Verdict};
 use super::sign::{PssSaltArg, open_signer};
 
 #[derive(Debug, Args)]
@@ -194,24 +197,20 @@ pub fn run_publish(ctx: &Context, args: PublishArgs) -> anyhow::Result<i32> {
         (None, None) => format!("{disk_format} (detected)"),
         _ => record.disk_format().unwrap_or("?").to_string(),
     };
-    if ctx.json {
-        let mut obj = json!(property_map(&published.sealed.signature));
-        obj["image_id"] = json!(record.id());
-        obj["name"] = json!(record.name());
-        obj["status"] = json!(record.status());
-        obj["size"] = json!(record.size());
-        obj["disk_format"] = json!(record.disk_format());
-        obj["disk_format_detected"] = json!(args.disk_format.is_none() && args.image_id.is_none());
-        obj["os_hash_algo"] = json!(record.os_hash_algo());
-        obj["os_hash_value"] = json!(record.os_hash_value());
-        obj["digest"] = json!(hex::encode(&published.sealed.digest().digest));
-        obj["image"] = json!(args.image.display().to_string());
-        obj["key"] = json!(key.uri.redacted());
-        if let Some(m) = &published.sealed.manifest {
-            obj["manifest"] = json!(m.display().to_string());
-        }
-        super::print_json(&obj);
-        return Ok(0);
+    let mut obj = json!(property_map(&published.sealed.signature));
+    obj["image_id"] = json!(record.id());
+    obj["name"] = json!(record.name());
+    obj["status"] = json!(record.status());
+    obj["size"] = json!(record.size());
+    obj["disk_format"] = json!(record.disk_format());
+    obj["disk_format_detected"] = json!(args.disk_format.is_none() && args.image_id.is_none());
+    obj["os_hash_algo"] = json!(record.os_hash_algo());
+    obj["os_hash_value"] = json!(record.os_hash_value());
+    obj["digest"] = json!(hex::encode(&published.sealed.digest().digest));
+    obj["image"] = json!(args.image.display().to_string());
+    obj["key"] = json!(key.uri.redacted());
+    if let Some(m) = &published.sealed.manifest {
+        obj["manifest"] = json!(m.display().to_string());
     }
     let summary = format!(
         "published: image {} (\"{}\", {format_note}) is active in Glance, which verified its {} signature ({}) by certificate {}; Glance stored the {} bytes signed (os_hash_value matches)",
@@ -222,13 +221,16 @@ pub fn run_publish(ctx: &Context, args: PublishArgs) -> anyhow::Result<i32> {
         args.cert_id,
         published.sealed.size()
     );
-    match args.format {
-        Some(format) => {
+    let text = match args.format {
+        // The properties go to stdout for a command substitution; the
+        // summary to stderr, for people.
+        Some(format) if !ctx.json => {
             eprintln!("{summary}");
-            println!("{}", render(&published.sealed.signature, format));
+            render(&published.sealed.signature, format)
         }
-        None => println!("{summary}"),
-    }
+        _ => summary,
+    };
+    super::output::emit(ctx, &Plain::new(obj, text))?;
     Ok(0)
 }
 
@@ -362,15 +364,21 @@ pub fn run_resign(ctx: &Context, args: ResignArgs) -> anyhow::Result<i32> {
     let signature = imgseal::sign::sign_digest(&device, &key, &args.cert_id, digest)?;
     let patch = signature_patch(&record, &signature);
     if args.dry_run {
-        if ctx.json {
-            super::print_json(&json!({
-                "image_id": id,
-                "dry_run": true,
-                "previous_signature": old_state,
-                "patch": patch,
-            }));
-        } else {
-            println!("{}", serde_json::to_string_pretty(&patch).expect("JSON"));
+        // For people, the patch as Glance receives it, indented to be read.
+        let text = serde_json::to_string_pretty(&patch).expect("JSON");
+        super::output::emit(
+            ctx,
+            &Plain::new(
+                json!({
+                    "image_id": id,
+                    "dry_run": true,
+                    "previous_signature": old_state,
+                    "patch": patch,
+                }),
+                text,
+            ),
+        )?;
+        if !ctx.json {
             eprintln!("dry run: image {id} not changed (its current signature is {old_state})");
         }
         return Ok(0);
@@ -385,20 +393,17 @@ pub fn run_resign(ctx: &Context, args: ResignArgs) -> anyhow::Result<i32> {
         ))
         .into());
     }
-    if ctx.json {
-        let mut obj = want;
-        obj["image_id"] = json!(id);
-        obj["previous_signature"] = json!(old_state);
-        obj["digest"] = json!(hex::encode(&digest.digest));
-        obj["image_size"] = json!(digest.size);
-        obj["key"] = json!(key.uri.redacted());
-        super::print_json(&obj);
-    } else {
-        println!(
-            "re-signed: image {id} now carries a {} signature ({}) by certificate {} over its {} bytes (the previous signature was {old_state})",
-            signature.key_type, signature.hash_method, args.cert_id, digest.size
-        );
-    }
+    let mut obj = want;
+    obj["image_id"] = json!(id);
+    obj["previous_signature"] = json!(old_state);
+    obj["digest"] = json!(hex::encode(&digest.digest));
+    obj["image_size"] = json!(digest.size);
+    obj["key"] = json!(key.uri.redacted());
+    let text = format!(
+        "re-signed: image {id} now carries a {} signature ({}) by certificate {} over its {} bytes (the previous signature was {old_state})",
+        signature.key_type, signature.hash_method, args.cert_id, digest.size
+    );
+    super::output::emit(ctx, &Plain::new(obj, text))?;
     Ok(0)
 }
 
@@ -619,54 +624,93 @@ pub fn run_audit(ctx: &Context, args: AuditArgs) -> anyhow::Result<i32> {
         }
         rows.push(row);
     }
-    let at_risk = rows.iter().filter(|r| r.at_risk).count();
-    let code = if at_risk > 0 {
-        imgseal::ErrorKind::Invalid.exit_code()
-    } else {
-        0
-    };
     if ctx.json {
         for row in &rows {
             super::print_json(&json!(row));
         }
-        super::print_json(&json!({
-            "summary": {
-                "images": rows.len(),
-                "signed": rows.iter().filter(|r| r.signed).count(),
-                "nova_boots": rows.iter().filter(|r| r.nova_boots).count(),
-                "at_risk": at_risk,
-                "warn_days": args.warn_days,
-                "exit_code": code,
-            }
-        }));
-        return Ok(code);
     }
-    print_audit_table(&rows);
-    println!(
-        "{} image{}, {} signed, {} Nova would boot today, {} at risk within {} days",
-        rows.len(),
-        if rows.len() == 1 { "" } else { "s" },
-        rows.iter().filter(|r| r.signed).count(),
-        rows.iter().filter(|r| r.nova_boots).count(),
+    let at_risk = rows.iter().filter(|r| r.at_risk).count();
+    let summary = AuditSummary {
+        images: rows.len(),
+        signed: rows.iter().filter(|r| r.signed).count(),
+        nova_boots: rows.iter().filter(|r| r.nova_boots).count(),
         at_risk,
-        args.warn_days
-    );
-    for row in rows.iter().filter(|r| !r.nova_boots || r.at_risk) {
-        let why = row
-            .risk
-            .as_deref()
-            .or(row.nova_reason.as_deref())
-            .unwrap_or("");
-        println!(
-            "  {} ({}): {why}",
-            row.image_id,
-            row.name.as_deref().unwrap_or("")
-        );
-    }
-    Ok(code)
+        warn_days: args.warn_days,
+        exit_code: if at_risk > 0 {
+            imgseal::ErrorKind::Invalid.exit_code()
+        } else {
+            0
+        },
+    };
+    Ok(super::output::emit(
+        ctx,
+        &AuditReport {
+            summary,
+            rows: &rows,
+        },
+    )?)
 }
 
-fn print_audit_table(rows: &[AuditRow]) {
+#[derive(Serialize)]
+struct AuditSummary {
+    images: usize,
+    signed: usize,
+    nova_boots: usize,
+    at_risk: usize,
+    warn_days: i64,
+    exit_code: i32,
+}
+
+/// The audit's table and summary; with `--json` the rows went before it, one
+/// per line, and this is the last line.
+#[derive(Serialize)]
+struct AuditReport<'a> {
+    summary: AuditSummary,
+    #[serde(skip)]
+    rows: &'a [AuditRow],
+}
+
+impl Report for AuditReport<'_> {
+    fn verdict(&self) -> Option<Verdict> {
+        Some(if self.summary.at_risk > 0 {
+            Verdict::named("at_risk", self.summary.exit_code)
+        } else {
+            Verdict::named("ok", 0)
+        })
+    }
+
+    fn render(&self, out: &mut dyn Write) -> io::Result<()> {
+        let rows = self.rows;
+        let s = &self.summary;
+        write_audit_table(out, rows)?;
+        writeln!(
+            out,
+            "{} image{}, {} signed, {} Nova would boot today, {} at risk within {} days",
+            s.images,
+            if s.images == 1 { "" } else { "s" },
+            s.signed,
+            s.nova_boots,
+            s.at_risk,
+            s.warn_days
+        )?;
+        for row in rows.iter().filter(|r| !r.nova_boots || r.at_risk) {
+            let why = row
+                .risk
+                .as_deref()
+                .or(row.nova_reason.as_deref())
+                .unwrap_or("");
+            writeln!(
+                out,
+                "  {} ({}): {why}",
+                row.image_id,
+                row.name.as_deref().unwrap_or("")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn write_audit_table(out: &mut dyn Write, rows: &[AuditRow]) -> io::Result<()> {
     let yes_no = |b: bool| if b { "yes" } else { "no" };
     let table: Vec<[String; 9]> = rows
         .iter()
@@ -726,16 +770,17 @@ fn print_audit_table(rows: &[AuditRow]) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: Vec<&str>| {
+    let mut line = |cells: Vec<&str>| {
         let padded: Vec<String> = cells
             .iter()
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
+        writeln!(out, "{}", padded.join("  ").trim_end())
     };
-    line(header.to_vec());
+    line(header.to_vec())?;
     for row in &table {
-        line(row.iter().map(String::as_str).collect());
+        line(row.iter().map(String::as_str).collect())?;
     }
+    Ok(())
 }

@@ -10,7 +10,8 @@ use imgseal::home::write_output_file;
 use imgseal::x509::{build_csr, csr_scheme, parse_subject};
 use serde_json::json;
 
-use super::{Context, parse_uri, print_json};
+use super::output::{Plain, emit};
+use super::{Context, parse_uri};
 
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
@@ -89,69 +90,72 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> anyhow::Result<i32> {
             let device = ctx.device(None, Login::Required)?;
             let (key, missing) = device.generate_key(kind, &label, allow_weaker_key_attributes)?;
             let uri = key.uri.redacted();
-            if ctx.json {
-                print_json(&json!({
-                    "uri": uri,
-                    "label": key.label,
-                    "id": hex::encode(&key.id),
-                    "type": kind.to_string(),
-                    "glance_key_type": kind.glance_key_type().glance_name(),
-                    "public_key_pem": key.public.pem()?,
-                    "missing_protections": missing,
-                }));
-            } else {
-                println!("{uri}");
-            }
+            emit(
+                ctx,
+                &Plain::new(
+                    json!({
+                        "uri": uri,
+                        "label": key.label,
+                        "id": hex::encode(&key.id),
+                        "type": kind.to_string(),
+                        "glance_key_type": kind.glance_key_type().glance_name(),
+                        "public_key_pem": key.public.pem()?,
+                        "missing_protections": missing,
+                    }),
+                    uri,
+                ),
+            )?;
         }
         KeyCommand::List => {
             let device = ctx.device(None, Login::Required)?;
             let keys = device.list_keys()?;
-            if ctx.json {
-                let list: Vec<_> = keys
-                    .iter()
-                    .map(|listed| match &listed.key {
-                        Ok(k) => json!({
-                            "uri": k.uri.redacted(),
-                            "label": k.label,
-                            "id": hex::encode(&k.id),
-                            "type": k.kind().map(|t| t.to_string()),
-                            "glance_key_type": k.public.glance_key_type().map(|t| t.glance_name()),
-                            "algorithm": k.public.describe(),
-                        }),
-                        Err(reason) => json!({
-                            "uri": listed.uri.redacted(),
-                            "label": listed.label,
-                            "id": hex::encode(&listed.id),
-                            "type": null,
-                            "unusable": reason,
-                        }),
-                    })
-                    .collect();
-                print_json(&json!(list));
-            } else {
-                for listed in &keys {
-                    match &listed.key {
-                        Ok(k) => {
-                            let kind = k
-                                .kind()
-                                .map(|t| t.to_string())
-                                .unwrap_or_else(|| k.public.describe());
-                            println!("{:<16} {}", kind, k.uri.redacted());
-                        }
-                        Err(reason) => {
-                            println!("{:<16} {} ({reason})", "unusable", listed.uri.redacted())
-                        }
+            let list: Vec<_> = keys
+                .iter()
+                .map(|listed| match &listed.key {
+                    Ok(k) => json!({
+                        "uri": k.uri.redacted(),
+                        "label": k.label,
+                        "id": hex::encode(&k.id),
+                        "type": k.kind().map(|t| t.to_string()),
+                        "glance_key_type": k.public.glance_key_type().map(|t| t.glance_name()),
+                        "algorithm": k.public.describe(),
+                    }),
+                    Err(reason) => json!({
+                        "uri": listed.uri.redacted(),
+                        "label": listed.label,
+                        "id": hex::encode(&listed.id),
+                        "type": null,
+                        "unusable": reason,
+                    }),
+                })
+                .collect();
+            let text: Vec<String> = keys
+                .iter()
+                .map(|listed| match &listed.key {
+                    Ok(k) => {
+                        let kind = k
+                            .kind()
+                            .map(|t| t.to_string())
+                            .unwrap_or_else(|| k.public.describe());
+                        format!("{:<16} {}", kind, k.uri.redacted())
                     }
-                }
-            }
+                    Err(reason) => {
+                        format!("{:<16} {} ({reason})", "unusable", listed.uri.redacted())
+                    }
+                })
+                .collect();
+            emit(ctx, &Plain::new(json!(list), text.join("\n")))?;
         }
         KeyCommand::Show { uri } => {
             let uri = parse_uri(&uri, "key URI")?;
             let device = ctx.device(Some(&uri), Login::Required)?;
             let key = device.find_key(&uri)?;
             let protection = device.key_protection(&key)?;
-            if ctx.json {
-                print_json(&json!({
+            let pem = key.public.pem()?;
+            emit(
+                ctx,
+                &Plain::new(
+                    json!({
                     "uri": key.uri.redacted(),
                     "label": key.label,
                     "id": hex::encode(&key.id),
@@ -164,9 +168,11 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> anyhow::Result<i32> {
                     "one_mechanism": protection.one_mechanism,
                     "other_use": protection.other_use,
                     "modifiable": protection.modifiable,
-                }));
-            } else {
-                print!("{}", key.public.pem()?);
+                    }),
+                    pem,
+                ),
+            )?;
+            if !ctx.json {
                 // What the token would not give this key, on stderr: stdout stays a PEM file.
                 let yes_no = |v: Option<bool>| match v {
                     Some(true) => "yes",
@@ -229,8 +235,31 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> anyhow::Result<i32> {
                 ),
             )?;
             let deleted = device.delete_key(&key, with_certificate)?;
-            if ctx.json {
-                print_json(&json!({
+            let mut text = format!(
+                "deleted key {name} ({}): the private key{}{} from {}",
+                key.public.describe(),
+                if deleted.public_key {
+                    " and its public key object"
+                } else {
+                    ""
+                },
+                if deleted.certificates.is_empty() {
+                    String::new()
+                } else {
+                    format!(", certificate {}", quoted(&deleted.certificates))
+                },
+                device.describe()
+            );
+            if !deleted.kept_certificates.is_empty() {
+                text.push_str(&format!(
+                    "\nkept certificate {} with the key's CKA_ID (--with-certificate deletes it too)",
+                    quoted(&deleted.kept_certificates)
+                ));
+            }
+            emit(
+                ctx,
+                &Plain::new(
+                    json!({
                     "deleted": "key",
                     "uri": name,
                     "label": key.label,
@@ -241,30 +270,10 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> anyhow::Result<i32> {
                     "certificates": deleted.certificates,
                     "kept_certificates": deleted.kept_certificates,
                     "from": device.describe(),
-                }));
-            } else {
-                println!(
-                    "deleted key {name} ({}): the private key{}{} from {}",
-                    key.public.describe(),
-                    if deleted.public_key {
-                        " and its public key object"
-                    } else {
-                        ""
-                    },
-                    if deleted.certificates.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", certificate {}", quoted(&deleted.certificates))
-                    },
-                    device.describe()
-                );
-                if !deleted.kept_certificates.is_empty() {
-                    println!(
-                        "kept certificate {} with the key's CKA_ID (--with-certificate deletes it too)",
-                        quoted(&deleted.kept_certificates)
-                    );
-                }
-            }
+                    }),
+                    text,
+                ),
+            )?;
         }
         KeyCommand::Csr {
             key,
@@ -301,11 +310,14 @@ pub fn run(ctx: &Context, cmd: KeyCommand) -> anyhow::Result<i32> {
                 Ok(signature)
             })?;
             write_output_file(&out, pem.as_bytes())?;
-            if ctx.json {
-                print_json(
-                    &json!({"out": out, "key": key.uri.redacted(), "subject": subject.to_string(), "hash": hash.glance_name()}),
-                );
-            } else {
+            emit(
+                ctx,
+                &Plain::new(
+                    json!({"out": out, "key": key.uri.redacted(), "subject": subject.to_string(), "hash": hash.glance_name()}),
+                    "",
+                ),
+            )?;
+            if !ctx.json {
                 eprintln!(
                     "wrote a certificate request for {} to {}",
                     subject,

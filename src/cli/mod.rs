@@ -8,6 +8,7 @@ mod digest;
 mod docs;
 mod images;
 mod key;
+pub mod output;
 mod seal;
 mod sign;
 mod tpm;
@@ -400,11 +401,7 @@ pub fn refuse_overlaps(
     Ok(())
 }
 
-/// `--json` output: one object per line, the same for one image as for many
-/// (a stream `jq` and line-oriented readers take as is).
-pub fn print_json(value: &serde_json::Value) {
-    println!("{value}");
-}
+pub use output::print_json;
 
 pub fn read_input_file(path: &Path) -> Result<Vec<u8>, Error> {
     imgseal::home::read_input(path, imgseal::home::MAX_INPUT_BYTES, "an input file")

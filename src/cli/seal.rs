@@ -9,21 +9,24 @@ use imgseal::algorithms::HashMethod;
 use imgseal::backend::software::SoftwareVerifier;
 use imgseal::backend::{KeyHandle, SigningDevice};
 use imgseal::digest::ImageSource;
-use imgseal::error::{Error, ErrorKind};
+use imgseal::error::Error;
 use imgseal::fsverity::TreeParams;
 use imgseal::glance::{OutputFormat, property_map, render};
 use imgseal::home::write_output_file;
 use imgseal::manifest::{
-    Manifest, check_manifest, default_tree_path, parse_range, validate_signer, verify_image_full,
-    verify_image_range,
+    Manifest, ManifestVerdict, check_manifest, default_tree_path, parse_range, validate_signer,
+    verify_image_full, verify_image_range,
 };
 use imgseal::sign::{PassProgress, SealSpec, SealedImage, seal_images};
+use serde::Serialize;
 use serde_json::json;
+use std::io::{self, Write};
 
 use imgseal::verify::TrustPlan;
 
 use super::Context;
 use super::digest::Bars;
+use super::output::{Report, Verdict, emit};
 use super::trust::{Finder, ResolvedTrust};
 
 /// What `sign` was asked for, beyond the key.
@@ -202,10 +205,10 @@ pub fn sign_many(
                     first_error = Some(err);
                     return;
                 }
+                let c = signing.suspend(|| super::digest::report_error(ctx, name, &err));
                 if code == 0 {
-                    code = err.kind().exit_code();
+                    code = c;
                 }
-                signing.suspend(|| super::digest::report_error(ctx, name, &err));
             }
         },
     );
@@ -362,60 +365,80 @@ pub fn verify_manifest(
             }
         }
     }
-    let code = if verdict.valid {
-        0
-    } else {
-        ErrorKind::Invalid.exit_code()
+    let report = ManifestReport {
+        verdict,
+        image: source.display(),
+        manifest: origin,
+        range: range.map(|(offset, length)| ByteRange { offset, length }),
+        trust_fields: trust.json_fields(),
+        trust,
     };
-    if ctx.json {
-        let mut obj = json!(verdict);
-        obj["verdict"] = json!(if verdict.valid { "valid" } else { "invalid" });
-        obj["image"] = json!(source.display());
-        obj["manifest"] = json!(origin);
-        if let Some((offset, len)) = range {
-            obj["range"] = json!({ "offset": offset, "length": len });
-        }
-        obj["exit_code"] = json!(code);
-        obj["nova_skips_signature_check"] = json!(trust.nova_skips_note().is_some());
-        if let Some(anchors) = trust.describe_sealed() {
-            obj["anchors"] = anchors;
-        }
-        println!("{obj}");
-        return Ok(code);
+    Ok(emit(ctx, &report)?)
+}
+
+#[derive(Serialize)]
+struct ByteRange {
+    offset: u64,
+    length: u64,
+}
+
+/// `verify --manifest`'s answer.
+#[derive(Serialize)]
+struct ManifestReport<'a> {
+    #[serde(flatten)]
+    verdict: ManifestVerdict,
+    image: String,
+    manifest: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    range: Option<ByteRange>,
+    #[serde(flatten)]
+    trust_fields: serde_json::Map<String, serde_json::Value>,
+    #[serde(skip)]
+    trust: &'a ResolvedTrust,
+}
+
+impl Report for ManifestReport<'_> {
+    fn verdict(&self) -> Option<Verdict> {
+        Some(Verdict::of(self.verdict.valid))
     }
-    if verdict.valid {
-        let what = match range {
-            Some((offset, len)) => {
-                let blocks = verdict.blocks_checked.unwrap_or(0);
-                format!(
-                    "bytes {offset}..{} of {} ({blocks} block{} read)",
-                    offset + len,
-                    source.display(),
-                    if blocks == 1 { "" } else { "s" }
-                )
-            }
-            None => format!("{} ({} bytes)", source.display(), verdict.image_size),
-        };
-        println!(
-            "valid: {what} verified against manifest {origin} ({}), signed by certificate \"{}\" ({})",
-            verdict.fsverity_digest, verdict.certificate_id, verdict.certificate_subject
-        );
-    } else {
-        println!(
-            "invalid: {}",
-            verdict
-                .reason
-                .as_deref()
-                .unwrap_or("the image does not match")
-        );
+
+    fn render(&self, out: &mut dyn Write) -> io::Result<()> {
+        let v = &self.verdict;
+        if v.valid {
+            let what = match &self.range {
+                Some(r) => {
+                    let blocks = v.blocks_checked.unwrap_or(0);
+                    format!(
+                        "bytes {}..{} of {} ({blocks} block{} read)",
+                        r.offset,
+                        r.offset + r.length,
+                        self.image,
+                        if blocks == 1 { "" } else { "s" }
+                    )
+                }
+                None => format!("{} ({} bytes)", self.image, v.image_size),
+            };
+            writeln!(
+                out,
+                "valid: {what} verified against manifest {} ({}), signed by certificate \"{}\" ({})",
+                self.manifest, v.fsverity_digest, v.certificate_id, v.certificate_subject
+            )?;
+        } else {
+            writeln!(
+                out,
+                "invalid: {}",
+                v.reason.as_deref().unwrap_or("the image does not match")
+            )?;
+        }
+        self.trust
+            .write_hint(out, v.certificate_validation.as_ref())?;
+        // The verdict comes first; what it rests on follows.
+        self.trust.write_anchors(out)?;
+        self.trust.write_validation(
+            out,
+            v.trust.as_ref(),
+            v.certificate_validation.as_ref(),
+            v.reason.is_some() && !v.valid,
+        )
     }
-    trust.print_hint(verdict.certificate_validation.as_ref());
-    // The verdict comes first; what it rests on follows.
-    trust.print_anchors();
-    trust.print_validation(
-        verdict.trust.as_ref(),
-        verdict.certificate_validation.as_ref(),
-        verdict.reason.is_some() && !verdict.valid,
-    );
-    Ok(code)
 }

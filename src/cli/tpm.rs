@@ -6,6 +6,7 @@ use imgseal::anchors::AnchorStore;
 use imgseal::error::Error;
 use serde_json::json;
 
+use super::output::{Plain, emit};
 use super::{Context, print_json};
 
 #[derive(Debug, Subcommand)]
@@ -27,30 +28,31 @@ pub fn run(ctx: &Context, cmd: TpmCommand) -> anyhow::Result<i32> {
             let tcti = imgseal_tpm::daemon_tcti(&dir).map(|t| t.to_string());
             let manufactured = imgseal_tpm::has_state(&dir);
             let sealed = AnchorStore::in_home(&home.dir).exists();
-            if ctx.json {
-                print_json(&json!({
-                    "state_dir": dir,
-                    "manufactured": manufactured,
-                    "running": pid.is_some(),
-                    "pid": pid,
-                    "tcti": tcti,
-                    "anchors_sealed_from_this_home": sealed,
-                }));
-            } else {
-                match (pid, &tcti) {
-                    (Some(pid), Some(t)) => println!("embedded swtpm: running (pid {pid}, {t})"),
-                    (Some(pid), None) => {
-                        println!("embedded swtpm: running (pid {pid}), not answering")
-                    }
-                    _ if manufactured => println!("embedded swtpm: stopped (its state is kept)"),
-                    _ => println!("embedded swtpm: never started"),
-                }
-                println!("state: {}", dir.display());
-                println!(
-                    "anchors sealed from this home: {}",
-                    if sealed { "yes" } else { "no" }
-                );
-            }
+            let state = match (pid, &tcti) {
+                (Some(pid), Some(t)) => format!("embedded swtpm: running (pid {pid}, {t})"),
+                (Some(pid), None) => format!("embedded swtpm: running (pid {pid}), not answering"),
+                _ if manufactured => "embedded swtpm: stopped (its state is kept)".to_string(),
+                _ => "embedded swtpm: never started".to_string(),
+            };
+            let text = format!(
+                "{state}\nstate: {}\nanchors sealed from this home: {}",
+                dir.display(),
+                if sealed { "yes" } else { "no" }
+            );
+            emit(
+                ctx,
+                &Plain::new(
+                    json!({
+                        "state_dir": dir,
+                        "manufactured": manufactured,
+                        "running": pid.is_some(),
+                        "pid": pid,
+                        "tcti": tcti,
+                        "anchors_sealed_from_this_home": sealed,
+                    }),
+                    text,
+                ),
+            )?;
             Ok(0)
         }
         TpmCommand::Stop => {

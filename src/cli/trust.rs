@@ -1,6 +1,7 @@
 //! The options shared by `verify` and `cert verify`: trusted ids, policy,
 //! configuration, intermediates, CRLs and validation time.
 
+use std::io::{self, Write};
 use std::path::PathBuf;
 
 use clap::Args;
@@ -325,13 +326,14 @@ impl ResolvedTrust {
     /// The lines right after a verdict: imgseal's hint under a message that
     /// is cursive's verbatim, and whether Nova, configured as given, would
     /// check the signature at all.
-    pub fn print_hint(&self, chain: Option<&ChainVerdict>) {
+    pub fn write_hint(&self, out: &mut dyn Write, chain: Option<&ChainVerdict>) -> io::Result<()> {
         if let Some(hint) = chain.filter(|c| !c.valid).and_then(|c| c.hint.as_ref()) {
-            println!("hint: {hint}");
+            writeln!(out, "hint: {hint}")?;
         }
         if let Some(note) = self.nova_skips_note() {
-            println!("note: {note}");
+            writeln!(out, "note: {note}")?;
         }
+        Ok(())
     }
 
     /// Set when Nova, configured as given (`verify_glance_signatures` off
@@ -345,45 +347,65 @@ impl ResolvedTrust {
     }
 
     /// The line before a verdict: the sealed anchors in force.
-    pub fn print_anchors(&self) {
+    pub fn write_anchors(&self, out: &mut dyn Write) -> io::Result<()> {
         if let Some((s, tcti)) = &self.sealed {
-            println!(
+            writeln!(
+                out,
                 "trust anchors: version {} sealed in the TPM at {tcti} (sha256 {})",
                 s.bundle.version,
                 hex::encode(s.digest)
-            );
+            )?;
         }
+        Ok(())
     }
 
     /// The lines after a verdict: where trusted ids came from and the chain,
     /// or that no certificate validation ran.
-    pub fn print_validation(
+    pub fn write_validation(
         &self,
+        out: &mut dyn Write,
         trust: Option<&TrustSettings>,
         chain: Option<&ChainVerdict>,
         stopped_early: bool,
-    ) {
+    ) -> io::Result<()> {
         match (trust, chain) {
             (Some(trust), Some(chain)) => {
-                println!(
+                writeln!(
+                    out,
                     "trusted ids from {}: {}",
                     trust.source,
                     trust.trusted_ids.join(", ")
-                );
+                )?;
                 if chain.valid {
-                    println!(
+                    writeln!(
+                        out,
                         "certificate chain ({} policy): {}",
                         chain.policy,
                         chain.path_text()
-                    );
+                    )?;
                 }
             }
             _ if !stopped_early => {
-                println!(
+                writeln!(
+                    out,
                     "certificate not validated: no trusted certificate ids (use --trusted-cert-id, OS_TRUSTED_IMAGE_CERTIFICATE_IDS or default_trusted_certificate_ids)"
-                );
+                )?;
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    /// The JSON fields every verdict of this trust carries.
+    pub fn json_fields(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        m.insert(
+            "nova_skips_signature_check".into(),
+            serde_json::json!(self.nova_skips_note().is_some()),
+        );
+        if let Some(anchors) = self.describe_sealed() {
+            m.insert("anchors".into(), anchors);
+        }
+        m
     }
 }

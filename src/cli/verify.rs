@@ -5,12 +5,15 @@ use std::path::PathBuf;
 use clap::Args;
 use imgseal::backend::software::SoftwareVerifier;
 use imgseal::digest::ImageSource;
-use imgseal::error::{Error, ErrorKind};
+use imgseal::error::Error;
 use imgseal::verify::verify_image;
+use serde::Serialize;
 use serde_json::json;
+use std::io::{self, Write};
 
 use super::Context;
 use super::cert::StoreArgs;
+use super::output::{Report, Verdict as OutputVerdict, emit};
 use super::trust::{Finder, ResolvedTrust, TrustArgs};
 
 #[derive(Debug, Args)]
@@ -102,7 +105,7 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
     let policy = resolved.policy;
     let find: &Finder = &*resolved.find;
     let image = ImageSource::parse(&image_arg);
-    let mut verdict = verify_image(
+    let verdict = verify_image(
         &text,
         &origin,
         &image,
@@ -112,82 +115,91 @@ pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
         &SoftwareVerifier,
         resolved.options,
     )?;
-    let code = report(
+    Ok(emit(
         ctx,
-        &resolved,
-        &mut verdict,
-        &image.display(),
-        serde_json::Map::new(),
-    );
-    Ok(code)
+        &ImageReport::new(&resolved, verdict, &image.display(), Default::default()),
+    )?)
 }
 
-/// Prints a verdict (the verdict line first, then what it rests on) and
-/// returns its exit code. `extra` goes into the `--json` object.
-fn report(
-    ctx: &Context,
-    resolved: &ResolvedTrust,
-    verdict: &mut imgseal::verify::Verdict,
-    what: &str,
+/// `verify`'s answer for one image: the library's verdict, what was
+/// verified, and the trust it was judged by.
+#[derive(Serialize)]
+pub struct ImageReport<'a> {
+    #[serde(flatten)]
+    verdict: imgseal::verify::Verdict,
+    image: String,
+    /// Command-specific fields (Glance's record, the download).
+    #[serde(flatten)]
     extra: serde_json::Map<String, serde_json::Value>,
-) -> i32 {
-    if verdict.valid
-        && let Some(reason) = resolved.untrusted_reason()
-    {
-        verdict.valid = false;
-        verdict.reason = Some(reason);
-    }
-    let code = if verdict.valid {
-        0
-    } else {
-        ErrorKind::Invalid.exit_code()
-    };
-    if ctx.json {
-        let mut obj = json!(verdict);
-        obj["verdict"] = json!(if verdict.valid { "valid" } else { "invalid" });
-        obj["image"] = json!(what);
-        for (k, v) in extra {
-            obj[k] = v;
+    #[serde(flatten)]
+    trust_fields: serde_json::Map<String, serde_json::Value>,
+    #[serde(skip)]
+    trust: &'a ResolvedTrust,
+}
+
+impl<'a> ImageReport<'a> {
+    /// A valid signature still fails when `--require-trust` is in force and
+    /// no trusted id validated it.
+    pub fn new(
+        trust: &'a ResolvedTrust,
+        mut verdict: imgseal::verify::Verdict,
+        image: &str,
+        extra: serde_json::Map<String, serde_json::Value>,
+    ) -> Self {
+        if verdict.valid
+            && let Some(reason) = trust.untrusted_reason()
+        {
+            verdict.valid = false;
+            verdict.reason = Some(reason);
         }
-        obj["exit_code"] = json!(code);
-        obj["nova_skips_signature_check"] = json!(resolved.nova_skips_note().is_some());
-        if let Some(anchors) = resolved.describe_sealed() {
-            obj["anchors"] = anchors;
+        ImageReport {
+            verdict,
+            image: image.to_string(),
+            extra,
+            trust_fields: trust.json_fields(),
+            trust,
         }
-        super::print_json(&obj);
-        return code;
     }
-    let cert = verdict.certificate_id.as_deref().unwrap_or("?");
-    if verdict.valid {
-        println!(
-            "valid: {} signature ({}) by certificate \"{}\" ({}) over {}",
-            verdict.key_type.as_deref().unwrap_or("?"),
-            verdict.hash_method.as_deref().unwrap_or("?"),
-            cert,
-            verdict.certificate_subject.as_deref().unwrap_or("?"),
-            what
-        );
-    } else {
-        println!(
-            "invalid: {}",
-            verdict
-                .reason
-                .as_deref()
-                .unwrap_or("signature does not verify")
-        );
+}
+
+impl Report for ImageReport<'_> {
+    fn verdict(&self) -> Option<OutputVerdict> {
+        Some(OutputVerdict::of(self.verdict.valid))
     }
-    resolved.print_hint(verdict.certificate_validation.as_ref());
-    // The verdict comes first; what it rests on follows.
-    resolved.print_anchors();
-    for note in &verdict.notes {
-        println!("note: {note}");
+
+    fn render(&self, out: &mut dyn Write) -> io::Result<()> {
+        let v = &self.verdict;
+        if v.valid {
+            writeln!(
+                out,
+                "valid: {} signature ({}) by certificate \"{}\" ({}) over {}",
+                v.key_type.as_deref().unwrap_or("?"),
+                v.hash_method.as_deref().unwrap_or("?"),
+                v.certificate_id.as_deref().unwrap_or("?"),
+                v.certificate_subject.as_deref().unwrap_or("?"),
+                self.image
+            )?;
+        } else {
+            writeln!(
+                out,
+                "invalid: {}",
+                v.reason.as_deref().unwrap_or("signature does not verify")
+            )?;
+        }
+        self.trust
+            .write_hint(out, v.certificate_validation.as_ref())?;
+        // The verdict comes first; what it rests on follows.
+        self.trust.write_anchors(out)?;
+        for note in &v.notes {
+            writeln!(out, "note: {note}")?;
+        }
+        self.trust.write_validation(
+            out,
+            v.trust.as_ref(),
+            v.certificate_validation.as_ref(),
+            v.reason.is_some() && !v.valid,
+        )
     }
-    resolved.print_validation(
-        verdict.trust.as_ref(),
-        verdict.certificate_validation.as_ref(),
-        verdict.reason.is_some() && !verdict.valid,
-    );
-    code
 }
 
 /// `verify --image`: the image as Nova would fetch it at boot.
@@ -283,6 +295,8 @@ fn verify_in_glance(
             );
         }
     }
-    let code = report(ctx, resolved, &mut verdict, &origin, extra);
-    Ok(code)
+    Ok(emit(
+        ctx,
+        &ImageReport::new(resolved, verdict, &origin, extra),
+    )?)
 }
