@@ -777,10 +777,11 @@ pub fn inspect(tpm: &mut Tpm, store: &AnchorStore) -> Result<Inspection> {
             digest: Some(hex::encode(Bundle::digest(&bytes))),
             problem,
         });
-        if found.is_none() && matches {
-            if let Some(b) = bundle {
-                found = Some((b, bytes, source));
-            }
+        if found.is_none()
+            && matches
+            && let Some(b) = bundle
+        {
+            found = Some((b, bytes, source));
         }
     }
     let mut inline_matches = None;

@@ -55,7 +55,7 @@ impl SignatureScheme {
 /// PKCS#11 returns ECDSA and DSA signatures as raw `r || s`; X.509, OpenSSL and
 /// cursive want the DER `SEQUENCE { r INTEGER, s INTEGER }`.
 pub fn raw_rs_to_der(scheme: &SignatureScheme, raw: &[u8]) -> Result<Vec<u8>> {
-    if raw.is_empty() || raw.len() % 2 != 0 {
+    if raw.is_empty() || !raw.len().is_multiple_of(2) {
         return Err(Error::Crypto(format!(
             "the device returned a {}-byte signature, not r||s",
             raw.len()

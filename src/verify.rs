@@ -37,8 +37,12 @@ pub struct TrustPlan<'a> {
     pub options: StrictOptions,
     /// Verdicts already reached this run, by policy, leaf id and leaf: an
     /// audit of many images signed under one certificate validates it once.
-    pub memo: std::sync::Mutex<std::collections::HashMap<(String, String, Vec<u8>), ChainVerdict>>,
+    pub memo: std::sync::Mutex<std::collections::HashMap<ChainMemoKey, ChainVerdict>>,
 }
+
+/// A chain verdict's key in [`TrustPlan::memo`]: the policy's name, the
+/// leaf's id and the leaf's DER.
+pub type ChainMemoKey = (String, String, Vec<u8>);
 
 impl TrustPlan<'_> {
     /// Validates `leaf` under `policy` against the trusted ids.

@@ -591,35 +591,6 @@ impl Token {
         }
         Ok(())
     }
-
-    /// Imports a public key as a session object, for `C_Verify` inside the token.
-    pub fn import_public_key(&self, parts: &PublicKeyParts) -> Result<ObjectHandle> {
-        let mut template = vec![
-            Attribute::Class(ObjectClass::PUBLIC_KEY),
-            Attribute::Token(false),
-            Attribute::Verify(true),
-        ];
-        match parts {
-            PublicKeyParts::Rsa { modulus, exponent } => {
-                template.push(Attribute::KeyType(KeyType::RSA));
-                template.push(Attribute::Modulus(modulus.clone()));
-                template.push(Attribute::PublicExponent(exponent.clone()));
-            }
-            PublicKeyParts::Ec { params_der, point } => {
-                template.push(Attribute::KeyType(KeyType::EC));
-                template.push(Attribute::EcParams(params_der.clone()));
-                template.push(Attribute::EcPoint(point.clone()));
-            }
-            PublicKeyParts::Dsa { p, q, g, y } => {
-                template.push(Attribute::KeyType(KeyType::DSA));
-                template.push(Attribute::Prime(p.clone()));
-                template.push(raw::attribute_by_number(raw::CKA_SUBPRIME, q.clone()));
-                template.push(raw::attribute_by_number(raw::CKA_BASE, g.clone()));
-                template.push(Attribute::Value(y.clone()));
-            }
-        }
-        Ok(self.session.create_object(&template)?)
-    }
 }
 
 /// The mechanisms (`CKA_ALLOWED_MECHANISMS`) a generated private key of type

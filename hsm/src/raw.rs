@@ -142,14 +142,14 @@ pub struct MechanismFields {
 
 impl FunctionList {
     /// The function list `context` calls through.
-    pub fn of(context: &cryptoki::context::Pkcs11) -> FunctionList {
+    pub(crate) fn of(context: &cryptoki::context::Pkcs11) -> FunctionList {
         FunctionList {
             _context: context.clone(),
             list: context.function_list(),
         }
     }
 
-    pub fn info(&self) -> Result<LibraryFields> {
+    pub(crate) fn info(&self) -> Result<LibraryFields> {
         let mut info: CK_INFO = unsafe { std::mem::zeroed() };
         call!(self, C_GetInfo(&mut info))?;
         Ok(LibraryFields {
@@ -163,7 +163,7 @@ impl FunctionList {
         })
     }
 
-    pub fn slot_info(&self, slot: CK_ULONG) -> Result<SlotFields> {
+    pub(crate) fn slot_info(&self, slot: CK_ULONG) -> Result<SlotFields> {
         let mut info: CK_SLOT_INFO = unsafe { std::mem::zeroed() };
         call!(self, C_GetSlotInfo(slot, &mut info))?;
         Ok(SlotFields {
@@ -172,7 +172,7 @@ impl FunctionList {
         })
     }
 
-    pub fn token_info(&self, slot: CK_ULONG) -> Result<TokenFields> {
+    pub(crate) fn token_info(&self, slot: CK_ULONG) -> Result<TokenFields> {
         let mut info: CK_TOKEN_INFO = unsafe { std::mem::zeroed() };
         call!(self, C_GetTokenInfo(slot, &mut info))?;
         Ok(TokenFields {
@@ -187,7 +187,7 @@ impl FunctionList {
     }
 
     /// The slots with a token present.
-    pub fn slots_with_token(&self) -> Result<Vec<CK_ULONG>> {
+    pub(crate) fn slots_with_token(&self) -> Result<Vec<CK_ULONG>> {
         let mut count: CK_ULONG = 0;
         call!(
             self,
@@ -202,7 +202,7 @@ impl FunctionList {
         Ok(slots)
     }
 
-    pub fn mechanism_list(&self, slot: CK_ULONG) -> Result<Vec<CK_MECHANISM_TYPE>> {
+    pub(crate) fn mechanism_list(&self, slot: CK_ULONG) -> Result<Vec<CK_MECHANISM_TYPE>> {
         let mut count: CK_ULONG = 0;
         call!(
             self,
@@ -217,7 +217,7 @@ impl FunctionList {
         Ok(list)
     }
 
-    pub fn mechanism_info(
+    pub(crate) fn mechanism_info(
         &self,
         slot: CK_ULONG,
         mechanism: CK_MECHANISM_TYPE,
@@ -233,7 +233,7 @@ impl FunctionList {
 
     /// `C_GetAttributeValue` for one attribute, as bytes. `Ok(None)` when the
     /// object has no such attribute or will not show it.
-    pub fn attribute_bytes(
+    pub(crate) fn attribute_bytes(
         &self,
         session: cryptoki_sys::CK_SESSION_HANDLE,
         object: cryptoki_sys::CK_OBJECT_HANDLE,

@@ -82,12 +82,13 @@ impl Pkcs11Device {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         });
-        if let Some(u) = uri {
-            if u.module_name.is_some() && explicit.is_none() {
-                return Err(Error::usage(
-                    "module-name= in a PKCS#11 URI is not supported: give module-path= instead",
-                ));
-            }
+        if let Some(u) = uri
+            && u.module_name.is_some()
+            && explicit.is_none()
+        {
+            return Err(Error::usage(
+                "module-name= in a PKCS#11 URI is not supported: give module-path= instead",
+            ));
         }
         let mut selector = TokenSelector {
             label: uri.and_then(|u| u.token.clone()),
@@ -409,14 +410,14 @@ impl SigningDevice for Pkcs11Device {
 
     fn find_key(&self, uri: &Pkcs11Uri) -> Result<KeyHandle> {
         let _held = self.lock.shared()?;
-        if let Some(t) = uri.object_type {
-            if t != ObjectType::Private {
-                return Err(Error::usage(format!(
-                    "{}: type={} does not name a private key",
-                    uri.redacted(),
-                    t.as_str()
-                )));
-            }
+        if let Some(t) = uri.object_type
+            && t != ObjectType::Private
+        {
+            return Err(Error::usage(format!(
+                "{}: type={} does not name a private key",
+                uri.redacted(),
+                t.as_str()
+            )));
         }
         if uri.object.is_none() && uri.id.is_none() {
             return Err(Error::usage(format!(

@@ -269,10 +269,10 @@ impl ProofPath<'_> {
         let hs = self.tree.params.digest_len();
         let block_index = index / hpb;
         let at = (index % hpb) as usize * hs;
-        if let Some((cached, block)) = &self.cache[level] {
-            if *cached == block_index {
-                return Ok(Ok(block[at..at + hs].to_vec()));
-            }
+        if let Some((cached, block)) = &self.cache[level]
+            && *cached == block_index
+        {
+            return Ok(Ok(block[at..at + hs].to_vec()));
         }
         let block = self.tree.read_block(level, block_index)?;
         self.blocks_read += 1;

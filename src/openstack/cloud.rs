@@ -160,14 +160,14 @@ mod serde_saphyr_value {
 
     #[derive(Debug, Clone, Deserialize)]
     #[serde(untagged)]
-    pub enum Scalar {
+    pub(super) enum Scalar {
         Int(i64),
         Float(f64),
         Text(String),
     }
 
     impl Scalar {
-        pub fn as_text(&self) -> String {
+        pub(super) fn as_text(&self) -> String {
             match self {
                 Scalar::Int(i) => i.to_string(),
                 Scalar::Float(f) => f.to_string(),

@@ -61,13 +61,13 @@ fn parse(cert: &X509Ref) -> Option<x509_cert::Certificate> {
 
 /// Whether the certificate's key is DSA without domain parameters, which
 /// only the path above it completes.
-pub fn lacks_dsa_parameters(cert: &X509Ref) -> bool {
+pub(super) fn lacks_dsa_parameters(cert: &X509Ref) -> bool {
     parse(cert).is_some_and(|c| matches!(shape(&c), KeyShape::DsaWithoutParameters))
 }
 
 /// The twins made for one path, both ways.
 #[derive(Default, Clone)]
-pub struct Twins {
+pub(super) struct Twins {
     /// Original DER → twin.
     twin_of: HashMap<Vec<u8>, X509>,
     /// Twin DER → original.
@@ -80,7 +80,7 @@ impl Twins {
     /// makes a twin of every certificate that inherits them. A parameterless
     /// DSA key under a non-DSA issuer gets no twin: OpenSSL then refuses it,
     /// as it must.
-    pub fn along(top_down: &[&X509]) -> Self {
+    pub(super) fn along(top_down: &[&X509]) -> Self {
         let mut twins = Twins::default();
         let mut working: Option<DssParms> = None;
         for cert in top_down {
@@ -111,7 +111,7 @@ impl Twins {
     }
 
     /// The certificate to hand OpenSSL in place of `cert`.
-    pub fn for_openssl<'a>(&'a self, cert: &'a X509) -> &'a X509 {
+    pub(super) fn for_openssl<'a>(&'a self, cert: &'a X509) -> &'a X509 {
         cert.to_der()
             .ok()
             .and_then(|der| self.twin_of.get(&der))
@@ -119,7 +119,7 @@ impl Twins {
     }
 
     /// The original of a twin; `None` for any other certificate.
-    pub fn original_of(&self, cert_der: &[u8]) -> Option<&X509> {
+    pub(super) fn original_of(&self, cert_der: &[u8]) -> Option<&X509> {
         self.original_of.get(cert_der)
     }
 }

@@ -61,21 +61,21 @@ thread_local! {
 
 /// The CRL (and its signer, as OpenSSL saw it) that the last refused
 /// verification on this thread was checking with, if any.
-pub fn take_failed_crl() -> Option<(String, Option<X509Owned>)> {
+pub(super) fn take_failed_crl() -> Option<(String, Option<X509Owned>)> {
     FAILED_CRL.with(|cell| cell.borrow_mut().take())
 }
 
 /// Installs the callback on a store under construction. It is set on the
 /// store, not the context, because OpenSSL's nested CRL-path contexts take
 /// their callback from the store.
-pub fn install(store: &mut openssl::x509::store::X509StoreBuilderRef) {
+pub(super) fn install(store: &mut openssl::x509::store::X509StoreBuilderRef) {
     // Safety: the callback matches OpenSSL's prototype and only reads the
     // context it is given.
     unsafe { X509_STORE_set_verify_cb(store.as_ptr(), verify_callback) };
 }
 
 /// Runs `f` (one verification) with `twins` visible to the callback.
-pub fn with_twins<T>(twins: &Twins, f: impl FnOnce() -> T) -> T {
+pub(super) fn with_twins<T>(twins: &Twins, f: impl FnOnce() -> T) -> T {
     /// Clears the twins however `f` ends, so none outlive their validation.
     struct Clear;
     impl Drop for Clear {

@@ -622,17 +622,16 @@ fn code_signing_problem(
             input.leaf.subject()
         )));
     }
-    if let Some(eku) = &leaf.extended_key_usage {
-        if !eku
+    if let Some(eku) = &leaf.extended_key_usage
+        && !eku
             .0
             .iter()
             .any(|o| *o == CODE_SIGNING || *o == ANY_EXTENDED_KEY_USAGE)
-        {
-            return Ok(Some(format!(
-                "the signing certificate \"{}\" has an extendedKeyUsage extension that does not allow codeSigning",
-                input.leaf.subject()
-            )));
-        }
+    {
+        return Ok(Some(format!(
+            "the signing certificate \"{}\" has an extendedKeyUsage extension that does not allow codeSigning",
+            input.leaf.subject()
+        )));
     }
     let last = chain.len().saturating_sub(1);
     for (i, cert) in chain.iter().enumerate() {
@@ -646,15 +645,15 @@ fn code_signing_problem(
             KeyClass::Rsa { bits } | KeyClass::Dsa { bits } => Some(bits),
             _ => None,
         };
-        if let Some(bits) = bits {
-            if bits < input.options.min_rsa_bits {
-                return Ok(Some(format!(
-                    "\"{}\" has a {}-bit key; the minimum is {} (see min_rsa_bits)",
-                    cert.subject(),
-                    bits,
-                    input.options.min_rsa_bits
-                )));
-            }
+        if let Some(bits) = bits
+            && bits < input.options.min_rsa_bits
+        {
+            return Ok(Some(format!(
+                "\"{}\" has a {}-bit key; the minimum is {} (see min_rsa_bits)",
+                cert.subject(),
+                bits,
+                input.options.min_rsa_bits
+            )));
         }
         // Every key of the path, the anchor's too: anyone could sign for a
         // key with exponent 1, and so issue under it.

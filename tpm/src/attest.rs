@@ -42,8 +42,8 @@ const AK_UNIQUE: &[u8] = b"imgseal attestation key v1";
 
 /// `TPM_GENERATED_VALUE`: every TPMS_ATTEST starts with it.
 pub const TPM_GENERATED_VALUE: u32 = 0xff54_4347;
-pub const TPM_ST_ATTEST_NV: u16 = 0x8014;
-pub const TPM_ST_ATTEST_NV_DIGEST: u16 = 0x801C;
+pub(crate) const TPM_ST_ATTEST_NV: u16 = 0x8014;
+pub(crate) const TPM_ST_ATTEST_NV_DIGEST: u16 = 0x801C;
 
 /// Qualifying data (nonce) limit: `TPM2B_DATA` holds 64 bytes.
 pub const MAX_NONCE: usize = 64;

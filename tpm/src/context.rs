@@ -3,7 +3,7 @@
 //! (sessions, error mapping, the second raw-ESYS connection).
 
 use tss_esapi::Context;
-use tss_esapi::constants::{CapabilityType, PropertyTag, SessionType, StartupType};
+use tss_esapi::constants::{CapabilityType, PropertyTag, SessionType};
 use tss_esapi::handles::{ObjectHandle, SessionHandle};
 use tss_esapi::interface_types::algorithm::HashingAlgorithm;
 use tss_esapi::interface_types::session_handles::AuthSession;
@@ -11,14 +11,13 @@ use tss_esapi::structures::{Auth, CapabilityData, SymmetricDefinition};
 use zeroize::Zeroizing;
 
 use crate::error::{
-    ESYS_RC_BAD_SEQUENCE, Result, Subject, TPM_RC_INITIALIZE, TPM_RC_SESSION_MEMORY, TpmError,
-    from_tss,
+    ESYS_RC_BAD_SEQUENCE, Result, Subject, TPM_RC_SESSION_MEMORY, TpmError, from_tss,
 };
 use crate::esys::RawEsys;
 use crate::tcti::Tcti;
 
 /// `TPM2_PT_NV_BUFFER_MAX` when the TPM does not report it (the spec's usual value).
-pub const DEFAULT_NV_BUFFER_MAX: usize = 1024;
+pub(crate) const DEFAULT_NV_BUFFER_MAX: usize = 1024;
 
 /// An open TPM. All methods take `&mut self`: share it behind a `Mutex`, one per TPM.
 pub struct Tpm {
@@ -104,21 +103,6 @@ impl Tpm {
     /// cannot delete.
     pub fn set_platform_auth(&mut self, auth: &[u8]) {
         self.platform_auth = Zeroizing::new(auth.to_vec());
-    }
-
-    /// The endorsement hierarchy's authorization value (empty by default).
-    pub fn set_endorsement_auth(&mut self, auth: &[u8]) {
-        self.endorsement_auth = Zeroizing::new(auth.to_vec());
-    }
-
-    /// The lockout hierarchy's authorization value (empty by default).
-    pub fn set_lockout_auth(&mut self, auth: &[u8]) {
-        self.lockout_auth = Zeroizing::new(auth.to_vec());
-    }
-
-    /// The tss-esapi context, for what this crate does not cover.
-    pub fn context_mut(&mut self) -> &mut Context {
-        &mut self.ctx
     }
 
     pub fn info(&mut self) -> Result<TpmInfo> {
@@ -235,20 +219,6 @@ impl Tpm {
         let mut raw = RawEsys::open(&self.tcti)?;
         raw.set_auth(crate::esys::ESYS_TR_RH_LOCKOUT, &self.lockout_auth)?;
         raw.dictionary_attack_parameters(max_tries, recovery_time, lockout_recovery)
-    }
-
-    /// TPM2_Startup(CLEAR); a TPM that is already started is fine.
-    pub fn startup_clear(&mut self) -> Result<()> {
-        match self.ctx.startup(StartupType::Clear) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let err = self.err("TPM2_Startup", e, Subject::None);
-                match err.response_code() {
-                    Some(rc) if rc.base() == TPM_RC_INITIALIZE => Ok(()),
-                    _ => Err(err),
-                }
-            }
-        }
     }
 
     // ---- shared helpers -------------------------------------------------

@@ -241,13 +241,6 @@ impl SwtpmInstance {
         self.child.as_ref().map(Child::id)
     }
 
-    pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
-            None => false,
-        }
-    }
-
     /// A TPM reset, as `swtpm_ioctl -i` + `tpm2_startup -c` do it: STCLEAR
     /// write locks end, NV contents stay.
     pub fn reset(&self) -> Result<()> {
@@ -458,10 +451,10 @@ pub fn ensure_running(state_dir: &Path) -> Result<Tcti> {
     }
     let _ = fs::remove_file(state_dir.join(PID_FILE));
     let _ = fs::remove_file(state_dir.join(PORT_FILE));
-    if !state_dir.join(STATE_FILE).exists() {
-        if let Err(e) = manufacture(state_dir) {
-            tracing::warn!("embedded TPM without EK certificate: {e}");
-        }
+    if !state_dir.join(STATE_FILE).exists()
+        && let Err(e) = manufacture(state_dir)
+    {
+        tracing::warn!("embedded TPM without EK certificate: {e}");
     }
     let mut last = String::new();
     for _ in 0..START_ATTEMPTS {

@@ -109,16 +109,6 @@ impl Tcti {
         Ok((default()?, TctiOrigin::Default))
     }
 
-    /// The simulator's control channel (swtpm/mssim: data port + 1).
-    pub fn control_port(&self) -> Option<(String, u16)> {
-        match self {
-            Tcti::Swtpm { host, port } | Tcti::Mssim { host, port } => {
-                Some((host.clone(), port.checked_add(1)?))
-            }
-            _ => None,
-        }
-    }
-
     /// The configuration tss-esapi 7.7 takes.
     pub fn name_conf(&self) -> Result<TctiNameConf> {
         TctiNameConf::from_str(&self.to_string()).map_err(|e| TpmError::TctiConfig {
