@@ -2,7 +2,9 @@
 //! embedded SoftHSM token, driven through the real `imgseal` binary; peers
 //! (the openssl CLI, cursive) are called as users would call them.
 
-#![allow(dead_code)]
+// Each test crate takes what it needs from this harness (`mod common;`):
+// the rest is unused there, and `pub` here means "for the test crates".
+#![allow(dead_code, unreachable_pub)]
 
 pub mod docs_chain;
 pub mod modules;

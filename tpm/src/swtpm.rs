@@ -698,7 +698,7 @@ mod tests {
     fn ports_are_even_and_in_range() {
         for _ in 0..1000 {
             let p = random_port_pair();
-            assert!(p % 2 == 0 && (20000..=59998).contains(&p), "{p}");
+            assert!(p.is_multiple_of(2) && (20000..=59998).contains(&p), "{p}");
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The harness: a real swtpm per test (random even port, retried when the
 //! port is taken), a `Tpm` connected to it, and tpm2-tools/openssl runners.
-#![allow(dead_code)]
+// Each test crate takes what it needs from this harness (`mod common;`):
+// the rest is unused there, and `pub` here means "for the test crates".
+#![allow(dead_code, unreachable_pub)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
