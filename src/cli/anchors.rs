@@ -6,219 +6,32 @@ use std::path::{Path, PathBuf};
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use imgseal::anchors::{
     self, AnchorSet, AnchorStore, BundleSource, CounterState, DeleteProtection, Inspection,
-    SealedAnchors,
 };
-use imgseal::config::TrustSettings;
 use imgseal::error::{Error, ErrorKind};
 use imgseal::x509::Certificate;
-use imgseal_tpm::{COUNTER_INDEX, DATA_INDEX, RECORD_INDEX, Tcti, TctiOrigin, Tpm};
+use imgseal_tpm::{COUNTER_INDEX, DATA_INDEX, RECORD_INDEX, Tcti, Tpm};
 use serde::Serialize;
 use serde_json::json;
 use std::io::{self, Write};
-use zeroize::Zeroizing;
 
-use super::cert::{StoreArgs, find_in};
+use super::devices::{
+    OwnerAuthArgs, StoreArgs, anchor_store, find_in, open_tpm, owner_auth_hint,
+    require_sealed_somewhere,
+};
 use super::output::{Plain, Report, Verdict, emit};
-use super::trust::TrustArgs;
 use super::{Context, print_json, read_input_file};
 use imgseal::backend::pkcs11::Login;
 
-/// Where trusted certificates come from, for `verify` and `cert verify`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AnchorsMode {
-    /// The TPM-sealed set when no trusted ids come from the flag, the
-    /// environment or the configuration, and anchors were sealed from this
-    /// $IMGSEAL_HOME (or --tcti names a TPM).
-    Auto,
-    /// Always the TPM-sealed set (fails when none is sealed).
-    Tpm,
-    /// Never the TPM: trusted ids only.
-    Off,
-}
-
 /// `--delete-protection`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DeleteProtectionArg {
+pub(crate) enum DeleteProtectionArg {
     Auto,
     Required,
     Off,
 }
 
-/// `--owner-auth-file` and `--platform-auth-file`, shared by the commands
-/// that write to the TPM.
-#[derive(Debug, Args, Clone, Default)]
-pub struct OwnerAuthArgs {
-    /// A file holding the TPM owner authorization (one trailing newline is
-    /// ignored; "hex:…" for binary values). Default: $IMGSEAL_TPM_OWNER_AUTH,
-    /// else empty. Never printed.
-    #[arg(long, value_name = "FILE", global = true)]
-    pub owner_auth_file: Option<PathBuf>,
-    /// A file holding the TPM platform authorization, which defines and
-    /// removes platform-created anchor indices (same format). Default:
-    /// $IMGSEAL_TPM_PLATFORM_AUTH, else empty. Never printed.
-    #[arg(long, value_name = "FILE", global = true)]
-    pub platform_auth_file: Option<PathBuf>,
-}
-
-/// The largest TPM2B_AUTH (the size of a SHA-512 digest).
-const MAX_AUTH: usize = 64;
-
-impl OwnerAuthArgs {
-    /// The owner authorization.
-    pub fn read(&self) -> Result<Zeroizing<Vec<u8>>, Error> {
-        read_auth(
-            self.owner_auth_file.as_deref(),
-            "--owner-auth-file",
-            "IMGSEAL_TPM_OWNER_AUTH",
-            "owner",
-        )
-    }
-
-    /// The platform authorization.
-    pub fn read_platform(&self) -> Result<Zeroizing<Vec<u8>>, Error> {
-        read_auth(
-            self.platform_auth_file.as_deref(),
-            "--platform-auth-file",
-            "IMGSEAL_TPM_PLATFORM_AUTH",
-            "platform",
-        )
-    }
-
-    /// Whether a platform authorization was given at all (an empty one is
-    /// swtpm's and many firmwares' default, and is used without being given).
-    pub fn platform_given(&self) -> bool {
-        self.platform_auth_file.is_some() || std::env::var_os("IMGSEAL_TPM_PLATFORM_AUTH").is_some()
-    }
-}
-
-/// A hierarchy authorization from `flag FILE`, else `$env`, else empty.
-fn read_auth(
-    file: Option<&Path>,
-    flag: &str,
-    env: &str,
-    hierarchy: &str,
-) -> Result<Zeroizing<Vec<u8>>, Error> {
-    let (raw, origin) = match file {
-        Some(path) => (
-            Zeroizing::new(read_input_file(path)?),
-            format!("{flag} {}", path.display()),
-        ),
-        None => match std::env::var_os(env) {
-            Some(v) => (Zeroizing::new(v.into_encoded_bytes()), format!("${env}")),
-            None => return Ok(Zeroizing::new(Vec::new())),
-        },
-    };
-    let mut value: &[u8] = &raw;
-    // Files written with `echo` end in a newline that is not part of the secret.
-    value = value
-        .strip_suffix(b"\n")
-        .map(|v| v.strip_suffix(b"\r").unwrap_or(v))
-        .unwrap_or(value);
-    let value = match value.strip_prefix(b"hex:") {
-        Some(h) => Zeroizing::new(hex::decode(h).map_err(|_| {
-            // Never echo the value: it is a secret.
-            Error::usage(format!("{origin}: the \"hex:\" value is not hex"))
-        })?),
-        None => Zeroizing::new(value.to_vec()),
-    };
-    if value.len() > MAX_AUTH {
-        return Err(Error::usage(format!(
-            "{origin}: the {hierarchy} authorization is {} bytes; a TPM takes at most {MAX_AUTH}",
-            value.len()
-        )));
-    }
-    Ok(value)
-}
-
-/// For commands that read or change anchors already sealed: when the TPM
-/// would be the embedded swtpm and this home never started one, nothing can
-/// be sealed there, so say so instead of manufacturing a TPM (and leaving a
-/// daemon running) to find out.
-fn require_sealed_somewhere(ctx: &Context) -> Result<(), Error> {
-    let named = ctx.tcti.as_deref().is_some_and(|t| !t.trim().is_empty())
-        || imgseal_tpm::tcti::TCTI_ENV_VARS
-            .iter()
-            .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
-    let home = ctx.home()?;
-    if named || imgseal_tpm::has_state(&home.dir.join("swtpm")) {
-        return Ok(());
-    }
-    Err(Error::not_found(format!(
-        "no trust anchors are sealed: {} has no embedded TPM yet (none was started); seal some with `imgseal anchors seal`, or name the TPM that holds them with --tcti",
-        home.dir.display()
-    )))
-}
-
-/// The TPM named by `--tcti`, $TPM2TOOLS_TCTI or $TCTI, else the embedded
-/// swtpm under $IMGSEAL_HOME/swtpm (started if it is not running).
-pub fn open_tpm(
-    ctx: &Context,
-    auth: Option<&OwnerAuthArgs>,
-) -> Result<(Tpm, Tcti, TctiOrigin), Error> {
-    let home = ctx.home()?;
-    let (tcti, origin) = Tcti::select(ctx.tcti.as_deref(), || {
-        imgseal_tpm::ensure_running(&home.dir.join("swtpm"))
-    })
-    .map_err(Error::tpm("choosing the TPM"))?;
-    let mut tpm = Tpm::open(&tcti).map_err(Error::tpm(format!("opening the TPM ({origin})")))?;
-    if let Some(auth) = auth {
-        tpm.set_owner_auth(&auth.read()?);
-        tpm.set_platform_auth(&auth.read_platform()?);
-    }
-    Ok((tpm, tcti, origin))
-}
-
-fn store(ctx: &Context) -> Result<AnchorStore, Error> {
-    Ok(AnchorStore::in_home(&ctx.home()?.dir))
-}
-
-/// The sealed anchors verification uses, if any: with `--anchors tpm`
-/// always; with `auto` (the default) when no trusted ids came from the flag,
-/// the environment or the configuration and [`anchors::auto_trigger`] holds.
-pub fn sealed_for_verification(
-    ctx: &Context,
-    trust: &TrustArgs,
-    settings: &TrustSettings,
-) -> Result<Option<(SealedAnchors, Tcti)>, Error> {
-    let use_tpm = match trust.anchors.unwrap_or(AnchorsMode::Auto) {
-        AnchorsMode::Off => false,
-        AnchorsMode::Tpm => {
-            if !trust.trusted.is_empty() {
-                return Err(Error::usage(
-                    "--anchors tpm and --trusted-cert-id both name the trusted certificates: give one",
-                ));
-            }
-            true
-        }
-        AnchorsMode::Auto => {
-            settings.trusted_ids.is_empty()
-                && anchors::auto_trigger(&ctx.home()?.dir, ctx.tcti.is_some())
-        }
-    };
-    if !use_tpm {
-        return Ok(None);
-    }
-    let (mut tpm, tcti, _) = open_tpm(ctx, None)?;
-    let sealed = anchors::load(&mut tpm, &store(ctx)?)?;
-    Ok(Some((sealed, tcti)))
-}
-
-/// What `verify --json` adds about the sealed anchors.
-pub fn describe_sealed(sealed: &SealedAnchors, tcti: &Tcti) -> serde_json::Value {
-    json!({
-        "version": sealed.bundle.version,
-        "digest": hex::encode(sealed.digest),
-        "certificates": sealed.bundle.anchors.len(),
-        "source": sealed.source.to_string(),
-        "counter_state": sealed.tpm.counter_state,
-        "locked": sealed.tpm.locked,
-        "delete_protected": sealed.tpm.delete_protected(),
-        "tcti": tcti.to_string(),
-    })
-}
-
 #[derive(Debug, Args)]
-pub struct AnchorsArgs {
+pub(crate) struct AnchorsArgs {
     #[command(flatten)]
     pub auth: OwnerAuthArgs,
     /// Who may delete the anchor indices a seal defines: `auto` defines them
@@ -240,7 +53,7 @@ pub struct AnchorsArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum AnchorsCommand {
+pub(crate) enum AnchorsCommand {
     /// Seal these certificates as the trust anchors (a new version replacing the sealed set).
     Seal(CertSources),
     /// Show what the TPM holds and whether the bundle on disk matches it.
@@ -273,7 +86,7 @@ pub enum AnchorsCommand {
 
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("sources").required(true).multiple(true).args(["cert_ids", "certs"])))]
-pub struct CertSources {
+pub(crate) struct CertSources {
     /// Certificate ids, looked up in --cert-dir or the token; repeatable, each
     /// may be a comma-separated list.
     #[arg(long = "cert-id", value_name = "ID[,ID…]")]
@@ -322,28 +135,12 @@ fn file_id(path: &Path) -> Result<String, Error> {
         .ok_or_else(|| Error::usage(format!("{}: no file name to use as an id", path.display())))
 }
 
-pub fn run(ctx: &Context, args: AnchorsArgs) -> anyhow::Result<i32> {
+pub(super) fn run(ctx: &Context, args: AnchorsArgs) -> anyhow::Result<i32> {
     Ok(run_command(ctx, args).map_err(owner_auth_hint)?)
 }
 
-/// Says where the owner authorization comes from when the TPM refused it.
-pub fn owner_auth_hint(e: Error) -> Error {
-    match e {
-        Error::Tpm {
-            context,
-            source: source @ imgseal_tpm::TpmError::AuthFailed { .. },
-        } => Error::Tpm {
-            context: format!(
-                "{context} (the owner authorization comes from --owner-auth-file or $IMGSEAL_TPM_OWNER_AUTH; the platform authorization, for platform-created anchor indices, from --platform-auth-file or $IMGSEAL_TPM_PLATFORM_AUTH)"
-            ),
-            source,
-        },
-        other => other,
-    }
-}
-
 fn run_command(ctx: &Context, args: AnchorsArgs) -> Result<i32, Error> {
-    let store = store(ctx)?;
+    let store = anchor_store(ctx)?;
     let protection = match args.delete_protection {
         // A platform authorization someone took the trouble to give is meant
         // to be used: its refusal is an error, not a reason to fall back.

@@ -16,7 +16,7 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
-use super::anchors::{OwnerAuthArgs, open_tpm};
+use super::devices::{OwnerAuthArgs, open_tpm};
 use super::output::{Plain, Report, Verdict, emit};
 use super::{Context, read_input_file};
 
@@ -24,7 +24,7 @@ use super::{Context, read_input_file};
 // Not `args_conflicts_with_subcommands`: it would also refuse the global
 // --owner-auth-file before `enroll`; run_command refuses the others instead.
 #[command(subcommand_negates_reqs = true)]
-pub struct AttestArgs {
+pub(crate) struct AttestArgs {
     #[command(flatten)]
     pub auth: OwnerAuthArgs,
     /// The verifier's nonce, hex (1 to 64 bytes).
@@ -38,7 +38,7 @@ pub struct AttestArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum AttestCommand {
+pub(crate) enum AttestCommand {
     /// Check an attestation document offline: signature, nonce, signer,
     /// index names and attributes, digest and version.
     #[command(group(ArgGroup::new("expected").required(true).args(["expected_anchors", "expected_digest"])))]
@@ -158,8 +158,8 @@ fn fingerprint(spki_der: &[u8]) -> String {
     format!("sha256:{}", &h[..16])
 }
 
-pub fn run(ctx: &Context, args: AttestArgs) -> anyhow::Result<i32> {
-    Ok(run_command(ctx, args).map_err(super::anchors::owner_auth_hint)?)
+pub(super) fn run(ctx: &Context, args: AttestArgs) -> anyhow::Result<i32> {
+    Ok(run_command(ctx, args).map_err(super::devices::owner_auth_hint)?)
 }
 
 fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {

@@ -2,132 +2,25 @@
 
 use std::path::PathBuf;
 
-use std::rc::Rc;
-
-use clap::{Args, Subcommand, ValueEnum};
+use clap::Subcommand;
 use imgseal::backend::StoredCertificate;
 use imgseal::backend::pkcs11::Login;
-use imgseal::certsource::{BarbicanSource, CertificateSource, TokenSource};
 use imgseal::error::Error;
 use imgseal::glance::check_cert_id;
 use imgseal::home::write_output_file;
 use imgseal::openstack::barbican;
-use imgseal::store::DirStore;
 use imgseal::x509::Certificate;
 use serde::Serialize;
 use serde_json::json;
 use std::io::{self, Write};
 
+use super::devices::{SourceKind, StoreArgs, find_in};
 use super::output::{Report, Verdict, emit_all};
 use super::trust::{ResolvedTrust, TrustArgs};
 use super::{Context, print_json, read_input_file};
 
-/// Where certificates are kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SourceKind {
-    /// A directory of <id>.pem / <id>.der files (--cert-dir).
-    Dir,
-    /// Certificate objects on the PKCS#11 token.
-    Token,
-    /// Barbican, the cloud's key manager, read as Glance and Nova read it.
-    Barbican,
-}
-
-#[derive(Debug, Args, Clone, Default)]
-pub struct StoreArgs {
-    /// Use a directory of <id>.pem / <id>.der files (implies --cert-source dir).
-    #[arg(long, value_name = "DIR")]
-    pub cert_dir: Option<PathBuf>,
-    /// Where certificates are: dir, token or barbican. Default: dir with
-    /// --cert-dir (or the configuration's cert_dir); else barbican when a
-    /// cloud is configured (--os-cloud, $OS_CLOUD, $OS_AUTH_URL); else the token.
-    #[arg(long, value_enum, value_name = "SOURCE")]
-    pub cert_source: Option<SourceKind>,
-    /// With barbican: keep each certificate read in DIR (<uuid>.pem), and use
-    /// that copy only when Barbican cannot be reached.
-    #[arg(long, value_name = "DIR")]
-    pub cert_cache: Option<PathBuf>,
-}
-
-/// A certificate source, opened once for a command.
-pub struct OpenedSource {
-    pub source: Rc<dyn CertificateSource>,
-    pub kind: SourceKind,
-    /// The directory, for a directory source: strict validation also reads
-    /// the CRLs kept there.
-    pub dir: Option<PathBuf>,
-}
-
-impl StoreArgs {
-    /// Which source these flags (and the configuration's `cert_dir`) choose.
-    pub fn kind(&self, ctx: &Context, config_dir: Option<&PathBuf>) -> SourceKind {
-        match self.cert_source {
-            Some(kind) => kind,
-            None if self.cert_dir.is_some() || config_dir.is_some() => SourceKind::Dir,
-            None if ctx.cloud.configured() => SourceKind::Barbican,
-            None => SourceKind::Token,
-        }
-    }
-
-    /// Opens the source these flags choose: the one place a command picks it.
-    pub fn open(
-        &self,
-        ctx: &Context,
-        config_dir: Option<&PathBuf>,
-        login: Login,
-    ) -> Result<OpenedSource, Error> {
-        let kind = self.kind(ctx, config_dir);
-        if self.cert_cache.is_some() && kind != SourceKind::Barbican {
-            return Err(Error::usage(
-                "--cert-cache goes with --cert-source barbican",
-            ));
-        }
-        Ok(match kind {
-            SourceKind::Dir => {
-                let dir = self
-                    .cert_dir
-                    .clone()
-                    .or_else(|| config_dir.cloned())
-                    .ok_or_else(|| Error::usage("--cert-source dir needs --cert-dir DIR"))?;
-                OpenedSource {
-                    source: Rc::new(DirStore::new(&dir)?),
-                    kind,
-                    dir: Some(dir),
-                }
-            }
-            SourceKind::Token => {
-                if self.cert_dir.is_some() {
-                    return Err(Error::usage(
-                        "--cert-dir and --cert-source token contradict each other",
-                    ));
-                }
-                OpenedSource {
-                    source: Rc::new(TokenSource(Box::new(ctx.device(None, login)?))),
-                    kind,
-                    dir: None,
-                }
-            }
-            SourceKind::Barbican => {
-                if self.cert_dir.is_some() {
-                    return Err(Error::usage(
-                        "--cert-dir and --cert-source barbican contradict each other",
-                    ));
-                }
-                OpenedSource {
-                    source: Rc::new(BarbicanSource::new(
-                        ctx.session()?,
-                        self.cert_cache.clone(),
-                    )?),
-                    kind,
-                    dir: None,
-                }
-            }
-        })
-    }
-}
-
 #[derive(Debug, Subcommand)]
-pub enum CertCommand {
+pub(crate) enum CertCommand {
     /// Store a certificate (PEM or DER) under an id.
     Import {
         /// The id Glance will know it by (img_signature_certificate_uuid).
@@ -486,42 +379,11 @@ fn read_one_certificate(file: &std::path::Path) -> Result<Certificate, Error> {
     Ok(cert)
 }
 
-/// Everything in the source, as possible intermediates for strict validation.
-/// Not Barbican's: listing a project's secrets means a request per secret, and
-/// neither Glance nor Nova ever reads certificates it was not given the UUID
-/// of; strict finds intermediates among the trusted ids and --intermediates.
-pub fn list_contents(opened: &OpenedSource) -> Result<Vec<(String, Certificate)>, Error> {
-    if opened.kind == SourceKind::Barbican {
-        return Ok(Vec::new());
-    }
-    Ok(opened
-        .source
-        .list()?
-        .into_iter()
-        .map(|s| (s.id, s.certificate))
-        .collect())
-}
-
-/// `id` in the source, or not-found naming where it looked.
-pub fn find_in(opened: &OpenedSource, id: &str) -> Result<StoredCertificate, Error> {
-    opened.source.find(id)?.ok_or_else(|| {
-        Error::not_found(format!(
-            "certificate \"{id}\" not found in {}{}",
-            opened.source.describe(),
-            opened
-                .source
-                .missing_hint()
-                .map(|h| format!(" ({h})"))
-                .unwrap_or_default()
-        ))
-    })
-}
-
 /// Refuses (usage, exit 2) to remove what the TPM-sealed trust anchors of
 /// this home hold: one of `certs` (by content), or a certificate for the
 /// public key of `key` (named by its URI). Read from the bundles on disk: no
 /// TPM is started, and a home that never sealed anchors has nothing in use.
-pub fn refuse_if_sealed(
+pub(super) fn refuse_if_sealed(
     ctx: &Context,
     certs: &[(&str, &Certificate)],
     key: Option<(&str, &imgseal::public_key::PublicKey)>,
@@ -558,7 +420,7 @@ pub fn refuse_if_sealed(
 }
 
 /// Asks before a removal on a terminal; without one, `--yes` is required.
-pub fn confirm(yes: bool, question: &str) -> Result<(), Error> {
+pub(super) fn confirm(yes: bool, question: &str) -> Result<(), Error> {
     use std::io::{BufRead, IsTerminal, Write};
     if yes {
         return Ok(());
@@ -598,7 +460,7 @@ fn describe(c: &StoredCertificate) -> serde_json::Value {
     })
 }
 
-pub fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<i32> {
+pub(super) fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<i32> {
     match cmd {
         CertCommand::Import {
             id,

@@ -8,7 +8,7 @@ use imgseal::error::Error;
 use imgseal::openstack::{CloudConfig, Session, Timeouts, TokenCache, cloud};
 
 #[derive(Debug, Args, Clone, Default)]
-pub struct CloudArgs {
+pub(crate) struct CloudArgs {
     /// The cloud in clouds.yaml (as `openstack --os-cloud`); default
     /// $OS_CLOUD, else the OS_* environment (OS_AUTH_URL, OS_USERNAME, …).
     #[arg(long, global = true, value_name = "NAME")]
@@ -31,7 +31,7 @@ pub struct CloudArgs {
 
 impl CloudArgs {
     /// The configured cloud, if any.
-    pub fn config(&self) -> Result<Option<CloudConfig>, Error> {
+    pub(crate) fn config(&self) -> Result<Option<CloudConfig>, Error> {
         cloud::resolve(
             self.os_cloud.as_deref(),
             &|k| std::env::var(k).ok(),
@@ -40,14 +40,14 @@ impl CloudArgs {
     }
 
     /// Whether a cloud is configured at all (no file is read for it).
-    pub fn configured(&self) -> bool {
+    pub(crate) fn configured(&self) -> bool {
         self.os_cloud.is_some()
             || std::env::var_os("OS_CLOUD").is_some_and(|v| !v.is_empty())
             || std::env::var_os("OS_AUTH_URL").is_some_and(|v| !v.is_empty())
     }
 
     /// A logged-in session with the configured cloud.
-    pub fn session(&self) -> Result<Session, Error> {
+    pub(crate) fn session(&self) -> Result<Session, Error> {
         let config = self.config()?.ok_or_else(|| {
             Error::usage(
                 "no cloud configured: give --os-cloud NAME (clouds.yaml), or set OS_CLOUD, or the OS_* environment (OS_AUTH_URL, OS_USERNAME, …)",

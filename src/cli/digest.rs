@@ -18,14 +18,14 @@ use super::Context;
 use super::output::{Report, emit};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum TreeFormat {
+pub(crate) enum TreeFormat {
     /// The fs-verity file digest (the kernel's and `fsverity digest`'s).
     Fsverity,
 }
 
 /// How a tree is built, shared by `digest` and `sign`.
 #[derive(Debug, Args)]
-pub struct TreeArgs {
+pub(crate) struct TreeArgs {
     /// Merkle tree block size: a power of two from 1024 to 65536 [default: 4096].
     #[arg(long, value_name = "BYTES")]
     pub block_size: Option<usize>,
@@ -35,7 +35,7 @@ pub struct TreeArgs {
 }
 
 impl TreeArgs {
-    pub fn params(&self, hash: HashMethod) -> Result<TreeParams, Error> {
+    pub(crate) fn params(&self, hash: HashMethod) -> Result<TreeParams, Error> {
         let tree_hash = TreeHash::from_hash_method(hash).ok_or_else(|| {
             Error::usage(format!(
                 "fs-verity trees use SHA-256 or SHA-512, not {hash}"
@@ -52,7 +52,7 @@ impl TreeArgs {
     }
 
     /// Refuses tree options where no tree is built, rather than ignore them.
-    pub fn only_with(&self, flag: &str, building: bool) -> Result<(), Error> {
+    pub(crate) fn only_with(&self, flag: &str, building: bool) -> Result<(), Error> {
         if !building && (self.block_size.is_some() || self.salt.is_some()) {
             return Err(Error::usage(format!(
                 "--block-size and --salt shape a tree: they go with {flag}"
@@ -63,7 +63,7 @@ impl TreeArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct DigestArgs {
+pub(crate) struct DigestArgs {
     /// Print a tree digest, in `fsverity digest` format, instead of the linear
     /// digest in `sha256sum` format.
     #[arg(long, value_enum, value_name = "KIND")]
@@ -96,7 +96,7 @@ pub struct DigestArgs {
     pub images: Vec<String>,
 }
 
-pub fn run(ctx: &Context, args: DigestArgs) -> anyhow::Result<i32> {
+pub(super) fn run(ctx: &Context, args: DigestArgs) -> anyhow::Result<i32> {
     args.tree_args.only_with("--tree", args.tree.is_some())?;
     let params = match args.tree {
         Some(TreeFormat::Fsverity) => Some(args.tree_args.params(args.hash)?),
@@ -249,7 +249,7 @@ impl Report for DigestReport<'_> {
 
 /// A `sha256sum` line: names holding a backslash or a newline are escaped,
 /// and the line then starts with a backslash, as coreutils does.
-pub fn sum_line(hex: &str, name: &str) -> String {
+pub(super) fn sum_line(hex: &str, name: &str) -> String {
     if name.contains(['\\', '\n']) {
         let escaped = name.replace('\\', "\\\\").replace('\n', "\\n");
         format!("\\{hex}  {escaped}")
@@ -265,12 +265,12 @@ pub(super) fn report_error(ctx: &Context, name: &str, err: &Error) -> i32 {
 }
 
 /// Progress bars on stderr, one per image being read; drawn only on a terminal.
-pub struct Bars {
+pub(super) struct Bars {
     multi: MultiProgress,
 }
 
 impl Bars {
-    pub fn new(quiet: bool) -> Self {
+    pub(super) fn new(quiet: bool) -> Self {
         let target = if quiet || !std::io::stderr().is_terminal() {
             ProgressDrawTarget::hidden()
         } else {
@@ -282,7 +282,7 @@ impl Bars {
     }
 
     /// A counter of `n` steps, such as signatures made in the device.
-    pub fn steps(&self, n: u64, message: &str) -> ProgressBar {
+    pub(super) fn steps(&self, n: u64, message: &str) -> ProgressBar {
         let bar = self.multi.add(
             ProgressBar::new(n).with_style(
                 ProgressStyle::with_template("{msg:20!} [{bar:30}] {pos}/{len}")
@@ -295,7 +295,7 @@ impl Bars {
     }
 
     /// A byte counter of `len` bytes, such as an upload or a download.
-    pub fn bytes(&self, len: u64, message: &str) -> ProgressBar {
+    pub(super) fn bytes(&self, len: u64, message: &str) -> ProgressBar {
         let bar = if len > 0 {
             ProgressBar::new(len).with_style(
                 ProgressStyle::with_template(
@@ -317,7 +317,7 @@ impl Bars {
         bar
     }
 
-    pub fn bar(&self, source: &ImageSource) -> ProgressBar {
+    pub(super) fn bar(&self, source: &ImageSource) -> ProgressBar {
         let bar = match source_len(source) {
             Some(len) => ProgressBar::new(len).with_style(
                 ProgressStyle::with_template(

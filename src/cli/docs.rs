@@ -7,14 +7,14 @@ use clap::{Args, CommandFactory, ValueEnum};
 use imgseal::error::Error;
 
 #[derive(Debug, Args)]
-pub struct CompletionsArgs {
+pub(crate) struct CompletionsArgs {
     /// The shell to complete for.
     #[arg(value_enum)]
     pub shell: Shell,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Shell {
+pub(crate) enum Shell {
     Bash,
     Zsh,
     Fish,
@@ -25,7 +25,7 @@ pub enum Shell {
 /// Prints the completion script: `source <(imgseal completions bash)`, or
 /// save it where the shell looks (bash-completion's completions directory,
 /// a `$fpath` directory as `_imgseal`, `~/.config/fish/completions/imgseal.fish`).
-pub fn completions(args: CompletionsArgs) -> anyhow::Result<i32> {
+pub(super) fn completions(args: CompletionsArgs) -> anyhow::Result<i32> {
     use clap_complete::Shell as S;
     let shell = match args.shell {
         Shell::Bash => S::Bash,
@@ -40,7 +40,7 @@ pub fn completions(args: CompletionsArgs) -> anyhow::Result<i32> {
 }
 
 #[derive(Debug, Args)]
-pub struct ManArgs {
+pub(crate) struct ManArgs {
     /// Write one page per command (imgseal.1, imgseal-verify.1,
     /// imgseal-cert-publish.1, …) into this directory instead of printing
     /// imgseal(1).
@@ -48,7 +48,7 @@ pub struct ManArgs {
     pub out_dir: Option<PathBuf>,
 }
 
-pub fn man(args: ManArgs) -> anyhow::Result<i32> {
+pub(super) fn man(args: ManArgs) -> anyhow::Result<i32> {
     let cmd = super::Cli::command();
     match args.out_dir {
         None => {

@@ -15,13 +15,13 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::Context;
-use super::cert::StoreArgs;
+use super::devices::StoreArgs;
 use super::digest::Bars;
 use super::output::{Plain, Report, Verdict};
 use super::sign::{PssSaltArg, open_signer};
 
 #[derive(Debug, Args)]
-pub struct PublishArgs {
+pub(crate) struct PublishArgs {
     /// The signing key's pkcs11: URI.
     #[arg(long, short = 'k')]
     pub key: String,
@@ -100,7 +100,7 @@ fn parse_property(p: &str) -> Result<(String, String), Error> {
     Ok((k.to_string(), v.to_string()))
 }
 
-pub fn run_publish(ctx: &Context, args: PublishArgs) -> anyhow::Result<i32> {
+pub(super) fn run_publish(ctx: &Context, args: PublishArgs) -> anyhow::Result<i32> {
     if ctx.json && args.format.is_some() {
         return Err(Error::usage(
             "--json and --format contradict each other: --json prints the whole record, --format only the four properties; give one",
@@ -235,7 +235,7 @@ pub fn run_publish(ctx: &Context, args: PublishArgs) -> anyhow::Result<i32> {
 }
 
 #[derive(Debug, Args)]
-pub struct ResignArgs {
+pub(crate) struct ResignArgs {
     /// The image in Glance, by id or name.
     #[arg(long, value_name = "ID|NAME")]
     pub image: String,
@@ -268,7 +268,7 @@ pub struct ResignArgs {
     pub quiet: bool,
 }
 
-pub fn run_resign(ctx: &Context, args: ResignArgs) -> anyhow::Result<i32> {
+pub(super) fn run_resign(ctx: &Context, args: ResignArgs) -> anyhow::Result<i32> {
     use imgseal::backend::software::SoftwareVerifier;
     use imgseal::cloud::{glance_record_disagrees, properties_text, signature_patch, stream_image};
     use imgseal::glance::RawProperties;
@@ -408,7 +408,7 @@ pub fn run_resign(ctx: &Context, args: ResignArgs) -> anyhow::Result<i32> {
 }
 
 #[derive(Debug, Args)]
-pub struct AuditArgs {
+pub(crate) struct AuditArgs {
     /// Also stream every signed image's data from Glance and verify it
     /// (two images at a time).
     #[arg(long)]
@@ -457,7 +457,7 @@ struct AuditRow {
 /// Stops the verifier once everything before the image data has held.
 const DATA_NOT_READ: &str = "imgseal-audit: data not read";
 
-pub fn run_audit(ctx: &Context, args: AuditArgs) -> anyhow::Result<i32> {
+pub(super) fn run_audit(ctx: &Context, args: AuditArgs) -> anyhow::Result<i32> {
     use imgseal::backend::software::SoftwareVerifier;
     use imgseal::cloud::{properties_text, stream_image};
     use imgseal::fsverity::pass::map_bounded;

@@ -14,7 +14,7 @@ use super::output::{Plain, emit};
 use super::{Context, parse_uri};
 
 #[derive(Debug, Subcommand)]
-pub enum KeyCommand {
+pub(crate) enum KeyCommand {
     /// Generate a key pair inside the token (sensitive, never extractable) and print its URI.
     Generate {
         /// rsa-pss-2048|rsa-pss-3072|rsa-pss-4096|dsa-2048|dsa-3072|ecc-secp384r1|ecc-secp521r1|ecc-sect409k1|ecc-sect409r1|ecc-sect571k1|ecc-sect571r1
@@ -80,7 +80,7 @@ fn quoted<S: AsRef<str>>(ids: &[S]) -> String {
         .join(", ")
 }
 
-pub fn run(ctx: &Context, cmd: KeyCommand) -> anyhow::Result<i32> {
+pub(super) fn run(ctx: &Context, cmd: KeyCommand) -> anyhow::Result<i32> {
     match cmd {
         KeyCommand::Generate {
             kind,

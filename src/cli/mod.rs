@@ -4,11 +4,12 @@ mod anchors;
 mod attest;
 mod cert;
 mod cloud;
+mod devices;
 mod digest;
 mod docs;
 mod images;
 mod key;
-pub mod output;
+pub(crate) mod output;
 mod seal;
 mod sign;
 mod tpm;
@@ -30,7 +31,7 @@ use zeroize::Zeroizing;
     version,
     about = "Sign and verify cloud VM images (OpenStack Glance img_signature) with keys held in PKCS#11 HSMs"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// The PKCS#11 token to use, as an RFC 7512 URI (token=, module-path=,
     /// pin-source=…). Default: the embedded SoftHSM token under $IMGSEAL_HOME.
     // hide_env_values: clap would print $IMGSEAL_TOKEN in --help, and the URI
@@ -66,7 +67,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Signing keys in the token.
     #[command(subcommand)]
     Key(key::KeyCommand),
@@ -99,7 +100,7 @@ pub enum Command {
     Man(docs::ManArgs),
 }
 
-pub fn init_logging(verbose: u8) {
+pub(crate) fn init_logging(verbose: u8) {
     // tss-esapi logs every TPM error it passes on (an index not yet defined is
     // an expected answer); imgseal reports failures itself, so below -vv it is quiet.
     let default = match verbose {
@@ -147,7 +148,7 @@ pub fn init_logging(verbose: u8) {
     log::set_max_level(most_log);
 }
 
-pub fn run(mut cli: Cli) -> anyhow::Result<i32> {
+pub(crate) fn run(mut cli: Cli) -> anyhow::Result<i32> {
     let ctx = Context {
         // Moved, not copied: the URI may hold a pin-value.
         token: cli.token.take().map(Zeroizing::new),
@@ -174,7 +175,7 @@ pub fn run(mut cli: Cli) -> anyhow::Result<i32> {
 }
 
 /// The error's class and its one-line message.
-pub fn classify(err: &anyhow::Error) -> (ErrorKind, String) {
+pub(crate) fn classify(err: &anyhow::Error) -> (ErrorKind, String) {
     match err.downcast_ref::<Error>() {
         Some(e) => (e.kind(), one_line(&e.to_string())),
         None => (ErrorKind::Io, one_line(&format!("{err:#}"))),
@@ -189,7 +190,7 @@ fn one_line(s: &str) -> String {
         .join(" ")
 }
 
-pub struct Context {
+pub(crate) struct Context {
     /// `--token` or $IMGSEAL_TOKEN; zeroized on drop (it may hold a pin-value).
     pub token: Option<Zeroizing<String>>,
     pub json: bool,
@@ -203,7 +204,7 @@ pub struct Context {
 
 impl Context {
     /// The logged-in session with the configured cloud; the first call logs in.
-    pub fn session(&self) -> Result<std::sync::Arc<imgseal::openstack::Session>, Error> {
+    pub(crate) fn session(&self) -> Result<std::sync::Arc<imgseal::openstack::Session>, Error> {
         if let Some(s) = self.session.get() {
             return Ok(std::sync::Arc::clone(s));
         }
@@ -211,12 +212,12 @@ impl Context {
         Ok(std::sync::Arc::clone(self.session.get_or_init(|| s)))
     }
 
-    pub fn home(&self) -> Result<Home, Error> {
+    pub(crate) fn home(&self) -> Result<Home, Error> {
         Home::from_env()
     }
 
     /// The `--token` URI, parsed.
-    pub fn token_uri(&self) -> Result<Option<Pkcs11Uri>, Error> {
+    pub(crate) fn token_uri(&self) -> Result<Option<Pkcs11Uri>, Error> {
         self.token
             .as_ref()
             .map(|s| parse_uri(s, "--token"))
@@ -225,7 +226,11 @@ impl Context {
 
     /// Opens the token named by `key` (which may carry its own module and
     /// token attributes) over `--token`.
-    pub fn device(&self, key: Option<&Pkcs11Uri>, login: Login) -> Result<Pkcs11Device, Error> {
+    pub(crate) fn device(
+        &self,
+        key: Option<&Pkcs11Uri>,
+        login: Login,
+    ) -> Result<Pkcs11Device, Error> {
         let token = self.token_uri()?;
         // Which URI a PIN in the merged one comes from: the key's own, else
         // --token's (merge_uris never mixes them).
@@ -244,7 +249,7 @@ impl Context {
     }
 }
 
-pub fn parse_uri(s: &str, what: &str) -> Result<Pkcs11Uri, Error> {
+pub(crate) fn parse_uri(s: &str, what: &str) -> Result<Pkcs11Uri, Error> {
     s.parse::<Pkcs11Uri>().map_err(|e| {
         // A bare word is most likely a key's label.
         let hint = if !s.contains(':') && !s.contains('=') && !s.is_empty() && what == "--key" {
@@ -353,7 +358,7 @@ mod tests {
 /// later write would replace an earlier output (or the image itself) and the
 /// command would still report both. Outputs may not exist yet, so each path
 /// is resolved through its directory.
-pub fn refuse_overlaps(
+pub(crate) fn refuse_overlaps(
     outputs: &[(&str, &Path)],
     images: &[imgseal::digest::ImageSource],
 ) -> Result<(), Error> {
@@ -401,8 +406,8 @@ pub fn refuse_overlaps(
     Ok(())
 }
 
-pub use output::print_json;
+pub(crate) use output::print_json;
 
-pub fn read_input_file(path: &Path) -> Result<Vec<u8>, Error> {
+pub(crate) fn read_input_file(path: &Path) -> Result<Vec<u8>, Error> {
     imgseal::home::read_input(path, imgseal::home::MAX_INPUT_BYTES, "an input file")
 }

@@ -19,25 +19,25 @@ use super::Context;
 
 /// A check's outcome: the word scripts read in `verdict`, and its exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Verdict {
+pub(crate) struct Verdict {
     pub word: &'static str,
     pub exit_code: i32,
 }
 
 impl Verdict {
-    pub const VALID: Verdict = Verdict {
+    pub(crate) const VALID: Verdict = Verdict {
         word: "valid",
         exit_code: 0,
     };
 
-    pub fn invalid() -> Self {
+    pub(crate) fn invalid() -> Self {
         Verdict {
             word: "invalid",
             exit_code: ErrorKind::Invalid.exit_code(),
         }
     }
 
-    pub fn of(valid: bool) -> Self {
+    pub(crate) fn of(valid: bool) -> Self {
         if valid {
             Verdict::VALID
         } else {
@@ -46,22 +46,22 @@ impl Verdict {
     }
 
     /// A check with words of its own (`anchors show`: intact or refused).
-    pub fn named(word: &'static str, exit_code: i32) -> Self {
+    pub(crate) fn named(word: &'static str, exit_code: i32) -> Self {
         Verdict { word, exit_code }
     }
 
-    pub fn word(self) -> &'static str {
+    pub(crate) fn word(self) -> &'static str {
         self.word
     }
 
-    pub fn exit_code(self) -> i32 {
+    pub(crate) fn exit_code(self) -> i32 {
         self.exit_code
     }
 }
 
 /// What a command produced: its `--json` object (the `Serialize` impl, one
 /// object) and its text for people.
-pub trait Report: Serialize {
+pub(crate) trait Report: Serialize {
     /// The text for people: the verdict line first, then what it rests on.
     fn render(&self, out: &mut dyn Write) -> io::Result<()>;
 
@@ -78,7 +78,7 @@ pub trait Report: Serialize {
 }
 
 /// Writes `report` as `--json` or text asks, and returns its exit code.
-pub fn emit(ctx: &Context, report: &impl Report) -> Result<i32, Error> {
+pub(crate) fn emit(ctx: &Context, report: &impl Report) -> Result<i32, Error> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
     write_report(&mut out, ctx.json, report)
@@ -89,7 +89,7 @@ pub fn emit(ctx: &Context, report: &impl Report) -> Result<i32, Error> {
 
 /// Several reports, one after the other (one JSON line each); the exit code
 /// is the first non-zero one.
-pub fn emit_all<R: Report>(ctx: &Context, reports: &[R]) -> Result<i32, Error> {
+pub(crate) fn emit_all<R: Report>(ctx: &Context, reports: &[R]) -> Result<i32, Error> {
     let mut code = 0;
     for r in reports {
         let c = emit(ctx, r)?;
@@ -119,13 +119,13 @@ fn write_report(out: &mut dyn Write, json: bool, report: &impl Report) -> io::Re
 /// One JSON value on one line: `--json` output is a stream of objects, one
 /// per line, the same for one image as for many (`jq` and line readers take
 /// it as is).
-pub fn write_json(out: &mut dyn Write, value: &Value) -> io::Result<()> {
+pub(crate) fn write_json(out: &mut dyn Write, value: &Value) -> io::Result<()> {
     serde_json::to_writer(&mut *out, value)?;
     writeln!(out)
 }
 
 /// [`write_json`] to standard output.
-pub fn print_json(value: &Value) {
+pub(crate) fn print_json(value: &Value) {
     let stdout = io::stdout();
     let mut out = stdout.lock();
     // A closed stdout ends the process by SIGPIPE (src/main.rs); any other
@@ -135,7 +135,7 @@ pub fn print_json(value: &Value) {
 
 /// The envelope of a failure: what `--json` prints when a command (or one
 /// image of several) fails.
-pub fn error_json(kind: ErrorKind, reason: &str) -> Value {
+pub(crate) fn error_json(kind: ErrorKind, reason: &str) -> Value {
     json!({
         "verdict": "error",
         "error": kind.name(),
@@ -146,7 +146,7 @@ pub fn error_json(kind: ErrorKind, reason: &str) -> Value {
 
 /// A command that stops on an error: the JSON envelope (with `--json`) and
 /// one line on stderr; returns the exit code.
-pub fn emit_error(json: bool, kind: ErrorKind, reason: &str) -> i32 {
+pub(crate) fn emit_error(json: bool, kind: ErrorKind, reason: &str) -> i32 {
     if json {
         print_json(&error_json(kind, reason));
     }
@@ -157,7 +157,7 @@ pub fn emit_error(json: bool, kind: ErrorKind, reason: &str) -> i32 {
 /// One item of several failed (an image, a certificate): a JSON line naming
 /// it under `key` (with `--json`) and one line on stderr, while the others go
 /// on. Returns its exit code.
-pub fn emit_item_error(ctx: &Context, key: &str, name: &str, err: &Error) -> i32 {
+pub(crate) fn emit_item_error(ctx: &Context, key: &str, name: &str, err: &Error) -> i32 {
     let kind = err.kind();
     let reason = err.to_string().replace(['\n', '\r'], " ");
     if ctx.json {
@@ -178,14 +178,14 @@ pub fn emit_item_error(ctx: &Context, key: &str, name: &str, err: &Error) -> i32
 /// output is a listing of fields already shaped as the JSON.
 #[derive(Serialize)]
 #[serde(transparent)]
-pub struct Plain {
+pub(crate) struct Plain {
     pub json: Value,
     #[serde(skip)]
     pub text: String,
 }
 
 impl Plain {
-    pub fn new(json: Value, text: impl Into<String>) -> Self {
+    pub(crate) fn new(json: Value, text: impl Into<String>) -> Self {
         Plain {
             json,
             text: text.into(),

@@ -30,7 +30,7 @@ use super::output::{Report, Verdict, emit};
 use super::trust::{Finder, ResolvedTrust};
 
 /// What `sign` was asked for, beyond the key.
-pub struct SealRequest<'a> {
+pub(super) struct SealRequest<'a> {
     pub images: &'a [String],
     pub cert_id: &'a str,
     pub hash: HashMethod,
@@ -128,7 +128,7 @@ fn output_paths(req: &SealRequest<'_>) -> Result<Vec<Outputs>, Error> {
 
 /// Hashes every image (in parallel, each in one read pass), then signs them
 /// one after another with `key`, writing manifests and trees as asked.
-pub fn sign_many(
+pub(super) fn sign_many(
     ctx: &Context,
     device: &dyn SigningDevice,
     key: &KeyHandle,
@@ -220,7 +220,7 @@ pub fn sign_many(
 }
 
 /// Progress bars for [`seal_images`], one per image.
-pub struct BarProgress<'a>(pub &'a [indicatif::ProgressBar]);
+pub(super) struct BarProgress<'a>(pub &'a [indicatif::ProgressBar]);
 
 impl PassProgress for BarProgress<'_> {
     fn advanced(&self, image: usize, bytes: u64) {
@@ -232,7 +232,7 @@ impl PassProgress for BarProgress<'_> {
 }
 
 /// imgseal's whole record of one signed image (`--json`).
-pub fn sealed_json(
+pub(super) fn sealed_json(
     sealed: &SealedImage,
     source: &ImageSource,
     key: &KeyHandle,
@@ -292,7 +292,7 @@ fn print_sealed(
 
 /// `imgseal verify --manifest`: the manifest's signature, then the whole
 /// image in one pass, or with `--range` only the blocks covering the range.
-pub fn verify_manifest(
+pub(super) fn verify_manifest(
     ctx: &Context,
     manifest_path: &Path,
     tree: Option<&Path>,

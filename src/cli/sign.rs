@@ -10,18 +10,18 @@ use imgseal::certsource::{CertificateSource, TokenSource};
 use imgseal::glance::OutputFormat;
 use imgseal::sign::check_certificate_matches;
 
-use super::cert::{SourceKind, StoreArgs};
+use super::devices::{SourceKind, StoreArgs};
 use super::{Context, parse_uri};
 
 /// `--pss-salt`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum PssSaltArg {
+pub(crate) enum PssSaltArg {
     Max,
     Digest,
 }
 
 #[derive(Debug, Args)]
-pub struct SignArgs {
+pub(crate) struct SignArgs {
     /// The signing key's pkcs11: URI.
     #[arg(long, short = 'k')]
     pub key: String,
@@ -78,7 +78,7 @@ pub struct SignArgs {
     pub images: Vec<String>,
 }
 
-pub fn run(ctx: &Context, args: SignArgs) -> anyhow::Result<i32> {
+pub(super) fn run(ctx: &Context, args: SignArgs) -> anyhow::Result<i32> {
     let format = match (ctx.json, args.format) {
         (true, Some(f)) if f != OutputFormat::Json => {
             return Err(imgseal::Error::usage(format!(
@@ -117,7 +117,7 @@ pub fn run(ctx: &Context, args: SignArgs) -> anyhow::Result<i32> {
 /// Opens the token holding `key_arg` and finds the key, after checking that
 /// certificate `cert_id` exists in the chosen source and holds the key's
 /// public key (a signature nothing can verify is caught before it is made).
-pub fn open_signer(
+pub(super) fn open_signer(
     ctx: &Context,
     key_arg: &str,
     cert_id: &str,

@@ -10,7 +10,7 @@ use super::output::{Plain, emit};
 use super::{Context, print_json};
 
 #[derive(Debug, Subcommand)]
-pub enum TpmCommand {
+pub(crate) enum TpmCommand {
     /// Whether the embedded swtpm runs (its pid and TCTI), and whether
     /// anchors are sealed from this $IMGSEAL_HOME.
     Status,
@@ -19,7 +19,7 @@ pub enum TpmCommand {
     Stop,
 }
 
-pub fn run(ctx: &Context, cmd: TpmCommand) -> anyhow::Result<i32> {
+pub(super) fn run(ctx: &Context, cmd: TpmCommand) -> anyhow::Result<i32> {
     let home = ctx.home()?;
     let dir = home.dir.join("swtpm");
     match cmd {

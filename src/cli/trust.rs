@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use imgseal::config::{Config, TrustSettings, read_nova_conf, resolve_trust};
 use imgseal::error::Error;
 use imgseal::store::DirStore;
@@ -13,19 +13,20 @@ use imgseal::verify::{CertFinder, TrustPlan};
 use imgseal::x509::Certificate;
 use openssl::x509::X509Crl;
 
+use serde_json::json;
 use std::rc::Rc;
 
-use imgseal::anchors::SealedAnchors;
+use imgseal::anchors::{self, SealedAnchors};
 use imgseal::backend::StoredCertificate;
 use imgseal::backend::pkcs11::Login;
 use imgseal::validate::ChainVerdict;
 use imgseal_tpm::Tcti;
 
 use super::Context;
-use super::cert::{OpenedSource, StoreArgs, list_contents};
+use super::devices::{OpenedSource, StoreArgs, anchor_store, list_contents, open_tpm};
 
 #[derive(Debug, Args, Clone, Default)]
-pub struct TrustArgs {
+pub(crate) struct TrustArgs {
     /// A trusted certificate id; repeatable, each may be a comma-separated list
     /// (as `nova boot --trusted-image-certificate-id`). Forces validation.
     #[arg(long = "trusted-cert-id", value_name = "ID[,ID…]")]
@@ -66,7 +67,7 @@ pub struct TrustArgs {
     /// anchors were sealed from this $IMGSEAL_HOME or --tcti is given), `tpm`
     /// (always the TPM-sealed set), `off` (never). See docs/anchors.md.
     #[arg(long, value_enum, value_name = "MODE")]
-    pub anchors: Option<super::anchors::AnchorsMode>,
+    pub anchors: Option<AnchorsMode>,
     /// Refuse (exit 1) a valid signature whose certificate no trusted id
     /// validated, instead of accepting it as Nova does with certificate
     /// validation off; also `IMGSEAL_REQUIRE_TRUST=1` or `require_trust = true`
@@ -75,7 +76,7 @@ pub struct TrustArgs {
     pub require_trust: bool,
 }
 
-pub fn parse_time(s: &str) -> Result<i64, Error> {
+pub(super) fn parse_time(s: &str) -> Result<i64, Error> {
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .map_err(|e| {
             Error::usage(format!(
@@ -85,7 +86,7 @@ pub fn parse_time(s: &str) -> Result<i64, Error> {
     Ok(t.unix_timestamp())
 }
 
-pub fn read_crl(path: &PathBuf) -> Result<X509Crl, Error> {
+pub(super) fn read_crl(path: &PathBuf) -> Result<X509Crl, Error> {
     let bytes = super::read_input_file(path)?;
     imgseal::x509::parse_crl(&bytes, &path.display().to_string())
 }
@@ -103,7 +104,7 @@ impl TrustArgs {
     /// Reads --at, --crl and --intermediates as [`TrustArgs::plan`] would,
     /// for when no certificate validation runs: a value the user gave that
     /// cannot be read is an error, not something silently skipped.
-    pub fn check_inputs(&self) -> Result<(), Error> {
+    pub(crate) fn check_inputs(&self) -> Result<(), Error> {
         if let Some(s) = &self.at {
             parse_time(s)?;
         }
@@ -116,17 +117,17 @@ impl TrustArgs {
         Ok(())
     }
 
-    pub fn config(&self, ctx: &Context) -> Result<Config, Error> {
+    pub(crate) fn config(&self, ctx: &Context) -> Result<Config, Error> {
         Config::discover(self.config.as_deref(), &ctx.home()?.dir)
     }
 
-    pub fn policy(&self, config: &Config) -> PolicyName {
+    pub(crate) fn policy(&self, config: &Config) -> PolicyName {
         self.policy
             .or(config.validation.policy)
             .unwrap_or(PolicyName::Strict)
     }
 
-    pub fn settings(&self, config: &Config) -> Result<TrustSettings, Error> {
+    pub(crate) fn settings(&self, config: &Config) -> Result<TrustSettings, Error> {
         let nova = match &self.nova_conf {
             Some(p) => Some((p.clone(), read_nova_conf(p)?)),
             None => None,
@@ -142,7 +143,7 @@ impl TrustArgs {
 
     /// Everything validation needs. `store` lists the certificate store's
     /// contents (used as intermediates by the strict policy).
-    pub fn plan<'a>(
+    pub(crate) fn plan<'a>(
         &self,
         config: &Config,
         settings: TrustSettings,
@@ -186,7 +187,7 @@ impl TrustArgs {
     }
 
     /// The strict policy's knobs: the configuration, then the flags.
-    pub fn strict_options(&self, config: &Config) -> StrictOptions {
+    pub(crate) fn strict_options(&self, config: &Config) -> StrictOptions {
         let mut options = config.strict_options();
         if self.allow_sha1 {
             options.allow_sha1 = true;
@@ -201,13 +202,13 @@ impl TrustArgs {
     }
 }
 
-pub type Finder = dyn Fn(&str) -> imgseal::Result<Option<StoredCertificate>>;
+pub(super) type Finder = dyn Fn(&str) -> imgseal::Result<Option<StoredCertificate>>;
 
 /// Trust as every command resolves it (`verify` for properties and
 /// manifests, `cert verify`):
 /// configuration, policy, trusted ids (or the TPM-sealed anchors that replace
 /// them), and where certificates are looked up.
-pub struct ResolvedTrust {
+pub(super) struct ResolvedTrust {
     config: Config,
     pub policy: PolicyName,
     /// The strict policy's knobs (flags over the configuration), which also
@@ -230,14 +231,18 @@ pub struct ResolvedTrust {
 }
 
 impl ResolvedTrust {
-    pub fn resolve(ctx: &Context, trust: &TrustArgs, store: &StoreArgs) -> anyhow::Result<Self> {
+    pub(super) fn resolve(
+        ctx: &Context,
+        trust: &TrustArgs,
+        store: &StoreArgs,
+    ) -> anyhow::Result<Self> {
         let config = trust.config(ctx)?;
         let policy = trust.policy(&config);
         let settings = trust.settings(&config)?;
         // TPM-sealed anchors, when in force, replace the trusted ids; they are
         // looked up in the sealed bundle, never in the key manager.
-        let sealed = super::anchors::sealed_for_verification(ctx, trust, &settings)?
-            .map(|(s, tcti)| (Rc::new(s), tcti));
+        let sealed =
+            sealed_for_verification(ctx, trust, &settings)?.map(|(s, tcti)| (Rc::new(s), tcti));
         let settings = match &sealed {
             Some((s, _)) => s.trust_settings(),
             None => settings,
@@ -269,7 +274,7 @@ impl ResolvedTrust {
 
     /// Why a valid signature is still refused: `--require-trust` is in force
     /// and no trusted id will validate its certificate.
-    pub fn untrusted_reason(&self) -> Option<String> {
+    pub(super) fn untrusted_reason(&self) -> Option<String> {
         (self.require_trust && !self.settings.validate_certificate).then(|| {
             "no trusted certificate id validated the signing certificate, and --require-trust (IMGSEAL_REQUIRE_TRUST, require_trust in the configuration) demands it: give --trusted-cert-id, OS_TRUSTED_IMAGE_CERTIFICATE_IDS, or default_trusted_certificate_ids with both Nova options on".to_string()
         })
@@ -278,7 +283,7 @@ impl ResolvedTrust {
     /// Says which certificates this run looks up (`lookups`, and the trusted
     /// ids when validation runs against the store), so that a remote store
     /// reads them all at once.
-    pub fn prefetch(&self, lookups: &[&str]) {
+    pub(super) fn prefetch(&self, lookups: &[&str]) {
         let mut ids = lookups.to_vec();
         if self.settings.validate_certificate && self.sealed.is_none() {
             ids.extend(self.settings.trusted_ids.iter().map(String::as_str));
@@ -287,7 +292,7 @@ impl ResolvedTrust {
     }
 
     /// What certificate validation works with, when it runs.
-    pub fn plan(&self, trust: &TrustArgs) -> anyhow::Result<Option<TrustPlan<'_>>> {
+    pub(super) fn plan(&self, trust: &TrustArgs) -> anyhow::Result<Option<TrustPlan<'_>>> {
         if !self.settings.validate_certificate {
             // No validation runs, but a malformed --at, --crl or --intermediates
             // is still refused rather than ignored with exit 0.
@@ -312,21 +317,25 @@ impl ResolvedTrust {
     }
 
     /// Where certificates are looked up, for messages.
-    pub fn source_description(&self) -> String {
+    pub(super) fn source_description(&self) -> String {
         self.source.source.describe()
     }
 
     /// The sealed anchors, for `--json`.
-    pub fn describe_sealed(&self) -> Option<serde_json::Value> {
+    pub(super) fn describe_sealed(&self) -> Option<serde_json::Value> {
         self.sealed
             .as_ref()
-            .map(|(s, tcti)| super::anchors::describe_sealed(s, tcti))
+            .map(|(s, tcti)| describe_sealed(s, tcti))
     }
 
     /// The lines right after a verdict: imgseal's hint under a message that
     /// is cursive's verbatim, and whether Nova, configured as given, would
     /// check the signature at all.
-    pub fn write_hint(&self, out: &mut dyn Write, chain: Option<&ChainVerdict>) -> io::Result<()> {
+    pub(super) fn write_hint(
+        &self,
+        out: &mut dyn Write,
+        chain: Option<&ChainVerdict>,
+    ) -> io::Result<()> {
         if let Some(hint) = chain.filter(|c| !c.valid).and_then(|c| c.hint.as_ref()) {
             writeln!(out, "hint: {hint}")?;
         }
@@ -340,14 +349,14 @@ impl ResolvedTrust {
     /// and no trusted ids), would not verify the image's signature at all.
     /// Only said when Nova's options were given: imgseal cannot know an
     /// unnamed nova.conf.
-    pub fn nova_skips_note(&self) -> Option<&'static str> {
+    pub(super) fn nova_skips_note(&self) -> Option<&'static str> {
         (self.nova_configured && !self.settings.nova_verifies_signature).then_some(
             "Nova, configured as given (verify_glance_signatures is not True and no trusted ids are given), does not verify image signatures at all: it would boot this image whatever this verdict says",
         )
     }
 
     /// The line before a verdict: the sealed anchors in force.
-    pub fn write_anchors(&self, out: &mut dyn Write) -> io::Result<()> {
+    pub(super) fn write_anchors(&self, out: &mut dyn Write) -> io::Result<()> {
         if let Some((s, tcti)) = &self.sealed {
             writeln!(
                 out,
@@ -361,7 +370,7 @@ impl ResolvedTrust {
 
     /// The lines after a verdict: where trusted ids came from and the chain,
     /// or that no certificate validation ran.
-    pub fn write_validation(
+    pub(super) fn write_validation(
         &self,
         out: &mut dyn Write,
         trust: Option<&TrustSettings>,
@@ -397,7 +406,7 @@ impl ResolvedTrust {
     }
 
     /// The JSON fields every verdict of this trust carries.
-    pub fn json_fields(&self) -> serde_json::Map<String, serde_json::Value> {
+    pub(super) fn json_fields(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut m = serde_json::Map::new();
         m.insert(
             "nova_skips_signature_check".into(),
@@ -408,4 +417,62 @@ impl ResolvedTrust {
         }
         m
     }
+}
+
+/// Where trusted certificates come from, for `verify` and `cert verify`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum AnchorsMode {
+    /// The TPM-sealed set when no trusted ids come from the flag, the
+    /// environment or the configuration, and anchors were sealed from this
+    /// $IMGSEAL_HOME (or --tcti names a TPM).
+    Auto,
+    /// Always the TPM-sealed set (fails when none is sealed).
+    Tpm,
+    /// Never the TPM: trusted ids only.
+    Off,
+}
+
+/// The sealed anchors verification uses, if any: with `--anchors tpm`
+/// always; with `auto` (the default) when no trusted ids came from the flag,
+/// the environment or the configuration and [`anchors::auto_trigger`] holds.
+pub(super) fn sealed_for_verification(
+    ctx: &Context,
+    trust: &TrustArgs,
+    settings: &TrustSettings,
+) -> Result<Option<(SealedAnchors, Tcti)>, Error> {
+    let use_tpm = match trust.anchors.unwrap_or(AnchorsMode::Auto) {
+        AnchorsMode::Off => false,
+        AnchorsMode::Tpm => {
+            if !trust.trusted.is_empty() {
+                return Err(Error::usage(
+                    "--anchors tpm and --trusted-cert-id both name the trusted certificates: give one",
+                ));
+            }
+            true
+        }
+        AnchorsMode::Auto => {
+            settings.trusted_ids.is_empty()
+                && anchors::auto_trigger(&ctx.home()?.dir, ctx.tcti.is_some())
+        }
+    };
+    if !use_tpm {
+        return Ok(None);
+    }
+    let (mut tpm, tcti, _) = open_tpm(ctx, None)?;
+    let sealed = anchors::load(&mut tpm, &anchor_store(ctx)?)?;
+    Ok(Some((sealed, tcti)))
+}
+
+/// What `verify --json` adds about the sealed anchors.
+pub(super) fn describe_sealed(sealed: &SealedAnchors, tcti: &Tcti) -> serde_json::Value {
+    json!({
+        "version": sealed.bundle.version,
+        "digest": hex::encode(sealed.digest),
+        "certificates": sealed.bundle.anchors.len(),
+        "source": sealed.source.to_string(),
+        "counter_state": sealed.tpm.counter_state,
+        "locked": sealed.tpm.locked,
+        "delete_protected": sealed.tpm.delete_protected(),
+        "tcti": tcti.to_string(),
+    })
 }

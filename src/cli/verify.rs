@@ -14,12 +14,12 @@ use serde_json::json;
 use std::io::{self, Write};
 
 use super::Context;
-use super::cert::StoreArgs;
+use super::devices::StoreArgs;
 use super::output::{Report, Verdict as OutputVerdict, emit};
 use super::trust::{Finder, ResolvedTrust, TrustArgs};
 
 #[derive(Debug, Args)]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     /// JSON holding the image properties: the properties object, or the whole
     /// `openstack image show -f json` output; - reads standard input. One per
     /// image, in order; or one batch as `sign --json` writes it (one object
@@ -63,7 +63,7 @@ pub struct VerifyArgs {
     pub images: Vec<String>,
 }
 
-pub fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
+pub(super) fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
     // clap's `requires = "manifest"` is not enforced once --props is given,
     // because --manifest conflicts with --props (clap-rs/clap#4520): without
     // this, `--range` was silently ignored and the whole image verified.
@@ -356,7 +356,7 @@ impl Batch {
 /// `verify`'s answer for one image: the library's verdict, what was
 /// verified, and the trust it was judged by.
 #[derive(Serialize)]
-pub struct ImageReport<'a> {
+pub(super) struct ImageReport<'a> {
     #[serde(flatten)]
     verdict: imgseal::verify::Verdict,
     image: String,
@@ -372,7 +372,7 @@ pub struct ImageReport<'a> {
 impl<'a> ImageReport<'a> {
     /// A valid signature still fails when `--require-trust` is in force and
     /// no trusted id validated it.
-    pub fn new(
+    pub(super) fn new(
         trust: &'a ResolvedTrust,
         mut verdict: imgseal::verify::Verdict,
         image: &str,
