@@ -1,22 +1,30 @@
 //! Two SHA-256 messages of equal length with a shared prefix, hashed at once
-//! with interleaved SHA-NI instructions: the one hash imgseal implements
-//! itself, and only for throughput.
+//! with interleaved SHA instructions (SHA-NI on x86-64, the SHA2 Crypto
+//! Extension on AArch64): the one hash imgseal implements itself, and only
+//! for throughput.
 //!
-//! Why: one SHA-256 stream is bound by the latency of `sha256rnds2` (each
-//! pair of rounds waits for the previous one), while the CPU can start a new
-//! one every cycle or two. Two independent messages fill that gap. fs-verity
-//! tree blocks are independent, equally long and share the salted prefix,
-//! which is the case Linux 6.18 optimised the same way (`sha256_finup_2x`,
-//! lib/crypto/x86/sha256-ni-asm.S). Neither `sha2` nor OpenSSL offers it.
+//! Why: one SHA-256 stream is bound by the latency of `sha256rnds2` (or of
+//! `sha256h`/`sha256h2`: each group of rounds waits for the previous one),
+//! while the CPU can start a new one every cycle or two. Two independent
+//! messages fill that gap. fs-verity tree blocks are independent, equally
+//! long and share the salted prefix, which is the case Linux 6.18 optimised
+//! the same way (`sha256_finup_2x`: lib/crypto/x86/sha256-ni-asm.S and
+//! `sha256_ce_finup2x` in lib/crypto/arm64/sha256-ce.S). Neither `sha2` nor
+//! OpenSSL offers it.
 //!
 //! Everything else stays with `sha2`: the prefix state is computed by
-//! `sha2::compress256`, and CPUs without SHA-NI (or other architectures) hash
-//! the two messages one after the other with `sha2`. The kernel is proven
-//! against `sha2` and OpenSSL by the tests below (every padding case, random
-//! data), by fuzz/fuzz_targets/sha256x2.rs, and, through the tree, by the
-//! `fsverity digest` equality suite (tests/fsverity.rs).
+//! `sha2::compress256`, and CPUs without the instructions (or other
+//! architectures, or big-endian AArch64) hash the two messages one after the
+//! other with `sha2`. The kernels are proven against `sha2` and OpenSSL by
+//! the tests below (every padding case, random data, the compression
+//! function alone), by fuzz/fuzz_targets/sha256x2.rs, and, through the tree,
+//! by the `fsverity digest` equality suite (tests/fsverity.rs). The AArch64
+//! kernel runs on no machine of ours: tests/sha256x2-cross builds this file
+//! alone, so scripts/test-cross.sh runs the same tests (against `sha2` only)
+//! under qemu-user's emulation of the SHA2 extension, and natively.
 //!
-//! All `unsafe` of the kernel is in [`ni`].
+//! All `unsafe` of the kernels is in `ni` (x86-64) and `ce` (AArch64), one
+//! `compress_lanes` per architecture.
 
 use sha2::Digest;
 
@@ -309,7 +317,7 @@ mod ni {
 /// interleaves two. The round structure is Arm's (`sha256h`/`sha256h2` for
 /// four rounds, `sha256su0`/`sha256su1` for four schedule words), as in
 /// `sha2`'s aarch64 backend; each step is issued for every lane before the
-/// next step, as in [`ni`]. Big-endian AArch64 keeps `sha2`.
+/// next step, as in `ni`. Big-endian AArch64 keeps `sha2`.
 #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
 mod ce {
     use super::K;
@@ -507,6 +515,29 @@ mod tests {
             lanes::<1>(&mut rng, blocks);
             lanes::<2>(&mut rng, blocks);
             lanes::<3>(&mut rng, blocks);
+        }
+    }
+
+    /// FIPS 180-4's one-block and two-block examples (NIST's SHA256.pdf and
+    /// SHA256_2.pdf): digests no implementation here computed.
+    #[test]
+    fn fips_180_examples() {
+        const ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        const TWO: &str = "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1";
+        let two = b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+        let abc = b"abc";
+        for (split, msg, want) in [
+            (0, &abc[..], ABC),
+            (1, abc, ABC),
+            (0, two, TWO),
+            (7, two, TWO),
+        ] {
+            let (a, b) = Sha256Prefix::new(&msg[..split]).finup_2x(&msg[split..], &msg[split..]);
+            assert_eq!(
+                [hex::encode(a), hex::encode(b)],
+                [want; 2],
+                "prefix {split} bytes"
+            );
         }
     }
 
