@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Proves the two-way SHA-256 kernels of src/fsverity/sha256x2.rs bit for bit
-# against `sha2`: natively (x86-64's SHA-NI kernel where the CPU has it), and
-# for aarch64-unknown-linux-gnu under qemu-user (the ARMv8 SHA2 kernel; qemu's
-# `max` CPU has the extension). The file is built on its own by
-# tests/sha256x2-cross, since the main crate does not cross-build (OpenSSL,
-# libtss2, PKCS#11). Installs qemu-user, the aarch64 cross gcc and libc, and
-# the Rust target when missing. Arguments go to the test binaries (a filter).
+# against software `sha2` and FIPS 180-4's examples: natively (x86-64's
+# SHA-NI kernel where the CPU has it), and for aarch64-unknown-linux-gnu under
+# qemu-user (the ARMv8 SHA2 kernel; qemu's `max` CPU has the extension). The
+# file is built on its own by tests/sha256x2-cross, since the main crate does
+# not cross-build (OpenSSL, libtss2, PKCS#11). Installs qemu-user, the aarch64
+# cross gcc and libc, and the Rust target when missing. Arguments go to the
+# test binaries (a filter).
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
