@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine and runs every test:
-# unit tests, and integration tests against real SoftHSM2 tokens, swtpm
-# instances, a real Keystone + Barbican + Glance (scripts/openstack/, pinned
-# in a venv kept under target/openstack) and the peer tools (openssl,
-# pkcs11-tool, fsverity, tpm2-tools, the openstack CLI, and cursive pinned in
-# a venv), and the other PKCS#11 modules of tests/modules.rs
-# (scripts/pkcs11-modules.sh). Each test makes its own token, swtpm or
-# OpenStack project (openCryptoki's one soft token is shared).
+# the SHA-256 kernels natively and on AArch64 under qemu-user
+# (scripts/test-cross.sh), unit tests, and integration tests against real
+# SoftHSM2 tokens, swtpm instances, a real Keystone + Barbican + Glance
+# (scripts/openstack/, pinned in a venv kept under target/openstack) and the
+# peer tools (openssl, pkcs11-tool, fsverity, tpm2-tools, the openstack CLI,
+# and cursive pinned in a venv), and the other PKCS#11 modules of
+# tests/modules.rs (scripts/pkcs11-modules.sh). Each test makes its own
+# token, swtpm or OpenStack project (openCryptoki's one soft token is shared).
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 ensure_packages "${BUILD_PACKAGES[@]}" softhsm2 opensc openssl python3-venv python3-dev fsverity \
-    swtpm swtpm-tools tpm2-tools libtss2-dev libtss2-tcti-swtpm0 curl groff-base man-db zsh fish
+    swtpm swtpm-tools tpm2-tools libtss2-dev libtss2-tcti-swtpm0 curl groff-base man-db zsh fish \
+    qemu-user gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 ensure_rust
+# The AArch64 SHA-256 kernel runs nowhere else in this suite: under qemu-user.
+log "proving the SHA-256 kernels natively and on AArch64 under qemu-user (scripts/test-cross.sh)"
+mkdir -p "$REPO/target"
+bash "$REPO/scripts/test-cross.sh" 2>"$REPO/target/test-cross.out" \
+    || { tail -n 30 "$REPO/target/test-cross.out" >&2; die "the SHA-256 kernel tests failed (scripts/test-cross.sh)"; }
 # Building kryoptic is CPU, the venvs below are mostly downloads: overlap them.
 log "installing the PKCS#11 modules beside SoftHSM in the background (scripts/pkcs11-modules.sh)"
 mkdir -p "$REPO/target"

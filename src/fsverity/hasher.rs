@@ -1,8 +1,8 @@
 //! Hashing tree blocks: `H(salt' || block || zero padding)`.
 //!
-//! SHA-256 blocks are hashed two at a time by the interleaved SHA-NI kernel
-//! of `sha256x2` where the CPU has it (one stream leaves the SHA unit half
-//! idle), and one at a time by `sha2`, whose SHA-NI path hashes 4 KiB blocks
+//! SHA-256 blocks are hashed two at a time by the interleaved kernel of
+//! `sha256x2` where the CPU has SHA-NI or AArch64's SHA2 extension (one
+//! stream leaves the SHA unit half idle), and one at a time by `sha2`, whose SHA-NI path hashes 4 KiB blocks
 //! ~12% faster than OpenSSL's `SHA256_*` calls here (one short message at a
 //! time is where OpenSSL's per-call overhead shows); SHA-512 comes from
 //! OpenSSL, ~1.2x faster than `sha2`'s (docs/performance.md, "Tree hasher").
