@@ -50,6 +50,15 @@ log "PKCS#11 modules ready (kryoptic: $IMGSEAL_TEST_KRYOPTIC)"
 cd "$REPO"
 # Expected TPM errors in tests would otherwise fill stderr with ESYS warnings.
 export TSS2_LOG="${TSS2_LOG:-all+none}"
+# Lints are part of passing: clippy on every target, warnings refused
+# (the lints themselves are [workspace.lints] in Cargo.toml).
+if ! cargo clippy --version >/dev/null 2>&1; then
+    command -v rustup >/dev/null || die "cargo clippy is missing and there is no rustup to add it"
+    quietly "$SETUP_LOG" rustup component add clippy || die "rustup component add clippy failed"
+fi
+log "linting (cargo clippy --workspace --all-targets, warnings refused)"
+cargo clippy --workspace --all-targets --locked --quiet -- -D warnings \
+    || die "cargo clippy found warnings (above)"
 log "running the tests (cargo test --workspace)"
 output="$(mktemp)"
 trap 'rm -f "$output"; bash "$REPO/scripts/openstack/stop.sh"' EXIT

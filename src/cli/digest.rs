@@ -154,14 +154,14 @@ fn finish_outputs(args: &DigestArgs, mut out: PassOutput) -> Result<PassOutput, 
     if let (Some(path), Some(d)) = (&args.out_descriptor, &out.fsverity) {
         write_output_file(path, &d.descriptor())?;
     }
-    if let (Some(path), Some(tmp)) = (&args.out_merkle_tree, out.tree_file.take()) {
-        if let Err(e) = tmp.persist(path) {
-            // The command fails: leave no descriptor from it behind either.
-            if let Some(d) = &args.out_descriptor {
-                let _ = std::fs::remove_file(d);
-            }
-            return Err(Error::io(path, e.error));
+    if let (Some(path), Some(tmp)) = (&args.out_merkle_tree, out.tree_file.take())
+        && let Err(e) = tmp.persist(path)
+    {
+        // The command fails: leave no descriptor from it behind either.
+        if let Some(d) = &args.out_descriptor {
+            let _ = std::fs::remove_file(d);
         }
+        return Err(Error::io(path, e.error));
     }
     Ok(out)
 }

@@ -311,49 +311,6 @@ fn merge_uris(token: &Pkcs11Uri, key: &Pkcs11Uri) -> Result<Pkcs11Uri, Error> {
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// clap checks its definitions (duplicate short flags, globals that
-    /// clash with a subcommand's own) only when asked, in debug builds.
-    #[test]
-    fn the_command_line_definitions_are_consistent() {
-        use clap::CommandFactory;
-        Cli::command().debug_assert();
-    }
-
-    fn uri(s: &str) -> Pkcs11Uri {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn a_key_uri_is_completed_by_token_but_never_contradicts_it() {
-        let token =
-            uri("pkcs11:token=prod?module-path=/usr/lib/vendor.so&pin-source=file:/etc/prod.pin");
-        // Completed: the key names only its object.
-        let m = merge_uris(&token, &uri("pkcs11:object=k")).unwrap();
-        assert_eq!(m.token.as_deref(), Some("prod"));
-        assert_eq!(m.pin_source.as_deref(), Some("file:/etc/prod.pin"));
-        // Another token, or another module: refused, no PIN travels.
-        for key in [
-            "pkcs11:token=staging;object=k",
-            "pkcs11:object=k?module-path=/usr/lib/other.so",
-        ] {
-            let e = merge_uris(&token, &uri(key)).unwrap_err().to_string();
-            assert!(e.contains("is not --token's"), "{key}: {e}");
-            assert!(!e.contains("prod.pin"), "{e}");
-        }
-        // The key's own PIN wins alone: never a pin-value and a pin-source.
-        let token = uri("pkcs11:token=prod?pin-value=1234");
-        let m = merge_uris(&token, &uri("pkcs11:object=k?pin-source=file:/k.pin")).unwrap();
-        assert_eq!(m.pin_source.as_deref(), Some("file:/k.pin"));
-        assert!(m.pin_value.is_none());
-        let m = merge_uris(&token, &uri("pkcs11:token=prod;object=k")).unwrap();
-        assert!(m.pin_value.is_some() && m.pin_source.is_none());
-    }
-}
-
 /// Refuses outputs that are the same file as each other or as an input: a
 /// later write would replace an earlier output (or the image itself) and the
 /// command would still report both. Outputs may not exist yet, so each path
@@ -410,4 +367,47 @@ pub(crate) use output::print_json;
 
 pub(crate) fn read_input_file(path: &Path) -> Result<Vec<u8>, Error> {
     imgseal::home::read_input(path, imgseal::home::MAX_INPUT_BYTES, "an input file")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap checks its definitions (duplicate short flags, globals that
+    /// clash with a subcommand's own) only when asked, in debug builds.
+    #[test]
+    fn the_command_line_definitions_are_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    fn uri(s: &str) -> Pkcs11Uri {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_key_uri_is_completed_by_token_but_never_contradicts_it() {
+        let token =
+            uri("pkcs11:token=prod?module-path=/usr/lib/vendor.so&pin-source=file:/etc/prod.pin");
+        // Completed: the key names only its object.
+        let m = merge_uris(&token, &uri("pkcs11:object=k")).unwrap();
+        assert_eq!(m.token.as_deref(), Some("prod"));
+        assert_eq!(m.pin_source.as_deref(), Some("file:/etc/prod.pin"));
+        // Another token, or another module: refused, no PIN travels.
+        for key in [
+            "pkcs11:token=staging;object=k",
+            "pkcs11:object=k?module-path=/usr/lib/other.so",
+        ] {
+            let e = merge_uris(&token, &uri(key)).unwrap_err().to_string();
+            assert!(e.contains("is not --token's"), "{key}: {e}");
+            assert!(!e.contains("prod.pin"), "{e}");
+        }
+        // The key's own PIN wins alone: never a pin-value and a pin-source.
+        let token = uri("pkcs11:token=prod?pin-value=1234");
+        let m = merge_uris(&token, &uri("pkcs11:object=k?pin-source=file:/k.pin")).unwrap();
+        assert_eq!(m.pin_source.as_deref(), Some("file:/k.pin"));
+        assert!(m.pin_value.is_none());
+        let m = merge_uris(&token, &uri("pkcs11:token=prod;object=k")).unwrap();
+        assert!(m.pin_value.is_some() && m.pin_source.is_none());
+    }
 }

@@ -290,18 +290,32 @@ fn print_sealed(
     Ok(())
 }
 
+/// What `verify --manifest` was asked to check.
+pub(super) struct ManifestCheck<'a> {
+    pub(super) manifest: &'a Path,
+    /// `--tree`; default: the one the manifest names, beside it.
+    pub(super) tree: Option<&'a Path>,
+    /// `--range OFFSET:LEN`.
+    pub(super) range: Option<&'a str>,
+    pub(super) image: &'a str,
+    pub(super) quiet: bool,
+}
+
 /// `imgseal verify --manifest`: the manifest's signature, then the whole
 /// image in one pass, or with `--range` only the blocks covering the range.
 pub(super) fn verify_manifest(
     ctx: &Context,
-    manifest_path: &Path,
-    tree: Option<&Path>,
-    range: Option<&str>,
+    check: ManifestCheck<'_>,
     trust: &ResolvedTrust,
     plan: Option<&TrustPlan<'_>>,
-    image: &str,
-    quiet: bool,
 ) -> anyhow::Result<i32> {
+    let ManifestCheck {
+        manifest: manifest_path,
+        tree,
+        range,
+        image,
+        quiet,
+    } = check;
     let range = range.map(parse_range).transpose()?;
     let origin = manifest_path.display().to_string();
     /// The most a manifest file may hold. A manifest is a few hundred bytes

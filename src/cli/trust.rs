@@ -2,7 +2,7 @@
 //! configuration, intermediates, CRLs and validation time.
 
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use imgseal::config::{Config, TrustSettings, read_nova_conf, resolve_trust};
@@ -86,7 +86,7 @@ pub(super) fn parse_time(s: &str) -> Result<i64, Error> {
     Ok(t.unix_timestamp())
 }
 
-pub(super) fn read_crl(path: &PathBuf) -> Result<X509Crl, Error> {
+pub(super) fn read_crl(path: &Path) -> Result<X509Crl, Error> {
     let bytes = super::read_input_file(path)?;
     imgseal::x509::parse_crl(&bytes, &path.display().to_string())
 }
@@ -169,7 +169,7 @@ impl TrustArgs {
         }
         let crls = crl_paths
             .iter()
-            .map(read_crl)
+            .map(|p| read_crl(p))
             .collect::<Result<Vec<_>, _>>()?;
         let at = match &self.at {
             Some(s) => parse_time(s)?,

@@ -82,16 +82,14 @@ pub(super) fn run(ctx: &Context, args: VerifyArgs) -> anyhow::Result<i32> {
         };
         resolved.prefetch(&[]);
         let plan = resolved.plan(&args.trust)?;
-        return super::seal::verify_manifest(
-            ctx,
+        let check = super::seal::ManifestCheck {
             manifest,
-            args.tree.as_deref(),
-            args.range.as_deref(),
-            &resolved,
-            plan.as_ref(),
-            image_arg,
-            args.quiet,
-        );
+            tree: args.tree.as_deref(),
+            range: args.range.as_deref(),
+            image: image_arg,
+            quiet: args.quiet,
+        };
+        return super::seal::verify_manifest(ctx, check, &resolved, plan.as_ref());
     }
     // Checked here rather than by clap, whose message names only --props.
     if args.props.is_empty() {
