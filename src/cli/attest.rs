@@ -15,7 +15,7 @@ use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
 use super::anchors::{OwnerAuthArgs, open_tpm};
-use super::{Context, print_json, read_input_file};
+use super::{Context, TctiArgs, print_json, read_input_file};
 
 #[derive(Debug, Args)]
 // Not `args_conflicts_with_subcommands`: it would also refuse the global
@@ -30,8 +30,25 @@ pub struct AttestArgs {
     /// Where to write the attestation document (JSON).
     #[arg(long, short = 'o', value_name = "FILE", required = true)]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub tcti: TctiArgs,
     #[command(subcommand)]
     pub command: Option<AttestCommand>,
+}
+
+impl AttestArgs {
+    /// `--tcti`: `enroll`'s or `activate`'s own, else the one given to
+    /// `attest` itself (before the subcommand, as when it was global).
+    pub fn tcti(&self) -> Option<&TctiArgs> {
+        match &self.command {
+            Some(AttestCommand::Enroll { tcti, .. } | AttestCommand::Activate { tcti, .. })
+                if tcti.tcti.is_some() =>
+            {
+                Some(tcti)
+            }
+            _ => Some(&self.tcti),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -79,6 +96,8 @@ pub enum AttestCommand {
         /// (for swtpm: /var/lib/swtpm-localca/*.pem).
         #[arg(long, value_name = "PEM")]
         ek_ca: Vec<PathBuf>,
+        #[command(flatten)]
+        tcti: TctiArgs,
     },
     /// Verifier: check a host's enrollment document without trusting it and
     /// make a credential only that host's TPM can open (MakeCredential, in
@@ -107,6 +126,8 @@ pub enum AttestCommand {
         /// Where to write the response for the verifier (JSON).
         #[arg(long, short = 'o', value_name = "FILE")]
         out: PathBuf,
+        #[command(flatten)]
+        tcti: TctiArgs,
     },
     /// Verifier: check the host's response against the kept secret and write
     /// the confirmed enrollment, for `attest verify --ak`.
@@ -320,7 +341,7 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
             }
             Ok(code)
         }
-        Some(AttestCommand::Enroll { out, ek_ca }) => {
+        Some(AttestCommand::Enroll { out, ek_ca, .. }) => {
             let cas = read_ek_cas(&ek_ca)?;
             let (mut tpm, tcti, _) = open_tpm(ctx, Some(&args.auth))?;
             let doc = attestation::enroll(&mut tpm, cas.as_deref())?;
@@ -406,7 +427,7 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
             }
             Ok(0)
         }
-        Some(AttestCommand::Activate { challenge, out }) => {
+        Some(AttestCommand::Activate { challenge, out, .. }) => {
             let origin = challenge.display().to_string();
             let doc = enrollment::parse_challenge(&read_input_file(&challenge)?, &origin)?;
             let (mut tpm, _, _) = open_tpm(ctx, Some(&args.auth))?;
