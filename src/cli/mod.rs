@@ -103,7 +103,12 @@ pub struct TokenArgs {
     /// pin-source=…). Default: the embedded SoftHSM token under $IMGSEAL_HOME.
     // hide_env_values: clap would print $IMGSEAL_TOKEN in --help, and the URI
     // may carry pin-value (tests/secret_hygiene.rs).
-    #[arg(long, env = "IMGSEAL_TOKEN", hide_env_values = true, value_name = "URI")]
+    #[arg(
+        long,
+        env = "IMGSEAL_TOKEN",
+        hide_env_values = true,
+        value_name = "URI"
+    )]
     pub token: Option<String>,
 }
 
@@ -151,8 +156,8 @@ impl Cli {
         }
         let token_from_env = leaf.ids().any(|id| id == "token")
             && leaf.value_source("token") == Some(clap::parser::ValueSource::EnvVariable);
-        let mut cli = Self::from_arg_matches_mut(&mut matches)
-            .map_err(|e| e.format(&mut Self::command()))?;
+        let mut cli =
+            Self::from_arg_matches_mut(&mut matches).map_err(|e| e.format(&mut Self::command()))?;
         cli.token_from_env = token_from_env;
         Ok(cli)
     }
