@@ -5,7 +5,6 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use clap::error::ErrorKind as ClapKind;
 
 fn main() -> ExitCode {
@@ -13,7 +12,7 @@ fn main() -> ExitCode {
     // head -1`): die quietly of SIGPIPE instead of panicking on EPIPE in println!.
     // Safety: set once, before any thread exists.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    let args = match cli::Cli::try_parse() {
+    let args = match cli::Cli::parse_command_line() {
         Ok(args) => args,
         Err(err) => return command_line_error(err),
     };

@@ -19,7 +19,7 @@ use super::devices::{
     require_sealed_somewhere,
 };
 use super::output::{Plain, Report, Verdict, emit};
-use super::{Context, print_json, read_input_file};
+use super::{Context, TctiArgs, TokenArgs, print_json, read_input_file};
 use imgseal::backend::pkcs11::Login;
 
 /// `--delete-protection`.
@@ -55,20 +55,46 @@ pub(crate) struct AnchorsArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum AnchorsCommand {
     /// Seal these certificates as the trust anchors (a new version replacing the sealed set).
-    Seal(CertSources),
+    Seal {
+        #[command(flatten)]
+        sources: CertSources,
+        #[command(flatten)]
+        tcti: TctiArgs,
+    },
     /// Show what the TPM holds and whether the bundle on disk matches it.
-    Show,
+    Show {
+        #[command(flatten)]
+        tcti: TctiArgs,
+    },
     /// Seal a new version with these certificates added.
-    Add(CertSources),
+    Add {
+        #[command(flatten)]
+        sources: CertSources,
+        #[command(flatten)]
+        tcti: TctiArgs,
+    },
     /// Seal a new version without these certificate ids.
     Remove {
-        #[arg(required = true, value_name = "ID")]
+        /// Certificate ids (the same as --cert-id).
+        #[arg(value_name = "ID", required_unless_present = "cert_ids")]
         ids: Vec<String>,
+        /// Certificate ids to remove; repeatable, each may be a
+        /// comma-separated list.
+        #[arg(long = "cert-id", value_name = "ID[,ID…]")]
+        cert_ids: Vec<String>,
+        #[command(flatten)]
+        tcti: TctiArgs,
     },
     /// Write-lock the sealed anchors until the next TPM reset.
-    Lock,
+    Lock {
+        #[command(flatten)]
+        tcti: TctiArgs,
+    },
     /// Remove the anchors from the TPM and from $IMGSEAL_HOME.
-    Clear,
+    Clear {
+        #[command(flatten)]
+        tcti: TctiArgs,
+    },
     /// Build, without a TPM, the bundle a host sealing these certificates at
     /// this version holds: a verifier's `attest verify --expected-anchors`.
     Bundle {
@@ -99,6 +125,25 @@ pub(crate) struct CertSources {
     /// cloud is configured).
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub token: TokenArgs,
+}
+
+impl AnchorsCommand {
+    /// `--token` where certificates are looked up by id (`seal`, `add`,
+    /// `bundle`), and `--tcti` where the TPM is opened (all but `bundle`).
+    pub(crate) fn devices(&mut self) -> (Option<&mut TokenArgs>, Option<&TctiArgs>) {
+        match self {
+            AnchorsCommand::Seal { sources, tcti } | AnchorsCommand::Add { sources, tcti } => {
+                (Some(&mut sources.token), Some(tcti))
+            }
+            AnchorsCommand::Bundle { sources, .. } => (Some(&mut sources.token), None),
+            AnchorsCommand::Show { tcti }
+            | AnchorsCommand::Remove { tcti, .. }
+            | AnchorsCommand::Lock { tcti }
+            | AnchorsCommand::Clear { tcti } => (None, Some(tcti)),
+        }
+    }
 }
 
 impl CertSources {
@@ -150,13 +195,13 @@ fn run_command(ctx: &Context, args: AnchorsArgs) -> Result<i32, Error> {
         DeleteProtectionArg::Off => DeleteProtection::Off,
     };
     match args.command {
-        AnchorsCommand::Seal(sources) => {
+        AnchorsCommand::Seal { sources, .. } => {
             let mut set = AnchorSet::new();
             sources.add_to(ctx, &mut set)?;
             let (mut tpm, tcti, _) = open_tpm(ctx, Some(&args.auth))?;
             seal_and_report(ctx, &mut tpm, &tcti, &store, &set, protection, "sealed")
         }
-        AnchorsCommand::Add(sources) => {
+        AnchorsCommand::Add { sources, .. } => {
             require_sealed_somewhere(ctx)?;
             let (mut tpm, tcti, _) = open_tpm(ctx, Some(&args.auth))?;
             let mut set = anchors::load(&mut tpm, &store)?.bundle.anchors;
@@ -171,10 +216,11 @@ fn run_command(ctx: &Context, args: AnchorsArgs) -> Result<i32, Error> {
                 "added; sealed",
             )
         }
-        AnchorsCommand::Remove { ids } => {
+        AnchorsCommand::Remove { ids, cert_ids, .. } => {
             require_sealed_somewhere(ctx)?;
             let ids: Vec<String> = ids
                 .iter()
+                .chain(&cert_ids)
                 .flat_map(|s| imgseal::config::split_ids(s))
                 .collect();
             // `remove ""` removed nothing and still sealed a new version.
@@ -200,7 +246,7 @@ fn run_command(ctx: &Context, args: AnchorsArgs) -> Result<i32, Error> {
                 "removed; sealed",
             )
         }
-        AnchorsCommand::Show => show(ctx, &store),
+        AnchorsCommand::Show { .. } => show(ctx, &store),
         AnchorsCommand::Bundle {
             sources,
             version,
@@ -232,7 +278,7 @@ fn run_command(ctx: &Context, args: AnchorsArgs) -> Result<i32, Error> {
             }
             Ok(0)
         }
-        AnchorsCommand::Lock => {
+        AnchorsCommand::Lock { .. } => {
             require_sealed_somewhere(ctx)?;
             let (mut tpm, tcti, _) = open_tpm(ctx, Some(&args.auth))?;
             anchors::lock(&mut tpm)?;
@@ -247,7 +293,7 @@ fn run_command(ctx: &Context, args: AnchorsArgs) -> Result<i32, Error> {
                 ),
             )
         }
-        AnchorsCommand::Clear => {
+        AnchorsCommand::Clear { .. } => {
             require_sealed_somewhere(ctx)?;
             let (mut tpm, tcti, _) = open_tpm(ctx, Some(&args.auth))?;
             let any = anchors::clear(&mut tpm, &store)?;

@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 
 use super::devices::{OwnerAuthArgs, open_tpm};
 use super::output::{Plain, Report, Verdict, emit};
-use super::{Context, read_input_file};
+use super::{Context, TctiArgs, read_input_file};
 
 #[derive(Debug, Args)]
 // Not `args_conflicts_with_subcommands`: it would also refuse the global
@@ -33,8 +33,25 @@ pub(crate) struct AttestArgs {
     /// Where to write the attestation document (JSON).
     #[arg(long, short = 'o', value_name = "FILE", required = true)]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub tcti: TctiArgs,
     #[command(subcommand)]
     pub command: Option<AttestCommand>,
+}
+
+impl AttestArgs {
+    /// `--tcti`: `enroll`'s or `activate`'s own, else the one given to
+    /// `attest` itself (before the subcommand, as when it was global).
+    pub(crate) fn tcti(&self) -> Option<&TctiArgs> {
+        match &self.command {
+            Some(AttestCommand::Enroll { tcti, .. } | AttestCommand::Activate { tcti, .. })
+                if tcti.tcti.is_some() =>
+            {
+                Some(tcti)
+            }
+            _ => Some(&self.tcti),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,6 +99,8 @@ pub(crate) enum AttestCommand {
         /// (for swtpm: /var/lib/swtpm-localca/*.pem).
         #[arg(long, value_name = "PEM")]
         ek_ca: Vec<PathBuf>,
+        #[command(flatten)]
+        tcti: TctiArgs,
     },
     /// Verifier: check a host's enrollment document without trusting it and
     /// make a credential only that host's TPM can open (MakeCredential, in
@@ -110,6 +129,8 @@ pub(crate) enum AttestCommand {
         /// Where to write the response for the verifier (JSON).
         #[arg(long, short = 'o', value_name = "FILE")]
         out: PathBuf,
+        #[command(flatten)]
+        tcti: TctiArgs,
     },
     /// Verifier: check the host's response against the kept secret and write
     /// the confirmed enrollment, for `attest verify --ak`.
@@ -208,14 +229,14 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
                 require_trust,
             )
         }
-        Some(AttestCommand::Enroll { out, ek_ca }) => enroll(ctx, &args.auth, &out, &ek_ca),
+        Some(AttestCommand::Enroll { out, ek_ca, .. }) => enroll(ctx, &args.auth, &out, &ek_ca),
         Some(AttestCommand::Challenge {
             enrollment,
             out,
             secret_out,
             ek_ca,
         }) => challenge(ctx, &enrollment, &out, &secret_out, &ek_ca),
-        Some(AttestCommand::Activate { challenge, out }) => {
+        Some(AttestCommand::Activate { challenge, out, .. }) => {
             activate(ctx, &args.auth, &challenge, &out)
         }
         Some(AttestCommand::Confirm {

@@ -2,12 +2,11 @@
 
 use std::path::PathBuf;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use imgseal::backend::StoredCertificate;
 use imgseal::backend::pkcs11::Login;
 use imgseal::error::Error;
 use imgseal::glance::check_cert_id;
-use imgseal::home::write_output_file;
 use imgseal::openstack::barbican;
 use imgseal::x509::Certificate;
 use serde::Serialize;
@@ -17,15 +16,17 @@ use std::io::{self, Write};
 use super::devices::{SourceKind, StoreArgs, find_in};
 use super::output::{Report, Verdict, emit_all};
 use super::trust::{ResolvedTrust, TrustArgs};
-use super::{Context, print_json, read_input_file};
+use super::{Context, TctiArgs, TokenArgs, print_json, read_input_file};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum CertCommand {
     /// Store a certificate (PEM or DER) under an id.
     Import {
         /// The id Glance will know it by (img_signature_certificate_uuid).
-        #[arg(long)]
+        #[arg(long = "cert-id", alias = "id", value_name = "ID")]
         id: String,
+        /// The certificate file (PEM or DER).
+        #[arg(value_name = "FILE")]
         file: PathBuf,
         /// Replace the certificate already stored under this id (refused
         /// without it).
@@ -37,11 +38,14 @@ pub(crate) enum CertCommand {
         force: bool,
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        token: TokenArgs,
     },
     /// Delete a stored certificate (a file in --cert-dir, a token object, or
     /// a Barbican secret) and say what was removed.
     Delete {
-        id: String,
+        #[command(flatten)]
+        id: CertIdArg,
         /// Delete without asking (needed when not on a terminal).
         #[arg(long, short = 'y')]
         yes: bool,
@@ -50,17 +54,24 @@ pub(crate) enum CertCommand {
         force: bool,
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        token: TokenArgs,
     },
     /// List stored certificates.
     List {
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        token: TokenArgs,
     },
     /// Show a certificate's subject, issuer, validity and key.
     Show {
-        id: String,
+        #[command(flatten)]
+        id: CertIdArg,
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        token: TokenArgs,
     },
     /// Validate a certificate (a stored id, or a file) against trusted ids.
     Verify {
@@ -72,12 +83,16 @@ pub(crate) enum CertCommand {
         store: StoreArgs,
         #[command(flatten)]
         trust: TrustArgs,
+        #[command(flatten)]
+        token: TokenArgs,
+        #[command(flatten)]
+        tcti: TctiArgs,
     },
     /// Store a certificate in Barbican as Nova's docs do, print its UUID (the
     /// id for --cert-id and trusted ids), and keep a copy under that UUID in
     /// the local store (--cert-dir, else the token) for offline signing.
     Publish {
-        /// The certificate file (PEM or DER); or --id.
+        /// The certificate file (PEM or DER); or --cert-id.
         #[arg(
             value_name = "FILE",
             required_unless_present = "id",
@@ -85,7 +100,7 @@ pub(crate) enum CertCommand {
         )]
         file: Option<PathBuf>,
         /// A certificate already in the local store (--cert-dir, else the token).
-        #[arg(long, value_name = "LOCAL_ID")]
+        #[arg(long = "cert-id", alias = "id", value_name = "ID")]
         id: Option<String>,
         /// The secret's name in Barbican (default: the subject).
         #[arg(long)]
@@ -94,20 +109,64 @@ pub(crate) enum CertCommand {
         /// instead of storing it again.
         #[arg(long)]
         reuse: bool,
-        /// The local store for --id and for the copy.
+        /// The local store for --cert-id and for the copy.
         #[arg(long, value_name = "DIR")]
         cert_dir: Option<PathBuf>,
+        #[command(flatten)]
+        token: TokenArgs,
     },
     /// Print (or write) a stored certificate as PEM, or DER with --der.
     Export {
-        id: String,
-        #[arg(long, short = 'o')]
+        #[command(flatten)]
+        id: CertIdArg,
+        /// Where to write it; - (or no --out) for stdout.
+        #[arg(long, short = 'o', value_name = "FILE")]
         out: Option<PathBuf>,
+        /// DER instead of PEM.
         #[arg(long)]
         der: bool,
         #[command(flatten)]
         store: StoreArgs,
+        #[command(flatten)]
+        token: TokenArgs,
     },
+}
+
+/// The one certificate a command names: `--cert-id ID` as everywhere else,
+/// or the id alone (as these commands took it first).
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub(crate) struct CertIdArg {
+    /// The certificate's id (the same as --cert-id).
+    #[arg(value_name = "ID")]
+    id: Option<String>,
+    /// The certificate's id in the store.
+    #[arg(long = "cert-id", value_name = "ID")]
+    cert_id: Option<String>,
+}
+
+impl CertIdArg {
+    pub(crate) fn into_string(self) -> String {
+        self.cert_id
+            .or(self.id)
+            .expect("clap requires the id or --cert-id")
+    }
+}
+
+impl CertCommand {
+    /// `--token`, which every cert command takes, and `--tcti` (`cert verify`'s
+    /// sealed anchors).
+    pub(crate) fn devices(&mut self) -> (Option<&mut TokenArgs>, Option<&TctiArgs>) {
+        match self {
+            CertCommand::Verify { token, tcti, .. } => (Some(token), Some(tcti)),
+            CertCommand::Import { token, .. }
+            | CertCommand::Delete { token, .. }
+            | CertCommand::List { token, .. }
+            | CertCommand::Show { token, .. }
+            | CertCommand::Publish { token, .. }
+            | CertCommand::Export { token, .. } => (Some(token), None),
+        }
+    }
 }
 
 fn verify_certificates(
@@ -251,7 +310,7 @@ fn publish(
     let cert = match (&file, &local_id) {
         (Some(path), _) => read_one_certificate(path)?,
         (None, Some(id)) => find_in(&local.open(ctx, None, Login::NotNeeded)?, id)?.certificate,
-        (None, None) => return Err(Error::usage("give a certificate FILE or --id").into()),
+        (None, None) => return Err(Error::usage("give a certificate FILE or --cert-id").into()),
     };
     let facts = imgseal::validate::facts::CertFacts::of(&cert)?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -468,8 +527,9 @@ pub(super) fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<i32> {
             replace,
             force,
             store,
+            ..
         } => {
-            check_cert_id(&id).map_err(|e| Error::usage(format!("--id: {e}")))?;
+            check_cert_id(&id).map_err(|e| Error::usage(format!("--cert-id: {e}")))?;
             let cert = read_one_certificate(&file)?;
             let opened = store.open(ctx, None, Login::Required)?;
             if opened.kind == SourceKind::Barbican {
@@ -539,7 +599,9 @@ pub(super) fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<i32> {
             yes,
             force,
             store,
+            ..
         } => {
+            let id = id.into_string();
             let opened = store.open(ctx, None, Login::Required)?;
             let found = find_in(&opened, &id)?;
             if !force {
@@ -570,7 +632,7 @@ pub(super) fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<i32> {
                 );
             }
         }
-        CertCommand::List { store } => {
+        CertCommand::List { store, .. } => {
             // Every entry, those imgseal cannot parse with the reason: one
             // bad certificate never hides the others (as `key list`).
             let list = store
@@ -614,7 +676,8 @@ pub(super) fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<i32> {
                 }
             }
         }
-        CertCommand::Show { id, store } => {
+        CertCommand::Show { id, store, .. } => {
+            let id = id.into_string();
             let c = find_in(&store.open(ctx, None, Login::NotNeeded)?, &id)?;
             let d = describe(&c);
             if ctx.json {
@@ -645,6 +708,7 @@ pub(super) fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<i32> {
             certs,
             store,
             trust,
+            ..
         } => {
             return verify_certificates(ctx, &certs, &store, &trust);
         }
@@ -654,13 +718,16 @@ pub(super) fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<i32> {
             name,
             reuse,
             cert_dir,
+            ..
         } => return publish(ctx, file, id, name, reuse, cert_dir),
         CertCommand::Export {
             id,
             out,
             der,
             store,
+            ..
         } => {
+            let id = id.into_string();
             let c = find_in(&store.open(ctx, None, Login::NotNeeded)?, &id)?;
             let bytes = if der {
                 c.certificate.der.clone()
@@ -668,7 +735,7 @@ pub(super) fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<i32> {
                 c.certificate.pem().into_bytes()
             };
             match out {
-                Some(path) => write_output_file(&path, &bytes)?,
+                Some(path) => super::write_out(&path, &bytes)?,
                 None => {
                     use std::io::Write;
                     std::io::stdout()

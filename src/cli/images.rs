@@ -23,10 +23,10 @@ use super::sign::{PssSaltArg, open_signer};
 #[derive(Debug, Args)]
 pub(crate) struct PublishArgs {
     /// The signing key's pkcs11: URI.
-    #[arg(long, short = 'k')]
+    #[arg(long, short = 'k', value_name = "URI")]
     pub key: String,
     /// The signing certificate's Barbican UUID (img_signature_certificate_uuid).
-    #[arg(long)]
+    #[arg(long, value_name = "ID")]
     pub cert_id: String,
     /// SHA-224, SHA-256, SHA-384 or SHA-512.
     #[arg(long, default_value = "SHA-256")]
@@ -72,6 +72,8 @@ pub(crate) struct PublishArgs {
     /// Where the certificate is checked (default: Barbican, where Glance reads it).
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub token: super::TokenArgs,
     /// No progress bars.
     #[arg(long, short)]
     pub quiet: bool,
@@ -240,10 +242,10 @@ pub(crate) struct ResignArgs {
     #[arg(long, value_name = "ID|NAME")]
     pub image: String,
     /// The new signing key's pkcs11: URI.
-    #[arg(long, short = 'k')]
+    #[arg(long, short = 'k', value_name = "URI")]
     pub key: String,
     /// The new signing certificate's Barbican UUID.
-    #[arg(long)]
+    #[arg(long, value_name = "ID")]
     pub cert_id: String,
     /// The new hash method (default: the image's current one, else SHA-256).
     #[arg(long)]
@@ -263,6 +265,10 @@ pub(crate) struct ResignArgs {
     pub store: StoreArgs,
     #[command(flatten)]
     pub trust: super::trust::TrustArgs,
+    #[command(flatten)]
+    pub token: super::TokenArgs,
+    #[command(flatten)]
+    pub tcti: super::TctiArgs,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -422,6 +428,10 @@ pub(crate) struct AuditArgs {
     pub store: StoreArgs,
     #[command(flatten)]
     pub trust: super::trust::TrustArgs,
+    #[command(flatten)]
+    pub token: super::TokenArgs,
+    #[command(flatten)]
+    pub tcti: super::TctiArgs,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,

@@ -2,16 +2,15 @@
 
 use std::path::PathBuf;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use imgseal::algorithms::{HashMethod, KeyKind};
 use imgseal::backend::SigningDevice;
 use imgseal::backend::pkcs11::Login;
-use imgseal::home::write_output_file;
 use imgseal::x509::{build_csr, csr_scheme, parse_subject};
 use serde_json::json;
 
 use super::output::{Plain, emit};
-use super::{Context, parse_uri};
+use super::{Context, TokenArgs, parse_uri};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum KeyCommand {
@@ -28,20 +27,27 @@ pub(crate) enum KeyCommand {
         /// unchangeable attributes); `key show` reports what the key has.
         #[arg(long)]
         allow_weaker_key_attributes: bool,
+        #[command(flatten)]
+        token: TokenArgs,
     },
     /// List the private keys in the token.
-    List,
+    List {
+        #[command(flatten)]
+        token: TokenArgs,
+    },
     /// Print a key's public key as PEM.
     Show {
-        /// The key's pkcs11: URI.
-        uri: String,
+        #[command(flatten)]
+        uri: KeyUriArg,
+        #[command(flatten)]
+        token: TokenArgs,
     },
     /// Delete a key pair from the token: the private key and its public key
     /// object (and, with --with-certificate, the certificate objects that
     /// share its CKA_ID); says what was removed.
     Delete {
-        /// The key's pkcs11: URI.
-        uri: String,
+        #[command(flatten)]
+        uri: KeyUriArg,
         /// Delete without asking (needed when not on a terminal).
         #[arg(long, short = 'y')]
         yes: bool,
@@ -53,23 +59,62 @@ pub(crate) enum KeyCommand {
         /// certificate for it.
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        token: TokenArgs,
     },
     /// Write a PKCS#10 certificate request signed inside the token.
     Csr {
         /// The key's pkcs11: URI.
-        #[arg(long, short = 'k')]
+        #[arg(long, short = 'k', value_name = "URI")]
         key: String,
         /// The subject, RFC 4514 ("CN=Image signing,O=Example") or as
         /// `openssl req -subj` takes it ("/O=Example/CN=Image signing").
         #[arg(long)]
         subject: String,
-        /// Where to write the request (PEM).
-        #[arg(long, short = 'o')]
+        /// Where to write the request (PEM); - for stdout.
+        #[arg(long, short = 'o', value_name = "FILE")]
         out: PathBuf,
         /// The request's hash (default: SHA-256; SHA-384/512 for the larger curves).
         #[arg(long)]
         hash: Option<HashMethod>,
+        #[command(flatten)]
+        token: TokenArgs,
     },
+}
+
+/// The key of `key show` and `key delete`: `--key URI` as everywhere else,
+/// or the URI alone (as these commands took it first).
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub(crate) struct KeyUriArg {
+    /// The key's pkcs11: URI (the same as --key).
+    #[arg(value_name = "URI")]
+    uri: Option<String>,
+    /// The key's pkcs11: URI.
+    #[arg(long = "key", short = 'k', value_name = "URI")]
+    key: Option<String>,
+}
+
+impl KeyUriArg {
+    pub(crate) fn value(&self) -> &str {
+        self.key
+            .as_deref()
+            .or(self.uri.as_deref())
+            .expect("clap requires the URI or --key")
+    }
+}
+
+impl KeyCommand {
+    /// `--token`, which every key command takes.
+    pub(crate) fn token_args(&mut self) -> &mut TokenArgs {
+        match self {
+            KeyCommand::Generate { token, .. }
+            | KeyCommand::List { token }
+            | KeyCommand::Show { token, .. }
+            | KeyCommand::Delete { token, .. }
+            | KeyCommand::Csr { token, .. } => token,
+        }
+    }
 }
 
 /// `"a", "b"`: ids for a message.
@@ -86,6 +131,7 @@ pub(super) fn run(ctx: &Context, cmd: KeyCommand) -> anyhow::Result<i32> {
             kind,
             label,
             allow_weaker_key_attributes,
+            ..
         } => {
             let device = ctx.device(None, Login::Required)?;
             let (key, missing) = device.generate_key(kind, &label, allow_weaker_key_attributes)?;
@@ -106,7 +152,7 @@ pub(super) fn run(ctx: &Context, cmd: KeyCommand) -> anyhow::Result<i32> {
                 ),
             )?;
         }
-        KeyCommand::List => {
+        KeyCommand::List { .. } => {
             let device = ctx.device(None, Login::Required)?;
             let keys = device.list_keys()?;
             let list: Vec<_> = keys
@@ -146,8 +192,8 @@ pub(super) fn run(ctx: &Context, cmd: KeyCommand) -> anyhow::Result<i32> {
                 .collect();
             emit(ctx, &Plain::new(json!(list), text.join("\n")))?;
         }
-        KeyCommand::Show { uri } => {
-            let uri = parse_uri(&uri, "key URI")?;
+        KeyCommand::Show { uri, .. } => {
+            let uri = parse_uri(uri.value(), "key URI")?;
             let device = ctx.device(Some(&uri), Login::Required)?;
             let key = device.find_key(&uri)?;
             let protection = device.key_protection(&key)?;
@@ -198,8 +244,9 @@ pub(super) fn run(ctx: &Context, cmd: KeyCommand) -> anyhow::Result<i32> {
             yes,
             with_certificate,
             force,
+            ..
         } => {
-            let uri = parse_uri(&uri, "key URI")?;
+            let uri = parse_uri(uri.value(), "key URI")?;
             let device = ctx.device(Some(&uri), Login::Required)?;
             let key = device.find_key(&uri)?;
             let name = key.uri.redacted();
@@ -280,7 +327,9 @@ pub(super) fn run(ctx: &Context, cmd: KeyCommand) -> anyhow::Result<i32> {
             subject,
             out,
             hash,
+            ..
         } => {
+            super::refuse_stdout_with_json(ctx, "--out", &out)?;
             let subject = parse_subject(&subject)?;
             let uri = parse_uri(&key, "--key")?;
             let device = ctx.device(Some(&uri), Login::Required)?;
@@ -309,7 +358,7 @@ pub(super) fn run(ctx: &Context, cmd: KeyCommand) -> anyhow::Result<i32> {
                 }
                 Ok(signature)
             })?;
-            write_output_file(&out, pem.as_bytes())?;
+            super::write_out(&out, pem.as_bytes())?;
             emit(
                 ctx,
                 &Plain::new(

@@ -18,7 +18,7 @@ mod verify;
 
 use std::path::{Path, PathBuf};
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use imgseal::backend::pkcs11::{Login, Pkcs11Device};
 use imgseal::error::{Error, ErrorKind};
 use imgseal::home::Home;
@@ -32,18 +32,11 @@ use zeroize::Zeroizing;
     about = "Sign and verify cloud VM images (OpenStack Glance img_signature) with keys held in PKCS#11 HSMs"
 )]
 pub(crate) struct Cli {
-    /// The PKCS#11 token to use, as an RFC 7512 URI (token=, module-path=,
-    /// pin-source=…). Default: the embedded SoftHSM token under $IMGSEAL_HOME.
-    // hide_env_values: clap would print $IMGSEAL_TOKEN in --help, and the URI
-    // may carry pin-value (tests/secret_hygiene.rs).
-    #[arg(
-        long,
-        global = true,
-        env = "IMGSEAL_TOKEN",
-        hide_env_values = true,
-        value_name = "URI"
-    )]
-    pub token: Option<String>,
+    /// `--token` before the subcommand, as imgseal took it when it was global
+    /// (`imgseal --token URI key list`): still accepted, not shown. The
+    /// commands that open the token take their own (`TokenArgs`), which wins.
+    #[arg(long = "token", value_name = "URI", hide = true)]
+    pub token_before: Option<String>,
 
     /// Print machine-readable JSON on stdout.
     #[arg(long, short = 'j', global = true)]
@@ -53,11 +46,16 @@ pub(crate) struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
-    /// The TPM for sealed trust anchors: swtpm:host=H,port=P,
-    /// device:/dev/tpmrm0, tabrmd. Else $TPM2TOOLS_TCTI, then $TCTI, then the
-    /// embedded swtpm under $IMGSEAL_HOME/swtpm (started on demand).
-    #[arg(long, global = true, value_name = "TCTI")]
-    pub tcti: Option<String>,
+    /// `--tcti` before the subcommand (see `token_before`): still accepted,
+    /// not shown; the commands that open a TPM take their own (`TctiArgs`).
+    #[arg(long = "tcti", value_name = "TCTI", hide = true)]
+    pub tcti_before: Option<String>,
+
+    /// Whether the subcommand's `--token` came from $IMGSEAL_TOKEN rather
+    /// than its command line: then a `--token` before the subcommand wins,
+    /// as it did over the environment when the flag was global.
+    #[arg(skip)]
+    pub token_from_env: bool,
 
     #[command(flatten)]
     pub cloud: cloud::CloudArgs,
@@ -98,6 +96,73 @@ pub(crate) enum Command {
     Completions(docs::CompletionsArgs),
     /// Print the man page, or write one per command with --out-dir.
     Man(docs::ManArgs),
+}
+
+/// `--token`, on the commands that can open the PKCS#11 token.
+#[derive(Debug, Args, Default)]
+pub(crate) struct TokenArgs {
+    /// The PKCS#11 token to use, as an RFC 7512 URI (token=, module-path=,
+    /// pin-source=…). Default: the embedded SoftHSM token under $IMGSEAL_HOME.
+    // hide_env_values: clap would print $IMGSEAL_TOKEN in --help, and the URI
+    // may carry pin-value (tests/secret_hygiene.rs).
+    #[arg(
+        long,
+        env = "IMGSEAL_TOKEN",
+        hide_env_values = true,
+        value_name = "URI"
+    )]
+    pub token: Option<String>,
+}
+
+/// `--tcti`, on the commands that can open a TPM.
+#[derive(Debug, Args, Default, Clone)]
+pub(crate) struct TctiArgs {
+    /// The TPM for sealed trust anchors: swtpm:host=H,port=P,
+    /// device:/dev/tpmrm0, tabrmd. Else $TPM2TOOLS_TCTI, then $TCTI, then the
+    /// embedded swtpm under $IMGSEAL_HOME/swtpm (started on demand).
+    #[arg(long, value_name = "TCTI")]
+    pub tcti: Option<String>,
+}
+
+impl Command {
+    /// The device flags the chosen command carries: its `--token` (to be
+    /// taken: it may hold a PIN) and its `--tcti`. None for a command that
+    /// opens no such device.
+    fn devices(&mut self) -> (Option<&mut TokenArgs>, Option<&TctiArgs>) {
+        match self {
+            Command::Key(cmd) => (Some(cmd.token_args()), None),
+            Command::Cert(cmd) => cmd.devices(),
+            Command::Sign(args) => (Some(&mut args.token), None),
+            Command::Verify(args) => (Some(&mut args.token), Some(&args.tcti)),
+            Command::Publish(args) => (Some(&mut args.token), None),
+            Command::Resign(args) => (Some(&mut args.token), Some(&args.tcti)),
+            Command::Audit(args) => (Some(&mut args.token), Some(&args.tcti)),
+            Command::Anchors(args) => args.command.devices(),
+            Command::Attest(args) => (None, args.tcti()),
+            Command::Digest(_) | Command::Tpm(_) | Command::Completions(_) | Command::Man(_) => {
+                (None, None)
+            }
+        }
+    }
+}
+
+impl Cli {
+    /// Parses the command line as `Cli::try_parse` does, and notes where the
+    /// subcommand's `--token` came from (see `token_from_env`).
+    pub(crate) fn parse_command_line() -> Result<Self, clap::Error> {
+        use clap::{CommandFactory, FromArgMatches};
+        let mut matches = Self::command().try_get_matches()?;
+        let mut leaf = &matches;
+        while let Some((_, sub)) = leaf.subcommand() {
+            leaf = sub;
+        }
+        let token_from_env = leaf.ids().any(|id| id == "token")
+            && leaf.value_source("token") == Some(clap::parser::ValueSource::EnvVariable);
+        let mut cli =
+            Self::from_arg_matches_mut(&mut matches).map_err(|e| e.format(&mut Self::command()))?;
+        cli.token_from_env = token_from_env;
+        Ok(cli)
+    }
 }
 
 pub(crate) fn init_logging(verbose: u8) {
@@ -149,11 +214,22 @@ pub(crate) fn init_logging(verbose: u8) {
 }
 
 pub(crate) fn run(mut cli: Cli) -> anyhow::Result<i32> {
+    let before = cli.token_before.take().map(Zeroizing::new);
+    let (own_token, own_tcti) = cli.command.devices();
+    // Moved, not copied: the URI may hold a pin-value. The subcommand's own
+    // --token, else one before the subcommand, else $IMGSEAL_TOKEN.
+    let own_token = own_token.and_then(|t| t.token.take()).map(Zeroizing::new);
+    let token = match (own_token, before) {
+        (Some(_), Some(before)) if cli.token_from_env => Some(before),
+        (own, before) => own.or(before),
+    };
+    let tcti = own_tcti
+        .and_then(|t| t.tcti.clone())
+        .or_else(|| cli.tcti_before.clone());
     let ctx = Context {
-        // Moved, not copied: the URI may hold a pin-value.
-        token: cli.token.take().map(Zeroizing::new),
+        token,
         json: cli.json,
-        tcti: cli.tcti.clone(),
+        tcti,
         cloud: cli.cloud.clone(),
         session: Default::default(),
     };
@@ -364,6 +440,34 @@ pub(crate) fn refuse_overlaps(
 }
 
 pub(crate) use output::print_json;
+
+/// `-o -`: the output is written to stdout instead of a file.
+pub(crate) fn is_stdout(path: &Path) -> bool {
+    path == Path::new("-")
+}
+
+/// Refuses `-o -` with `--json`: both would be written to stdout.
+pub(crate) fn refuse_stdout_with_json(ctx: &Context, flag: &str, path: &Path) -> Result<(), Error> {
+    if ctx.json && is_stdout(path) {
+        return Err(Error::usage(format!(
+            "{flag} - and --json both write to stdout: give {flag} a file"
+        )));
+    }
+    Ok(())
+}
+
+/// Writes an output file, or stdout for `-`.
+pub(crate) fn write_out(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    if !is_stdout(path) {
+        return imgseal::home::write_output_file(path, bytes);
+    }
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .map_err(|e| Error::io("<stdout>", e))
+}
 
 pub(crate) fn read_input_file(path: &Path) -> Result<Vec<u8>, Error> {
     imgseal::home::read_input(path, imgseal::home::MAX_INPUT_BYTES, "an input file")

@@ -23,10 +23,10 @@ pub(crate) enum PssSaltArg {
 #[derive(Debug, Args)]
 pub(crate) struct SignArgs {
     /// The signing key's pkcs11: URI.
-    #[arg(long, short = 'k')]
+    #[arg(long, short = 'k', value_name = "URI")]
     pub key: String,
     /// The signing certificate's id in the key manager (img_signature_certificate_uuid).
-    #[arg(long)]
+    #[arg(long, value_name = "ID")]
     pub cert_id: String,
     /// SHA-224, SHA-256, SHA-384 or SHA-512.
     #[arg(long, default_value = "SHA-256")]
@@ -46,6 +46,8 @@ pub(crate) struct SignArgs {
     /// configured).
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub token: super::TokenArgs,
     /// Sign even when the certificate is not in the chosen source (a
     /// signature under an id Glance cannot resolve is refused on upload).
     #[arg(long)]

@@ -48,6 +48,10 @@ pub(crate) struct VerifyArgs {
     pub store: StoreArgs,
     #[command(flatten)]
     pub trust: TrustArgs,
+    #[command(flatten)]
+    pub token: super::TokenArgs,
+    #[command(flatten)]
+    pub tcti: super::TctiArgs,
     /// Verify image ID|NAME where it lives: properties from Glance,
     /// certificates from Barbican, the data streamed from Glance (as Nova
     /// does at boot), and Glance's own size and os_hash_value compared.
