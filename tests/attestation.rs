@@ -1165,3 +1165,73 @@ fn the_ak_has_one_name_in_every_attest_command() {
         assert!(text.contains(&short), "{short} not in {text}");
     }
 }
+
+/// `-o -` (issue #14, item 4): each attest document can go to standard
+/// output for a pipe, the line for people then goes to stderr, and `--json`
+/// with `-o -` is refused; the secret of a challenge never goes to stdout.
+#[test]
+fn attest_documents_can_be_written_to_stdout() {
+    let (env, tpm) = (Env::new(), TestTpm::start_manufactured());
+    let anchor = cert_file(env.work.path(), "a");
+    env.tpm_run(&tpm, &["anchors", "seal", "--cert", s(&anchor)])
+        .ok();
+    let run = env
+        .tpm_run(&tpm, &["attest", "--nonce", NONCE, "-o", "-"])
+        .ok();
+    let doc: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not the document ({e}): {}", run.stdout));
+    assert!(run.stderr.contains("written to -"), "{}", run.stderr);
+    // The document on stdout is the one a file would hold: it verifies.
+    let att = env.path("att.json");
+    std::fs::write(&att, &run.stdout).unwrap();
+    let bundle = env.home.path().join("anchors/bundle");
+    let v = env
+        .run(&[
+            "--json",
+            "attest",
+            "verify",
+            s(&att),
+            "--nonce",
+            NONCE,
+            "--expected-anchors",
+            s(&bundle),
+        ])
+        .ok()
+        .json();
+    assert_eq!(v["verdict"], "valid", "{v}");
+    assert_eq!(doc["anchors"]["version"], v["version"]);
+    // Enrollment likewise.
+    let run = env.tpm_run(&tpm, &["attest", "enroll", "-o", "-"]).ok();
+    let enrollment: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert!(
+        enrollment["ak"]["public_key_pem"].is_string(),
+        "{enrollment}"
+    );
+    // --json and -o - both want stdout: refused, nothing asked of the TPM.
+    let run = env
+        .tpm_run(&tpm, &["--json", "attest", "--nonce", NONCE, "-o", "-"])
+        .code(2);
+    assert!(
+        run.stderr.contains("both write to stdout"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.json()["exit_code"], 2);
+    let e = env.path("e.json");
+    std::fs::write(&e, serde_json::to_vec(&enrollment).unwrap()).unwrap();
+    let run = env
+        .run(&[
+            "attest",
+            "challenge",
+            s(&e),
+            "-o",
+            "c.json",
+            "--secret-out",
+            "-",
+            "--ek-ca",
+            "/var/lib/swtpm-localca/issuercert.pem",
+        ])
+        .code(2);
+    assert!(run.stderr.contains("never printed"), "{}", run.stderr);
+    assert!(run.stdout.is_empty() && !env.path("c.json").exists());
+}

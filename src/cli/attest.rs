@@ -9,7 +9,7 @@ use clap::{ArgGroup, Args, Subcommand};
 use imgseal::attestation::{self, AttestationDoc, Expected};
 use imgseal::enrollment;
 use imgseal::error::Error;
-use imgseal::home::{write_output_file, write_private_file};
+use imgseal::home::write_private_file;
 use openssl::x509::X509;
 use serde::Serialize;
 use serde_json::json;
@@ -17,7 +17,7 @@ use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
 use super::devices::{OwnerAuthArgs, open_tpm};
-use super::output::{Plain, Report, Verdict, emit};
+use super::output::{Plain, Report, Verdict, emit, emit_beside};
 use super::{Context, TctiArgs, read_input_file};
 
 #[derive(Debug, Args)]
@@ -30,7 +30,7 @@ pub(crate) struct AttestArgs {
     /// The verifier's nonce, hex (1 to 64 bytes).
     #[arg(long, value_name = "HEX", required = true)]
     pub nonce: Option<String>,
-    /// Where to write the attestation document (JSON).
+    /// Where to write the attestation document (JSON); - for standard output.
     #[arg(long, short = 'o', value_name = "FILE", required = true)]
     pub out: Option<PathBuf>,
     #[command(flatten)]
@@ -92,7 +92,7 @@ pub(crate) enum AttestCommand {
     /// Show that the AK lives in the same TPM as the endorsement key (EK
     /// certificate + credential activation) and write an enrollment document.
     Enroll {
-        /// Where to write the enrollment document (JSON).
+        /// Where to write the enrollment document (JSON); - for standard output.
         #[arg(long, short = 'o', value_name = "FILE")]
         out: PathBuf,
         /// CA certificates (PEM) the EK certificate must chain to; repeatable
@@ -108,7 +108,7 @@ pub(crate) enum AttestCommand {
     Challenge {
         /// The host's enrollment document (`attest enroll --out`).
         enrollment: PathBuf,
-        /// Where to write the challenge for the host (JSON).
+        /// Where to write the challenge for the host (JSON); - for standard output.
         #[arg(long, short = 'o', value_name = "FILE")]
         out: PathBuf,
         /// Where to keep the secret (JSON, mode 0600): needed by `confirm`,
@@ -126,7 +126,7 @@ pub(crate) enum AttestCommand {
     Activate {
         /// The challenge (`attest challenge --out`).
         challenge: PathBuf,
-        /// Where to write the response for the verifier (JSON).
+        /// Where to write the response for the verifier (JSON); - for standard output.
         #[arg(long, short = 'o', value_name = "FILE")]
         out: PathBuf,
         #[command(flatten)]
@@ -143,7 +143,7 @@ pub(crate) enum AttestCommand {
         /// The host's response (`attest activate --out`).
         #[arg(long, value_name = "FILE")]
         response: PathBuf,
-        /// Where to write the confirmed enrollment document (JSON).
+        /// Where to write the confirmed enrollment document (JSON); - for standard output.
         #[arg(long, short = 'o', value_name = "FILE")]
         out: PathBuf,
     },
@@ -250,13 +250,14 @@ fn run_command(ctx: &Context, args: AttestArgs) -> Result<i32, Error> {
 
 /// `imgseal attest`: the TPM certifies the sealed anchors for the nonce.
 fn attest(ctx: &Context, auth: &OwnerAuthArgs, nonce: &str, out: &Path) -> Result<i32, Error> {
+    super::refuse_stdout_with_json(ctx, "--out", out)?;
     let nonce = attestation::parse_hex_arg("--nonce", nonce)?;
     let (mut tpm, tcti, _) = open_tpm(ctx, Some(auth))?;
     let doc = attestation::attest(&mut tpm, &nonce)?;
     let text = serde_json::to_vec_pretty(&doc).expect("documents serialise");
-    write_output_file(out, &text)?;
+    super::write_out(out, &text)?;
     let spki = attestation::read_public_key(doc.ak.public_key_pem.as_bytes(), "the AK")?;
-    emit(
+    emit_beside(
         ctx,
         &Plain::new(
             json!({
@@ -274,6 +275,7 @@ fn attest(ctx: &Context, auth: &OwnerAuthArgs, nonce: &str, out: &Path) -> Resul
                 out.display()
             ),
         ),
+        out,
     )
 }
 
@@ -414,11 +416,12 @@ fn enroll(
     out: &Path,
     ek_ca: &[PathBuf],
 ) -> Result<i32, Error> {
+    super::refuse_stdout_with_json(ctx, "--out", out)?;
     let cas = read_ek_cas(ek_ca)?;
     let (mut tpm, tcti, _) = open_tpm(ctx, Some(auth))?;
     let doc = attestation::enroll(&mut tpm, cas.as_deref())?;
     let text = serde_json::to_vec_pretty(&doc).expect("documents serialise");
-    write_output_file(out, &text)?;
+    super::write_out(out, &text)?;
     let spki = attestation::read_public_key(doc.ak.public_key_pem.as_bytes(), "the AK")?;
     let lines = [
         format!(
@@ -438,7 +441,7 @@ fn enroll(
         format!("enrollment written to {}", out.display()),
         "note: this is the host's own report; a verifier confirms it with `attest challenge`, `attest activate` and `attest confirm`".to_string(),
     ];
-    emit(
+    emit_beside(
         ctx,
         &Plain::new(
             json!({
@@ -452,6 +455,7 @@ fn enroll(
             }),
             lines.join("\n"),
         ),
+        out,
     )
 }
 
@@ -463,6 +467,12 @@ fn challenge(
     secret_out: &Path,
     ek_ca: &[PathBuf],
 ) -> Result<i32, Error> {
+    super::refuse_stdout_with_json(ctx, "--out", out)?;
+    if super::is_stdout(secret_out) {
+        return Err(Error::usage(
+            "--secret-out -: the secret is kept, never printed; give it a file (mode 0600)",
+        ));
+    }
     let cas = read_ek_cas(ek_ca)?;
     let bytes = read_input_file(enrollment_file)?;
     let origin = enrollment_file.display().to_string();
@@ -474,7 +484,7 @@ fn challenge(
         Zeroizing::new(serde_json::to_vec_pretty(&secret).expect("documents serialise"));
     write_private_file(secret_out, &secret_text)?;
     let text = serde_json::to_vec_pretty(&challenge).expect("documents serialise");
-    if let Err(e) = write_output_file(out, &text) {
+    if let Err(e) = super::write_out(out, &text) {
         let _ = std::fs::remove_file(secret_out);
         return Err(e);
     }
@@ -487,7 +497,7 @@ fn challenge(
             .as_bytes(),
         "the AK",
     )?;
-    emit(
+    emit_beside(
         ctx,
         &Plain::new(
             json!({
@@ -503,6 +513,7 @@ fn challenge(
                 secret_out.display()
             ),
         ),
+        out,
     )
 }
 
@@ -513,13 +524,14 @@ fn activate(
     challenge: &Path,
     out: &Path,
 ) -> Result<i32, Error> {
+    super::refuse_stdout_with_json(ctx, "--out", out)?;
     let origin = challenge.display().to_string();
     let doc = enrollment::parse_challenge(&read_input_file(challenge)?, &origin)?;
     let (mut tpm, _, _) = open_tpm(ctx, Some(auth))?;
     let (response, spki) = enrollment::activate(&mut tpm, &doc, &origin)?;
     let text = serde_json::to_vec_pretty(&response).expect("documents serialise");
-    write_output_file(out, &text)?;
-    emit(
+    super::write_out(out, &text)?;
+    emit_beside(
         ctx,
         &Plain::new(
             json!({
@@ -532,6 +544,7 @@ fn activate(
                 out.display()
             ),
         ),
+        out,
     )
 }
 
@@ -543,6 +556,7 @@ fn confirm(
     response: &Path,
     out: &Path,
 ) -> Result<i32, Error> {
+    super::refuse_stdout_with_json(ctx, "--out", out)?;
     let bytes = read_input_file(enrollment_file)?;
     let kept = enrollment::parse_secret(
         &Zeroizing::new(read_input_file(secret)?),
@@ -559,7 +573,7 @@ fn confirm(
     let report = match &verdict {
         Ok(doc) => {
             let text = serde_json::to_vec_pretty(doc).expect("documents serialise");
-            write_output_file(out, &text)?;
+            super::write_out(out, &text)?;
             let spki = attestation::read_public_key(doc.ak.public_key_pem.as_bytes(), "the AK")?;
             ConfirmReport {
                 reason: None,
@@ -580,7 +594,7 @@ fn confirm(
             text: format!("invalid: {reason}"),
         },
     };
-    emit(ctx, &report)
+    emit_beside(ctx, &report, out)
 }
 
 /// `attest confirm`'s answer.

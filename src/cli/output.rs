@@ -87,6 +87,23 @@ pub(crate) fn emit(ctx: &Context, report: &impl Report) -> Result<i32, Error> {
     Ok(report.exit_code())
 }
 
+/// [`emit`] for a command whose output file may be standard output (`-o -`):
+/// then the document holds stdout, and the text for people goes to stderr.
+/// (`--json` with `-o -` is refused before: see `refuse_stdout_with_json`.)
+pub(crate) fn emit_beside(
+    ctx: &Context,
+    report: &impl Report,
+    out: &std::path::Path,
+) -> Result<i32, Error> {
+    if !super::is_stdout(out) {
+        return emit(ctx, report);
+    }
+    let stderr = io::stderr();
+    let mut err = stderr.lock();
+    write_report(&mut err, false, report).map_err(|e| Error::io("standard error", e))?;
+    Ok(report.exit_code())
+}
+
 /// Several reports, one after the other (one JSON line each); the exit code
 /// is the first non-zero one.
 pub(crate) fn emit_all<R: Report>(ctx: &Context, reports: &[R]) -> Result<i32, Error> {
