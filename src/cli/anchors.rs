@@ -19,7 +19,7 @@ use super::devices::{
     require_sealed_somewhere,
 };
 use super::output::{Plain, Report, Verdict, emit};
-use super::{Context, TctiArgs, TokenArgs, print_json, read_input_file};
+use super::{Context, TctiArgs, TokenArgs, read_input_file};
 use imgseal::backend::pkcs11::Login;
 
 /// `--delete-protection`.
@@ -262,13 +262,20 @@ fn run_command(ctx: &Context, args: AnchorsArgs) -> Result<i32, Error> {
             imgseal::home::write_output_file(&out, &bytes)?;
             let digest = hex::encode(imgseal::anchors::Bundle::digest(&bytes));
             if ctx.json {
-                print_json(&json!({
-                    "out": out,
-                    "version": version,
-                    "certificates": bundle.anchors.len(),
-                    "sha256": digest,
-                }));
+                emit(
+                    ctx,
+                    &Plain::new(
+                        json!({
+                            "out": out,
+                            "version": version,
+                            "certificates": bundle.anchors.len(),
+                            "sha256": digest,
+                        }),
+                        "",
+                    ),
+                )?;
             } else {
+                // Stderr: the bundle is the output, stdout stays empty.
                 eprintln!(
                     "wrote the expected bundle, version {version} with {} certificate{} (sha256 {digest}), to {}",
                     bundle.anchors.len(),
@@ -323,16 +330,36 @@ fn seal_and_report(
     verb: &str,
 ) -> Result<i32, Error> {
     let outcome = anchors::seal(tpm, store, set, protection, &mut |_| {})?;
-    if ctx.json {
-        let mut obj = json!(outcome);
-        obj["ids"] = json!(set.ids());
-        obj["tcti"] = json!(tcti.to_string());
-        print_json(&obj);
-    } else {
+    emit(
+        ctx,
+        &SealReport {
+            ids: set.ids(),
+            tcti: tcti.to_string(),
+            verb,
+            outcome,
+        },
+    )
+}
+
+/// `anchors seal|add|remove`: what was sealed where.
+#[derive(Serialize)]
+struct SealReport<'a> {
+    #[serde(flatten)]
+    outcome: anchors::SealOutcome,
+    ids: Vec<String>,
+    tcti: String,
+    #[serde(skip)]
+    verb: &'a str,
+}
+
+impl Report for SealReport<'_> {
+    fn render(&self, out: &mut dyn Write) -> io::Result<()> {
+        let (outcome, verb) = (&self.outcome, self.verb);
         if outcome.completed_interrupted_seal {
-            println!("completed an interrupted earlier seal first");
+            writeln!(out, "completed an interrupted earlier seal first")?;
         }
-        println!(
+        writeln!(
+            out,
             "{verb} {} trust anchor{} as version {} (sha256 {}) in NV {RECORD_INDEX:#010x}; bundle {} ({} bytes{})",
             outcome.count,
             if outcome.count == 1 { "" } else { "s" },
@@ -345,14 +372,15 @@ fn seal_and_report(
             } else {
                 String::new()
             }
-        );
+        )?;
         if let Some(why) = &outcome.unprotected_because {
-            println!(
+            writeln!(
+                out,
                 "warning: the platform hierarchy refused to define the anchor indices ({why}); they are owner-created, so the TPM owner can delete and replace them (docs/anchors.md, \"What the lock protects\")"
-            );
+            )?;
         }
+        Ok(())
     }
-    Ok(0)
 }
 
 fn deletion_text(delete_protected: bool) -> &'static str {

@@ -14,6 +14,7 @@ use serde_json::json;
 use std::io::{self, Write};
 
 use super::devices::{SourceKind, StoreArgs, find_in};
+use super::output::{Plain, emit};
 use super::output::{Report, Verdict, emit_all};
 use super::trust::{ResolvedTrust, TrustArgs};
 use super::{Context, TctiArgs, TokenArgs, print_json, read_input_file};
@@ -616,21 +617,24 @@ pub(super) fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<i32> {
                 ),
             )?;
             let location = opened.source.delete(&id)?;
-            if ctx.json {
-                print_json(&json!({
-                    "deleted": "certificate",
-                    "id": id,
-                    "subject": found.certificate.subject(),
-                    "sha256_fingerprint": found.certificate.sha256_fingerprint(),
-                    "from": location,
-                }));
-            } else {
-                println!(
-                    "deleted certificate \"{id}\" ({}, sha256 {}…) from {location}",
-                    found.certificate.subject(),
-                    &found.certificate.sha256_fingerprint()[..16]
-                );
-            }
+            let text = format!(
+                "deleted certificate \"{id}\" ({}, sha256 {}…) from {location}",
+                found.certificate.subject(),
+                &found.certificate.sha256_fingerprint()[..16]
+            );
+            emit(
+                ctx,
+                &Plain::new(
+                    json!({
+                        "deleted": "certificate",
+                        "id": id,
+                        "subject": found.certificate.subject(),
+                        "sha256_fingerprint": found.certificate.sha256_fingerprint(),
+                        "from": location,
+                    }),
+                    text,
+                ),
+            )?;
         }
         CertCommand::List { store, .. } => {
             // Every entry, those imgseal cannot parse with the reason: one
@@ -639,70 +643,68 @@ pub(super) fn run(ctx: &Context, cmd: CertCommand) -> anyhow::Result<i32> {
                 .open(ctx, None, Login::NotNeeded)?
                 .source
                 .list_entries()?;
-            if ctx.json {
-                let entries: Vec<_> = list
-                    .iter()
-                    .map(|c| match &c.certificate {
-                        Ok(cert) => describe(&StoredCertificate {
-                            id: c.id.clone(),
-                            certificate: cert.clone(),
-                            location: c.location.clone(),
-                        }),
-                        Err(reason) => json!({
-                            "id": c.id,
-                            "location": c.location,
-                            "subject": null,
-                            "unusable": reason,
-                        }),
-                    })
-                    .collect();
-                print_json(&json!(entries));
-            } else {
-                for c in &list {
-                    match &c.certificate {
-                        Ok(cert) => {
-                            let fingerprint = cert.sha256_fingerprint();
-                            println!(
-                                "{:<38} {}  issuer: {}  not after: {}  sha256: {}…",
-                                c.id,
-                                cert.subject(),
-                                cert.issuer(),
-                                cert.not_after(),
-                                &fingerprint[..fingerprint.len().min(16)]
-                            );
-                        }
-                        Err(reason) => println!("{:<38} unusable: {reason}", c.id),
+            let entries: Vec<_> = list
+                .iter()
+                .map(|c| match &c.certificate {
+                    Ok(cert) => describe(&StoredCertificate {
+                        id: c.id.clone(),
+                        certificate: cert.clone(),
+                        location: c.location.clone(),
+                    }),
+                    Err(reason) => json!({
+                        "id": c.id,
+                        "location": c.location,
+                        "subject": null,
+                        "unusable": reason,
+                    }),
+                })
+                .collect();
+            let lines: Vec<String> = list
+                .iter()
+                .map(|c| match &c.certificate {
+                    Ok(cert) => {
+                        let fingerprint = cert.sha256_fingerprint();
+                        format!(
+                            "{:<38} {}  issuer: {}  not after: {}  sha256: {}…",
+                            c.id,
+                            cert.subject(),
+                            cert.issuer(),
+                            cert.not_after(),
+                            &fingerprint[..fingerprint.len().min(16)]
+                        )
                     }
-                }
-            }
+                    Err(reason) => format!("{:<38} unusable: {reason}", c.id),
+                })
+                .collect();
+            emit(ctx, &Plain::new(json!(entries), lines.join("\n")))?;
         }
         CertCommand::Show { id, store, .. } => {
             let id = id.into_string();
             let c = find_in(&store.open(ctx, None, Login::NotNeeded)?, &id)?;
             let d = describe(&c);
-            if ctx.json {
-                print_json(&d);
-            } else {
-                for k in [
-                    "id",
-                    "location",
-                    "subject",
-                    "issuer",
-                    "serial",
-                    "not_before",
-                    "not_after",
-                    "public_key",
-                    "glance_key_type",
-                    "sha256_fingerprint",
-                ] {
-                    let v = match &d[k] {
-                        serde_json::Value::String(s) => s.clone(),
-                        serde_json::Value::Null => "-".into(),
-                        other => other.to_string(),
-                    };
-                    println!("{:<19} {v}", format!("{k}:"));
-                }
-            }
+            let lines: Vec<String> = [
+                "id",
+                "location",
+                "subject",
+                "issuer",
+                "serial",
+                "not_before",
+                "not_after",
+                "public_key",
+                "glance_key_type",
+                "sha256_fingerprint",
+            ]
+            .iter()
+            .map(|k| {
+                let v = match &d[*k] {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Null => "-".into(),
+                    other => other.to_string(),
+                };
+                format!("{:<19} {v}", format!("{k}:"))
+            })
+            .collect();
+            emit(ctx, &Plain::new(d, lines.join("\n")))?;
         }
         CertCommand::Verify {
             certs,
