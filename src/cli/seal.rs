@@ -444,12 +444,10 @@ impl Report for ManifestReport<'_> {
                 v.reason.as_deref().unwrap_or("the image does not match")
             )?;
         }
-        self.trust
-            .write_hint(out, v.certificate_validation.as_ref())?;
         // The verdict comes first; what it rests on follows.
-        self.trust.write_anchors(out)?;
-        self.trust.write_validation(
+        self.trust.write_grounds(
             out,
+            &[],
             v.trust.as_ref(),
             v.certificate_validation.as_ref(),
             v.reason.is_some() && !v.valid,

@@ -405,6 +405,24 @@ impl ResolvedTrust {
         Ok(())
     }
 
+    /// Everything after a verdict line, in order: the hint, the sealed
+    /// anchors, the verdict's notes, and the trusted ids and chain.
+    pub(crate) fn write_grounds(
+        &self,
+        out: &mut dyn Write,
+        notes: &[String],
+        trust: Option<&TrustSettings>,
+        chain: Option<&ChainVerdict>,
+        refused: bool,
+    ) -> io::Result<()> {
+        self.write_hint(out, chain)?;
+        self.write_anchors(out)?;
+        for note in notes {
+            writeln!(out, "note: {note}")?;
+        }
+        self.write_validation(out, trust, chain, refused)
+    }
+
     /// The JSON fields every verdict of this trust carries.
     pub(super) fn json_fields(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut m = serde_json::Map::new();

@@ -420,15 +420,10 @@ impl Report for ImageReport<'_> {
                 v.reason.as_deref().unwrap_or("signature does not verify")
             )?;
         }
-        self.trust
-            .write_hint(out, v.certificate_validation.as_ref())?;
         // The verdict comes first; what it rests on follows.
-        self.trust.write_anchors(out)?;
-        for note in &v.notes {
-            writeln!(out, "note: {note}")?;
-        }
-        self.trust.write_validation(
+        self.trust.write_grounds(
             out,
+            &v.notes,
             v.trust.as_ref(),
             v.certificate_validation.as_ref(),
             v.reason.is_some() && !v.valid,
