@@ -139,7 +139,7 @@ pub(super) fn run(ctx: &Context, args: DigestArgs) -> anyhow::Result<i32> {
                 emit(ctx, &DigestReport::new(&args, name, &out))?;
             }
             Err(err) => {
-                let c = report_error(ctx, name, &err);
+                let c = super::output::emit_item_error(ctx, "image", name, &err);
                 if code == 0 {
                     code = c;
                 }
@@ -256,12 +256,6 @@ pub(super) fn sum_line(hex: &str, name: &str) -> String {
     } else {
         format!("{hex}  {name}")
     }
-}
-
-/// One image of several failed: a JSON line for it (with --json) and one line
-/// on stderr naming the image, while the others go on.
-pub(super) fn report_error(ctx: &Context, name: &str, err: &Error) -> i32 {
-    super::output::emit_item_error(ctx, "image", name, err)
 }
 
 /// Progress bars on stderr, one per image being read; drawn only on a terminal.

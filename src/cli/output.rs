@@ -49,14 +49,6 @@ impl Verdict {
     pub(crate) fn named(word: &'static str, exit_code: i32) -> Self {
         Verdict { word, exit_code }
     }
-
-    pub(crate) fn word(self) -> &'static str {
-        self.word
-    }
-
-    pub(crate) fn exit_code(self) -> i32 {
-        self.exit_code
-    }
 }
 
 /// What a command produced: its `--json` object (the `Serialize` impl, one
@@ -73,7 +65,7 @@ pub(crate) trait Report: Serialize {
 
     /// The process's exit code: the verdict's, else 0.
     fn exit_code(&self) -> i32 {
-        self.verdict().map_or(0, Verdict::exit_code)
+        self.verdict().map_or(0, |v| v.exit_code)
     }
 }
 
@@ -124,7 +116,7 @@ fn write_report(out: &mut dyn Write, json: bool, report: &impl Report) -> io::Re
     let mut value = serde_json::to_value(report).map_err(io::Error::other)?;
     if let Value::Object(map) = &mut value {
         if let Some(verdict) = report.verdict() {
-            map.insert("verdict".into(), json!(verdict.word()));
+            map.insert("verdict".into(), json!(verdict.word));
         }
         if report.verdict().is_some() {
             map.insert("exit_code".into(), json!(report.exit_code()));
@@ -232,7 +224,7 @@ mod tests {
 
     impl Report for Check {
         fn render(&self, out: &mut dyn Write) -> io::Result<()> {
-            writeln!(out, "{}: {}", self.verdict().unwrap().word(), self.image)
+            writeln!(out, "{}: {}", self.verdict().unwrap().word, self.image)
         }
         fn verdict(&self) -> Option<Verdict> {
             Some(Verdict::of(self.ok))

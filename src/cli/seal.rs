@@ -205,7 +205,8 @@ pub(super) fn sign_many(
                     first_error = Some(err);
                     return;
                 }
-                let c = signing.suspend(|| super::digest::report_error(ctx, name, &err));
+                let c =
+                    signing.suspend(|| super::output::emit_item_error(ctx, "image", name, &err));
                 if code == 0 {
                     code = c;
                 }
